@@ -1,0 +1,1 @@
+"""Hooks that put a trained generator into other training pipelines (coming next)."""

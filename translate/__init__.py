@@ -1,0 +1,12 @@
+"""GAN image-to-image translation: networks, objectives, models and the training engine."""
+
+from .errors import CheckpointError, ConfigError, DataError, I2IError
+
+__all__ = ["I2IError", "ConfigError", "DataError", "CheckpointError", "load_generator"]
+
+
+def load_generator(path, device="cpu", **kwargs):
+    """Rebuild an exported generator from its ``.safetensors`` file (see :mod:`translate.io`)."""
+    from .io import load_generator as _load
+
+    return _load(path, device=device, **kwargs)

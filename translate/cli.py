@@ -1,0 +1,39 @@
+"""The ``i2i`` command: one entry point with git-style subcommands.
+
+Each subcommand lives in its own module under ``translate/commands`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to the function that runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import I2IError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .commands import bench, data, export, train, translate
+
+    parser = argparse.ArgumentParser(prog="i2i", description="GAN image-to-image translation toolkit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (train, translate, export, data, bench):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except I2IError as exc:
+        # user errors: one clear line, no traceback
+        print(f"i2i {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"i2i {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of ``i2i``; each module has ``register(subparsers)``."""

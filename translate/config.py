@@ -1,0 +1,123 @@
+"""Typed experiment configuration.
+
+An experiment YAML is a small diff over the dataclass defaults below. Loading is strict: a key
+that does not exist (a typo) is an error that names the key. Model-specific options live under
+``model:`` and are checked against the chosen model's own ``Config`` dataclass; network and
+dataset options are checked against their constructors when they are built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    # which dataset, and its own options (checked against the dataset's constructor)
+    dataset: Dict[str, Any] = field(default_factory=lambda: {"name": "unpaired_folders"})
+    # how images are brought to training size, the same way for both halves of a pair:
+    # resize_and_crop | scale_shortside_and_crop | crop | none
+    preprocess: str = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    batch_size: int = 1
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
+    # constant | linear | cosine. "linear" keeps the rate for epochs_constant epochs and then
+    # decays it linearly to zero over epochs_decay epochs (the CycleGAN/pix2pix schedule).
+    schedule: str = "linear"
+    epochs_constant: int = 100
+    epochs_decay: int = 100
+    # total optimisation steps; when set it replaces the epoch count, keeping the same proportions
+    max_steps: Optional[int] = None
+
+
+@dataclass
+class EngineConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "off"  # off | bf16 | fp16
+    grad_checkpointing: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    ema_decay: float = 0.0  # 0 disables the EMA copy of the generators
+    seed: int = 0
+    deterministic: bool = False
+    log_every: int = 50
+    sample_every: int = 500
+    save_every: int = 1000
+    tensorboard: bool = True
+    progress: bool = True
+    # stop after this step as if killed there, without changing the schedule (for resume checks)
+    stop_at_step: Optional[int] = None
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    out_dir: str = "runs/${name}"
+    resume: str = "auto"  # auto | never | path to a checkpoint
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Dict[str, Any] = field(default_factory=lambda: {"name": "cyclegan"})
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+def _strict_merge(schema: Any, *layers: Any, where: str) -> Any:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), *layers)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        raise ConfigError(f"{where}: {exc.msg if hasattr(exc, 'msg') else exc}" + (f" (key '{key}')" if key else "")) from None
+
+
+def model_config(model: Dict[str, Any]) -> Any:
+    """The chosen model's typed config, from the ``model:`` mapping (strict)."""
+    from .models import MODELS
+
+    model = dict(model)
+    name = model.get("name")
+    if name is None:
+        raise ConfigError("model: missing 'name'")
+    cls = MODELS.get(name)
+    return _strict_merge(cls.Config, OmegaConf.create(model), where=f"model '{name}'")
+
+
+def load_config(path: str | Path | None = None, overrides: List[str] | None = None) -> ExperimentConfig:
+    """Load an experiment YAML (optional), apply ``key=value`` overrides, and check every key."""
+    layers = []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            layers.append(OmegaConf.load(path))
+        except Exception as exc:  # yaml errors carry line numbers in their message
+            raise ConfigError(f"cannot parse {path}: {exc}") from None
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"overrides must look like key=value, got {bad}")
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+    cfg: ExperimentConfig = _strict_merge(ExperimentConfig, *layers, where=str(path or "config"))
+    cfg.model = dataclasses.asdict(model_config(cfg.model))
+    return cfg
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

@@ -1,0 +1,172 @@
+"""On-disk formats: training checkpoints and exported generators.
+
+* Training checkpoint (``ckpt_XXXXXXXX.pt``): everything needed to continue a run exactly —
+  weights, optimisers, schedulers, grad scaler, EMA, step/epoch and RNG states. Written to a
+  temporary file and renamed, so a kill during a save leaves the previous checkpoint intact.
+  Read with ``torch.load(weights_only=True)``: no arbitrary objects are ever unpickled.
+* Exported generator (``*.safetensors``): the weights of one network plus metadata holding its
+  architecture spec, so ``load_generator(path)`` rebuilds it without any training config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .errors import CheckpointError, ConfigError
+
+FORMAT = "i2i-network"
+FORMAT_VERSION = "1"
+CHECKPOINT_PATTERN = re.compile(r"ckpt_(\d+)\.pt$")
+
+
+# --- training checkpoints --------------------------------------------------------------------
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``; the old file survives any failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    path = Path(path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def checkpoint_step(path: Path) -> int:
+    match = CHECKPOINT_PATTERN.search(path.name)
+    return int(match.group(1)) if match else -1
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    found = [p for p in Path(folder).glob("ckpt_*.pt") if CHECKPOINT_PATTERN.search(p.name)]
+    return max(found, key=checkpoint_step) if found else None
+
+
+def prune_checkpoints(folder: str | Path, keep: int) -> None:
+    found = sorted((p for p in Path(folder).glob("ckpt_*.pt") if CHECKPOINT_PATTERN.search(p.name)), key=checkpoint_step)
+    for old in found[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+
+
+def load_state_strict(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` whose failure names the file and the mismatching keys/shapes."""
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs net {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        if shapes:
+            parts.append(f"{len(shapes)} of another shape (e.g. {shapes[:3]})")
+        raise CheckpointError(f"{source} does not fit this architecture: " + "; ".join(parts))
+    net.load_state_dict(state)
+
+
+# --- exported networks -----------------------------------------------------------------------
+
+
+def _builders():
+    # Which registry rebuilds an exported network, by family. Samplers and other families
+    # add an entry here when they arrive.
+    from .nets import build_generator
+
+    return {"generator": build_generator}
+
+
+def export_network(
+    path: str | Path, net: nn.Module, spec: dict[str, Any], family: str = "generator", info: dict[str, Any] | None = None
+) -> Path:
+    """Write ``net``'s weights and its architecture ``spec`` to one ``.safetensors`` file.
+
+    ``info`` holds free, JSON-serialisable facts for users (model, direction, training step,
+    value range of inputs and outputs).
+    """
+    path = Path(path)
+    if family not in _builders():
+        raise ConfigError(f"unknown network family '{family}'")
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "family": family,
+        "architecture": json.dumps(spec, sort_keys=True),
+        "info": json.dumps(info or {}, sort_keys=True),
+    }
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The decoded metadata of an exported network: family, architecture spec and info."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"exported network not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a safetensors file: {exc}") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a safetensors file but not an exported i2i network (no '{FORMAT}' metadata)")
+    return {
+        "family": meta["family"],
+        "format_version": meta.get("format_version"),
+        "architecture": json.loads(meta["architecture"]),
+        "info": json.loads(meta.get("info", "{}")),
+    }
+
+
+def load_network(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild an exported network and its metadata; the network is in eval mode."""
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    build = _builders().get(meta["family"])
+    if build is None:
+        raise CheckpointError(f"{path}: unknown network family '{meta['family']}'")
+    net = build(meta["architecture"])
+    load_state_strict(net, load_file(str(path)), source=str(path))
+    return net.to(device).eval(), meta
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    net, meta = load_network(path, device)
+    if meta["family"] != "generator":
+        raise CheckpointError(f"{path} holds a '{meta['family']}', not a generator")
+    return net

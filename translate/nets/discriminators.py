@@ -1,0 +1,87 @@
+"""Discriminators: PatchGAN and its multi-scale (pix2pixHD) stack.
+
+Every discriminator returns a list with one entry per scale; each entry is the list of that
+scale's intermediate feature maps, the last being the real/fake logits map. Objectives read the
+last element, the feature-matching term reads the others.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import Registry
+from .layers import conv_bias, maybe_spectral, norm_layer
+
+DISCRIMINATORS: Registry[type[nn.Module]] = Registry("discriminator")
+
+Features = list[list[torch.Tensor]]
+
+
+@DISCRIMINATORS.register("patchgan")
+class PatchDiscriminator(nn.Module):
+    """Classifies overlapping patches (70×70 for ``n_layers=3``) as real or fake."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        ndf: int = 64,
+        n_layers: int = 3,
+        norm: str = "instance",
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        sn, bias = spectral_norm, conv_bias(norm) or spectral_norm
+        stages: list[nn.Module] = [
+            nn.Sequential(maybe_spectral(nn.Conv2d(in_channels, ndf, 4, 2, 1), sn), nn.LeakyReLU(0.2, True))
+        ]
+        width = ndf
+        for n in range(1, n_layers + 1):
+            prev, width = width, ndf * min(2**n, 8)
+            stride = 2 if n < n_layers else 1
+            # spectral norm already bounds the layer, so the norm layer is left out with it
+            norm_kind = "none" if sn else norm
+            stages.append(
+                nn.Sequential(
+                    maybe_spectral(nn.Conv2d(prev, width, 4, stride, 1, bias=bias), sn),
+                    norm_layer(norm_kind, width),
+                    nn.LeakyReLU(0.2, True),
+                )
+            )
+        stages.append(maybe_spectral(nn.Conv2d(width, 1, 4, 1, 1), sn))
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x: torch.Tensor) -> Features:
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return [feats]
+
+
+@DISCRIMINATORS.register("multiscale")
+class MultiScaleDiscriminator(nn.Module):
+    """``num_scales`` PatchGANs on the image downsampled by 1, 2, 4, … (pix2pixHD)."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        ndf: int = 64,
+        n_layers: int = 3,
+        num_scales: int = 3,
+        norm: str = "instance",
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.scales = nn.ModuleList(
+            PatchDiscriminator(in_channels, ndf, n_layers, norm, spectral_norm) for _ in range(num_scales)
+        )
+
+    def forward(self, x: torch.Tensor) -> Features:
+        out: Features = []
+        for i, disc in enumerate(self.scales):
+            if i:
+                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+            out += disc(x)
+        return out

@@ -1,0 +1,191 @@
+"""Image-to-image generators: ResNet (CycleGAN) and U-Net (pix2pix).
+
+Both accept any H×W: the input is padded up to the network's stride multiple and the output is
+cropped back, so users never have to resize to a multiple of 256. Both support gradient
+checkpointing of their repeated blocks (``set_grad_checkpointing``), the blocks being where most
+of the activation memory of a large image lives.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..errors import ConfigError
+from ..registry import Registry
+from .layers import conv_bias, crop_to, maybe_spectral, norm_layer, pad_to_multiple
+
+GENERATORS: Registry[type[nn.Module]] = Registry("generator")
+
+UPSAMPLING = ("transpose", "resize")
+
+
+class Generator(nn.Module):
+    """Common behaviour: any-size input, optional gradient checkpointing of blocks."""
+
+    #: height and width the body needs to be divisible by
+    size_multiple: int = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        self.grad_checkpointing = enabled
+
+    def run_block(self, block: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *inputs, use_reentrant=False)
+        return block(*inputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded, size = pad_to_multiple(x, self.size_multiple)
+        return crop_to(self.body(padded), size)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def upsample_conv(c_in: int, c_out: int, mode: str, kernel: int, bias: bool, sn: bool) -> list[nn.Module]:
+    """×2 upsampling. ``resize`` (nearest + conv) avoids the checkerboard artefacts of ``transpose``."""
+    if mode == "transpose":
+        pad = (kernel - 1) // 2
+        return [maybe_spectral(nn.ConvTranspose2d(c_in, c_out, kernel, 2, pad, output_padding=kernel % 2, bias=bias), sn)]
+    if mode == "resize":
+        return [
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.ReflectionPad2d(1),
+            maybe_spectral(nn.Conv2d(c_in, c_out, 3, 1, 0, bias=bias), sn),
+        ]
+    raise ConfigError(f"unknown upsample '{mode}'; known: {', '.join(UPSAMPLING)}")
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, norm: str, dropout: float, sn: bool) -> None:
+        super().__init__()
+        bias = conv_bias(norm)
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1),
+            maybe_spectral(nn.Conv2d(channels, channels, 3, bias=bias), sn),
+            norm_layer(norm, channels),
+            nn.ReLU(True),
+        ]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers += [
+            nn.ReflectionPad2d(1),
+            maybe_spectral(nn.Conv2d(channels, channels, 3, bias=bias), sn),
+            norm_layer(norm, channels),
+        ]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+@GENERATORS.register("resnet")
+class ResnetGenerator(Generator):
+    """Johnson-style encoder / residual blocks / decoder, the CycleGAN reference generator."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 64,
+        n_blocks: int = 9,
+        n_downsampling: int = 2,
+        norm: str = "instance",
+        dropout: float = 0.0,
+        upsample: str = "transpose",
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if n_blocks < 0 or n_downsampling < 0:
+            raise ConfigError("resnet generator: n_blocks and n_downsampling must be >= 0")
+        self.size_multiple = 2**n_downsampling
+        bias, sn = conv_bias(norm), spectral_norm
+        stem: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            maybe_spectral(nn.Conv2d(in_channels, ngf, 7, bias=bias), sn),
+            norm_layer(norm, ngf),
+            nn.ReLU(True),
+        ]
+        for i in range(n_downsampling):
+            c = ngf * 2**i
+            stem += [maybe_spectral(nn.Conv2d(c, 2 * c, 3, 2, 1, bias=bias), sn), norm_layer(norm, 2 * c), nn.ReLU(True)]
+        self.encoder = nn.Sequential(*stem)
+        width = ngf * 2**n_downsampling
+        self.blocks = nn.ModuleList(ResidualBlock(width, norm, dropout, sn) for _ in range(n_blocks))
+        head: list[nn.Module] = []
+        for i in range(n_downsampling):
+            c = width // 2**i
+            head += [*upsample_conv(c, c // 2, upsample, 3, bias, sn), norm_layer(norm, c // 2), nn.ReLU(True)]
+        head += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+        self.decoder = nn.Sequential(*head)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(x)
+        for block in self.blocks:
+            h = self.run_block(block, h)
+        return self.decoder(h)
+
+
+@GENERATORS.register("unet")
+class UnetGenerator(Generator):
+    """U-Net with skip connections between mirrored levels, the pix2pix reference generator.
+
+    ``num_downs`` levels each halve the resolution (8 levels reach 1×1 from 256×256). Inputs that are
+    not a multiple of ``2**num_downs`` are padded internally and cropped back.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 64,
+        num_downs: int = 8,
+        norm: str = "batch",
+        dropout: float = 0.5,
+        upsample: str = "transpose",
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_downs < 2:
+            raise ConfigError("unet generator: num_downs must be >= 2")
+        self.size_multiple = 2**num_downs
+        bias, sn = conv_bias(norm), spectral_norm
+        widths = [ngf * min(2**i, 8) for i in range(num_downs)]
+        innermost = num_downs - 1
+
+        downs: list[nn.Module] = [maybe_spectral(nn.Conv2d(in_channels, widths[0], 4, 2, 1, bias=bias), sn)]
+        for i in range(1, num_downs):
+            layers = [nn.LeakyReLU(0.2), maybe_spectral(nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1, bias=bias), sn)]
+            if i != innermost:
+                layers.append(norm_layer(norm, widths[i]))
+            downs.append(nn.Sequential(*layers))
+        self.downs = nn.ModuleList(downs)
+
+        ups: list[nn.Module] = []
+        for i in range(num_downs):
+            c_in = widths[i] if i == innermost else 2 * widths[i]
+            if i == 0:
+                ups.append(nn.Sequential(nn.ReLU(), *upsample_conv(c_in, out_channels, upsample, 4, True, False), nn.Tanh()))
+                continue
+            layers = [nn.ReLU(), *upsample_conv(c_in, widths[i - 1], upsample, 4, bias, sn), norm_layer(norm, widths[i - 1])]
+            # as in the reference, the deep ngf*8 levels (not the innermost) use dropout as noise
+            if dropout > 0 and 4 <= i < innermost:
+                layers.append(nn.Dropout(dropout))
+            ups.append(nn.Sequential(*layers))
+        self.ups = nn.ModuleList(ups)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = x
+        for down in self.downs:
+            h = self.run_block(down, h)
+            skips.append(h)
+        h = self.run_block(self.ups[-1], skips[-1])
+        for i in range(len(self.ups) - 2, -1, -1):
+            h = self.run_block(self.ups[i], torch.cat([skips[i], h], dim=1))
+        return h

@@ -1,0 +1,102 @@
+"""Building blocks shared by generators and discriminators: norms, padding, initialisation."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+NORMS = ("instance", "batch", "group", "none")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """The normalisation layer named by ``kind`` for ``channels`` feature maps.
+
+    Instance norm has no affine parameters and does not track running statistics, as in the
+    CycleGAN/pix2pix reference, so that eval mode behaves like training mode.
+    """
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(32, channels), channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ConfigError(f"unknown norm '{kind}'; known: {', '.join(NORMS)}")
+
+
+def conv_bias(norm: str) -> bool:
+    """Batch/group norm have their own shift, so a conv bias before them is redundant."""
+    return norm in ("instance", "none")
+
+
+def maybe_spectral(module: nn.Module, enabled: bool) -> nn.Module:
+    return nn.utils.parametrizations.spectral_norm(module) if enabled else module
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad H and W up to a multiple of ``multiple``; returns the padded tensor and the original size.
+
+    Reflection is used where the input is large enough, replication otherwise (reflection cannot
+    pad by more than the input size), so any H×W is accepted.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, pad, mode=mode), (h, w)
+
+
+def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    h, w = size
+    top = (x.shape[-2] - h) // 2
+    left = (x.shape[-1] - w) // 2
+    return x[..., top : top + h, left : left + w]
+
+
+INIT_SCHEMES = ("normal", "xavier", "kaiming", "orthogonal")
+
+
+def init_weights(net: nn.Module, scheme: str = "normal", gain: float = 0.02) -> nn.Module:
+    """Initialise conv/linear weights with ``scheme`` (the reference default is N(0, 0.02))."""
+    if scheme not in INIT_SCHEMES:
+        raise ConfigError(f"unknown init '{scheme}'; known: {', '.join(INIT_SCHEMES)}")
+
+    def init(m: nn.Module) -> None:
+        weight = getattr(m, "weight", None)
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and weight is not None:
+            # spectral norm keeps the raw weight under parametrizations.weight.original
+            target = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            if scheme == "normal":
+                nn.init.normal_(target, 0.0, gain)
+            elif scheme == "xavier":
+                nn.init.xavier_normal_(target, gain=gain)
+            elif scheme == "kaiming":
+                nn.init.kaiming_normal_(target, a=0, mode="fan_in")
+            else:
+                nn.init.orthogonal_(target, gain=gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+
+    net.apply(init)
+    return net
+
+
+def activation(kind: str) -> Callable[[], nn.Module]:
+    table = {
+        "relu": functools.partial(nn.ReLU, inplace=True),
+        "lrelu": functools.partial(nn.LeakyReLU, 0.2, inplace=True),
+    }
+    return table[kind]

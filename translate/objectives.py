@@ -1,0 +1,169 @@
+"""Training objectives: adversarial losses (a registry of small pure classes) and the
+reconstruction-type terms that image-to-image models add to them.
+
+An adversarial objective maps discriminator logits to a scalar: ``d_loss(real, fake)`` for the
+discriminator, ``g_loss(fake)`` for the generator. Targets are implied by the objective, never
+allocated by the caller. Losses are computed in float32 even under autocast, because the
+log/square of half-precision logits loses the small differences the gradients depend on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+from .registry import Registry
+
+OBJECTIVES: Registry[type["Adversarial"]] = Registry("GAN objective")
+
+Features = list[list[torch.Tensor]]
+
+
+class Adversarial:
+    """Base of adversarial objectives.
+
+    ``clip_weights``: WGAN clips every discriminator weight to ±c after each D step.
+    ``gp_weight``: weight of the gradient penalty the model adds to the D loss (WGAN-GP).
+    """
+
+    clip_weights: float | None = None
+    gp_weight: float = 0.0
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _check_label(real_label: float) -> float:
+    if not 0.5 < real_label <= 1.0:
+        raise ConfigError(f"real_label must be in (0.5, 1.0] (one-sided label smoothing), got {real_label}")
+    return real_label
+
+
+@OBJECTIVES.register("nsgan")
+class NonSaturating(Adversarial):
+    """Goodfellow et al.'s non-saturating loss: G maximises log D(G(z)).
+
+    ``real_label`` < 1 is one-sided label smoothing (Salimans et al.): only real targets are softened.
+    """
+
+    def __init__(self, real_label: float = 1.0) -> None:
+        self.real_label = _check_label(real_label)
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        real, fake = real.float(), fake.float()
+        return F.binary_cross_entropy_with_logits(real, torch.full_like(real, self.real_label)) + F.softplus(fake).mean()
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-fake.float()).mean()
+
+
+@OBJECTIVES.register("minimax")
+class Minimax(NonSaturating):
+    """The original minimax game: G minimises log(1 - D(G(z))), which saturates early in training."""
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return -F.softplus(fake.float()).mean()
+
+
+@OBJECTIVES.register("lsgan")
+class LeastSquares(Adversarial):
+    """Mao et al.'s least-squares GAN (the CycleGAN reference default)."""
+
+    def __init__(self, real_label: float = 1.0) -> None:
+        self.real_label = _check_label(real_label)
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((real.float() - self.real_label).pow(2).mean() + fake.float().pow(2).mean())
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return (fake.float() - 1.0).pow(2).mean()
+
+
+@OBJECTIVES.register("wgan")
+class Wasserstein(Adversarial):
+    """Arjovsky et al.'s WGAN; the critic is kept Lipschitz by clipping its weights."""
+
+    def __init__(self, clip_weights: float | None = 0.01) -> None:
+        self.clip_weights = clip_weights
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return fake.float().mean() - real.float().mean()
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return -fake.float().mean()
+
+
+@OBJECTIVES.register("wgan-gp")
+class WassersteinGP(Wasserstein):
+    """Gulrajani et al.'s WGAN-GP: a gradient penalty replaces weight clipping."""
+
+    def __init__(self, gp_weight: float = 10.0) -> None:
+        super().__init__(clip_weights=None)
+        self.gp_weight = gp_weight
+
+
+@OBJECTIVES.register("hinge")
+class Hinge(Adversarial):
+    """Hinge loss (geometric GAN / SAGAN / BigGAN)."""
+
+    def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return F.relu(1.0 - real.float()).mean() + F.relu(1.0 + fake.float()).mean()
+
+    def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        return -fake.float().mean()
+
+
+def build_objective(spec: str | Mapping[str, Any]) -> Adversarial:
+    """``"lsgan"`` or ``{"name": "nsgan", "real_label": 0.9}`` -> objective instance."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    return OBJECTIVES.build(spec)
+
+
+# --- helpers over multi-scale discriminator outputs -----------------------------------------
+
+
+def d_loss(objective: Adversarial, real: Features, fake: Features) -> torch.Tensor:
+    """Discriminator loss averaged over the discriminator's scales."""
+    return torch.stack([objective.d_loss(r[-1], f[-1]) for r, f in zip(real, fake, strict=True)]).mean()
+
+
+def g_loss(objective: Adversarial, fake: Features) -> torch.Tensor:
+    """Generator adversarial loss averaged over the discriminator's scales."""
+    return torch.stack([objective.g_loss(f[-1]) for f in fake]).mean()
+
+
+def feature_matching(real: Features, fake: Features) -> torch.Tensor:
+    """pix2pixHD's feature-matching term: L1 between D's intermediate features of real and fake."""
+    terms = [
+        F.l1_loss(f.float(), r.detach().float())
+        for r_scale, f_scale in zip(real, fake, strict=True)
+        for r, f in zip(r_scale[:-1], f_scale[:-1], strict=True)
+    ]
+    if not terms:
+        raise ConfigError("feature matching needs a discriminator with intermediate features")
+    return torch.stack(terms).mean()
+
+
+def reconstruction(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 distance: pix2pix's λ_L1 term, CycleGAN's cycle and identity terms."""
+    return F.l1_loss(output.float(), target.float())
+
+
+def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: E[(‖∇D(x̂)‖₂ − 1)²] on random interpolates x̂ between real and fake samples."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=torch.float32)
+    mixed = (eps * real.detach().float() + (1 - eps) * fake.detach().float()).requires_grad_(True)
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        outputs = discriminator(mixed)
+        score = sum(scale[-1].float().sum() for scale in outputs)
+    (grad,) = torch.autograd.grad(score, mixed, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()

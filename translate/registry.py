@@ -1,0 +1,85 @@
+"""Name-based registries: a config string picks a class or function.
+
+One registry per family (networks, objectives, models, datasets). Adding a generator means adding
+one decorated class; nothing else is edited. Registries are filled by the explicit imports in each
+family's ``__init__`` so that a missing import fails loudly instead of silently hiding an entry.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.family} '{name}' is registered twice")
+            self._entries[name] = obj
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown {self.family} '{name}'; known: {', '.join(sorted(self._entries))}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def build(self, spec: Mapping[str, Any], **extra: Any) -> Any:
+        """Build ``spec['name']`` with the rest of ``spec`` (plus ``extra``) as keyword arguments.
+
+        Keys the constructor does not accept are rejected by name, so a typo in a YAML file is an
+        error instead of a silently ignored option.
+        """
+        spec = dict(spec)
+        if "name" not in spec:
+            raise ConfigError(f"{self.family} spec {spec} has no 'name'; known: {', '.join(self.names())}")
+        name = spec.pop("name")
+        factory = self.get(name)
+        kwargs = {**spec, **extra}
+        check_kwargs(factory, kwargs, what=f"{self.family} '{name}'")
+        return factory(**kwargs)
+
+
+def accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
+    """Names ``factory`` accepts as keywords, or None when it takes ``**kwargs``."""
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and p.name != "self"
+    }
+
+
+def check_kwargs(factory: Callable[..., Any], kwargs: Mapping[str, Any], what: str) -> None:
+    accepted = accepted_kwargs(factory)
+    if accepted is None:
+        return
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(repr(u) for u in unknown)} for {what}; "
+            f"accepted: {', '.join(sorted(accepted))}"
+        )
