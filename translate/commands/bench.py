@@ -1,8 +1,12 @@
-"""`i2i bench`."""
+"""`i2i bench`: speed and memory benchmarks (results are recorded in docs/benchmarks.md)."""
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("bench", help="(not yet available)")
-    parser.set_defaults(func=lambda args: print("i2i bench: not yet available") or 1)
+    from ..benchmarks import infer, synth, train
+
+    parser = sub.add_parser("bench", help="speed and memory benchmarks")
+    kinds = parser.add_subparsers(dest="bench", required=True, metavar="WHAT")
+    for module in (train, infer, synth):
+        module.register(kinds)

@@ -1,0 +1,1 @@
+"""Benchmarks behind `i2i bench`; each module has `register(subparsers)`."""
