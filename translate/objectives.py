@@ -81,7 +81,7 @@ class LeastSquares(Adversarial):
         self.real_label = _check_label(real_label)
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return 0.5 * ((real.float() - self.real_label).pow(2).mean() + fake.float().pow(2).mean())
+        return (real.float() - self.real_label).pow(2).mean() + fake.float().pow(2).mean()
 
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
         return (fake.float() - 1.0).pow(2).mean()

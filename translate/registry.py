@@ -60,6 +60,20 @@ class Registry(Generic[T]):
         return factory(**kwargs)
 
 
+def resolved_spec(registry: "Registry", spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec`` with every constructor default filled in: a complete, self-contained record of an
+    architecture that stays valid if a default changes in a later version."""
+    spec = dict(spec)
+    factory = registry.get(spec["name"])
+    check_kwargs(factory, {k: v for k, v in spec.items() if k != "name"}, what=f"{registry.family} '{spec['name']}'")
+    full = {"name": spec["name"]}
+    for p in inspect.signature(factory).parameters.values():
+        if p.default is not inspect.Parameter.empty:
+            full[p.name] = p.default
+    full.update(spec)
+    return full
+
+
 def accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
     """Names ``factory`` accepts as keywords, or None when it takes ``**kwargs``."""
     params = inspect.signature(factory).parameters.values()

@@ -1,0 +1,136 @@
+"""Reading and writing images, and converting them to and from network tensors.
+
+Every image enters the toolkit through ``read_image``: 8- and 16-bit PNG/JPEG/TIFF/BMP, grayscale
+and RGBA are all converted explicitly to 8-bit RGB, and any failure names the file.
+Network tensors are float C×H×W in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: default limit on the pixels of one image (about 16k × 16k); guards against decompression bombs
+DEFAULT_MAX_PIXELS = 268_435_456
+
+
+def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Image files under ``folder``, sorted; an error if the folder is missing or holds none."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"folder not found: {folder}")
+    if not folder.is_dir():
+        raise DataError(f"not a folder: {folder}")
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+    return files
+
+
+def image_size(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(height, width) read from the file header where possible, without decoding the pixels."""
+    try:
+        return _header_size(Path(path))
+    except Exception:
+        img = read_image(path, max_pixels=max_pixels)
+        return img.shape[0], img.shape[1]
+
+
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``path`` to an RGB uint8 array (H×W×3).
+
+    16-bit images are scaled to 8 bits (not truncated); grayscale is replicated to three channels;
+    an alpha channel is dropped. Raises ``DataError`` naming the file if it is missing, unreadable,
+    or has more than ``max_pixels`` pixels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image not found: {path}")
+    if max_pixels is not None:
+        try:
+            h, w = _header_size(path)
+        except Exception:
+            h = w = None
+        if h is not None and h * w > max_pixels:
+            raise DataError(f"{path}: {w}×{h} = {h * w} pixels exceeds the limit of {max_pixels} (raise max_pixels to allow it)")
+    buf = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None:
+        raise DataError(f"cannot decode image {path} (corrupt or unsupported format)")
+    if max_pixels is not None and img.shape[0] * img.shape[1] > max_pixels:
+        raise DataError(f"{path}: {img.shape[1]}×{img.shape[0]} pixels exceeds the limit of {max_pixels}")
+    return _to_rgb8(img, path)
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """Size from the header alone, without decoding. Pillow's own bomb check is lifted for this one
+    read (and restored), because callers apply the configurable ``max_pixels`` themselves."""
+    import warnings
+
+    from PIL import Image
+
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    return h, w
+
+
+def _to_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise DataError(f"{path}: unsupported pixel type {img.dtype}")
+    if img.ndim == 2:
+        return np.repeat(img[:, :, None], 3, axis=2)
+    channels = img.shape[2]
+    if channels == 1:
+        return np.repeat(img, 3, axis=2)
+    if channels == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if channels == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    raise DataError(f"{path}: unsupported number of channels {channels}")
+
+
+def write_image(path: str | Path, rgb: np.ndarray, jpeg_quality: int = 95) -> Path:
+    """Write an RGB uint8 array; the format follows the extension. Creates parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"write_image expects H×W×3 uint8, got {rgb.dtype} {rgb.shape}")
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise DataError(f"cannot encode image for {path}")
+    buf.tofile(path)
+    return path
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """H×W×3 uint8 -> 3×H×W float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """3×H×W (or 1×3×H×W) float in [-1, 1] -> H×W×3 uint8, rounded."""
+    if tensor.ndim == 4:
+        if tensor.shape[0] != 1:
+            raise ValueError("to_image takes one image")
+        tensor = tensor[0]
+    arr = tensor.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return arr.permute(1, 2, 0).cpu().numpy()
