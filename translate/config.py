@@ -83,7 +83,8 @@ def _strict_merge(schema: Any, *layers: Any, where: str) -> Any:
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
-        raise ConfigError(f"{where}: {exc.msg if hasattr(exc, 'msg') else exc}" + (f" (key '{key}')" if key else "")) from None
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{where}: {first_line}" + (f" (key '{key}')" if key else "")) from None
 
 
 def model_config(model: Dict[str, Any]) -> Any:

@@ -85,7 +85,8 @@ def load_state_strict(net: nn.Module, state: dict[str, torch.Tensor], source: st
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: file {tuple(state[k].shape)} vs net {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+              for k in sorted(set(own) & set(state))
+              if isinstance(own[k], torch.Tensor) and own[k].shape != getattr(state[k], "shape", None)]
     if missing or unexpected or shapes:
         parts = []
         if missing:

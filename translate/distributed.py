@@ -1,0 +1,96 @@
+"""Multi-process training under ``torchrun`` (DDP semantics), and single-process fallback.
+
+Gradients are averaged explicitly, once per optimiser step, with one flattened all-reduce. GAN
+steps call the same network several times per backward and feed D's output into G's loss;
+``DistributedDataParallel`` wrappers need special care for each of those patterns (frozen
+parameters, repeated forwards, double backward for gradient penalties), while an explicit
+average is correct for all of them and costs one collective per optimiser step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device_kind: str) -> DistEnv:
+    """Join the process group ``torchrun`` describes in the environment; no-op when run alone."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistEnv()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return DistEnv(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def shutdown(env: DistEnv) -> None:
+    if env.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(env: DistEnv) -> None:
+    if env.enabled:
+        dist.barrier()
+
+
+def broadcast_module(module: nn.Module, env: DistEnv) -> None:
+    """Make every rank start from rank 0's weights and buffers."""
+    if not env.enabled:
+        return
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(tensor.data, src=0)
+
+
+def average_gradients(params: list[nn.Parameter], env: DistEnv) -> None:
+    """All-reduce (mean) the gradients of ``params`` in one flattened collective."""
+    if not env.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat.div_(env.world)
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
+        offset += n
+
+
+def all_gather_objects(obj, env: DistEnv) -> list:
+    if not env.enabled:
+        return [obj]
+    out = [None] * env.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_mean(values: dict[str, float], env: DistEnv, device: torch.device) -> dict[str, float]:
+    """Average logged scalars over ranks so the log describes the whole batch."""
+    if not env.enabled or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: float(v) / env.world for k, v in zip(keys, t.tolist())}

@@ -1,0 +1,72 @@
+"""What a run leaves for people to look at: scalar logs (CSV and TensorBoard) and sample grids."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+
+class MetricsLog:
+    """Appends scalar rows to ``metrics.csv`` and, if enabled and installed, TensorBoard events.
+
+    The CSV's columns are fixed by its first row; a resumed run appends to the same file and
+    writes later-appearing keys only to TensorBoard.
+    """
+
+    def __init__(self, folder: Path, tensorboard: bool) -> None:
+        self.path = folder / "metrics.csv"
+        self.columns: list[str] | None = None
+        if self.path.exists():
+            with open(self.path, newline="") as fh:
+                header = next(csv.reader(fh), None)
+            self.columns = header or None
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional at run time
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.writer = SummaryWriter(str(folder / "tb"))
+
+    def log(self, step: int, values: Mapping[str, float]) -> None:
+        row = {"step": step, **values}
+        new_file = self.columns is None
+        if new_file:
+            self.columns = list(row)
+        with open(self.path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+
+    def log_image(self, tag: str, image: torch.Tensor, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_image(tag, image, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def visuals_grid(visuals: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """One row per sample, one column per named visual, values mapped from [-1, 1] to [0, 1]."""
+    columns = list(visuals.values())
+    tiles = [col[i].float().cpu() for i in range(columns[0].shape[0]) for col in columns]
+    # visuals of different channel counts (e.g. grayscale) are shown as RGB
+    tiles = [t.expand(3, -1, -1) if t.shape[0] == 1 else t[:3] for t in tiles]
+    grid = make_grid(torch.stack(tiles), nrow=len(columns), padding=2, pad_value=1.0)
+    return grid.add(1).div(2).clamp(0, 1)
+
+
+def save_grid(path: Path, grid: torch.Tensor) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, str(path))
+    return path
