@@ -23,7 +23,7 @@ import contextlib
 import math
 import os
 import tempfile
-import warnings
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -553,7 +553,7 @@ def translate_path(
 ) -> FolderReport:
     """Translate one image or every image under a folder into ``output_dir``.
 
-    A file that cannot be read (corrupt, too large, ...) is skipped with a warning and reported in
+    A file that cannot be read (corrupt, too large, ...) is skipped with a message and reported in
     ``failed``, so one bad file in a thousand does not throw away the other 999; the caller decides
     whether that is an error (the CLI exits non-zero). A single-file input raises instead.
     """
@@ -576,6 +576,6 @@ def translate_path(
         try:
             report.written.append(translate_file(generator, src, dst, options))
         except DataError as exc:
-            warnings.warn(str(exc), stacklevel=2)
+            tqdm.write(f"skipping: {exc}", file=sys.stderr)
             report.failed.append((src, str(exc)))
     return report
