@@ -25,10 +25,12 @@ made. Paired scenes share the layout stream; unpaired source and target scenes u
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -441,20 +443,21 @@ class _Canvas:
 
     def fill(
         self, polys: list[np.ndarray] | np.ndarray, material: str, normal: int, plane: int, obj: int, depth: float,
-        disjoint: bool = False,
+        disjoint: bool = False, convex: bool = True,
     ) -> None:
         """Queue image-space polygons (a list of N×2 arrays, or one P×N×2 array; float pixels) as one region.
 
         Polygons are rasterised in queue order by ``finish`` (far to near), all converted at once.
         ``disjoint`` polygons (windows, markings) go to OpenCV in one call; others one by one,
         because one call fills overlapping polygons by the even-odd rule, leaving holes.
+        Polygons are ``convex`` unless said otherwise (a faster filler).
         """
         rid = self._new_region(material, normal, plane, obj, depth)
         if isinstance(polys, np.ndarray) and disjoint:
             self._queue.append((rid, polys.shape[1], polys.reshape(-1, 2)))
         else:
             for p in polys:
-                self._queue.append((rid, len(p), p))
+                self._queue.append((rid, -1 if convex else len(p), p))
 
     def circles(self, centres: np.ndarray, radii: np.ndarray, material: str, obj: int, depth: float) -> None:
         """Queue filled circles (centres K×2, radii K, pixels) as one region, as 12-gons."""
@@ -473,8 +476,11 @@ class _Canvas:
         for rid, n, block in self._queue:
             stop = start + len(block)
             arr = pts[start:stop]
-            polys = list(arr.reshape(-1, n, 2)) if len(block) != n else [arr]
-            cv2.fillPoly(region, polys, rid, lineType=cv2.LINE_8, shift=_SUBPIXEL)
+            if n < 0:  # one convex polygon: OpenCV's faster convex filler
+                cv2.fillConvexPoly(region, arr, rid, lineType=cv2.LINE_8, shift=_SUBPIXEL)
+            else:
+                polys = list(arr.reshape(-1, n, 2)) if len(block) != n else [arr]
+                cv2.fillPoly(region, polys, rid, lineType=cv2.LINE_8, shift=_SUBPIXEL)
             start = stop
         self._queue = []
 
@@ -570,7 +576,7 @@ def sample_layout(rng: np.random.Generator, height: int, width: int) -> Layout:
         xs = np.linspace(-150, 150, 40)
         heights = u(6.0, 16.0, size=xs.size)
         pts = cam.project(np.concatenate([xs, [150, -150]]), np.concatenate([heights, [0, 0]]), np.full(xs.size + 2, z_end))
-        cv.fill([pts], "foliage", FRONT, SCREEN, obj, z_end)
+        cv.fill([pts], "foliage", FRONT, SCREEN, obj, z_end, convex=False)
         z_far = z_end
 
     # sidewalks (interrupted by side streets), curbs, road, side-street road surface
@@ -693,9 +699,9 @@ def _buildings(cv: _Canvas, rng: np.random.Generator, side: str, x_wall: float, 
         zs = np.arange(z0 + col * 0.5, z1 - col * 0.5, col)
         ys = np.arange(u(0.9, 1.4), h - floor * 0.6, floor)
         if zs.size and ys.size:
-            Zc, Yc = np.meshgrid(zs, ys)
-            Zc, Yc = Zc.ravel(), Yc.ravel()
-            Zc, Yc = Zc[Zc > 0.5], Yc[Zc > 0.5]
+            zs = zs[zs > 0.5]
+            Zc = np.repeat(zs[None, :], ys.size, 0).ravel()
+            Yc = np.repeat(ys[:, None], zs.size, 1).ravel()
             if Zc.size:
                 corners_z = np.stack([Zc - ww / 2, Zc + ww / 2, Zc + ww / 2, Zc - ww / 2], 1)
                 corners_y = np.stack([Yc, Yc, Yc + wh, Yc + wh], 1)
@@ -1180,7 +1186,8 @@ class SceneGenerator:
         if self.height < 16 or self.width < 16:
             raise ConfigError(f"scene size must be at least 16×16, got {self.height}×{self.width}")
         for d in DOMAINS:
-            self.appearances.setdefault(d, preset(DEFAULT_PRESET[d]))
+            if d not in self.appearances:
+                self.appearances[d] = preset(DEFAULT_PRESET[d])
 
     def layout(self, index: int, domain: str) -> Layout:
         stream = 0 if self.paired else 1 + _domain_index(domain)
@@ -1231,3 +1238,114 @@ def parse_size(text: str) -> tuple[int, int]:
     if h < 16 or w < 16:
         raise ConfigError(f"size must be at least 16x16, got '{text}'")
     return h, w
+
+
+# --------------------------------------------------------------------------------------------
+# writing scene sets to disk
+# --------------------------------------------------------------------------------------------
+MANIFEST_FORMAT = "i2i-synthetic-streets"
+
+
+def _encode_png(array: np.ndarray) -> np.ndarray:
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:  # pragma: no cover - cv2 cannot fail on uint8 arrays
+        raise RuntimeError("PNG encoding failed")
+    return buf
+
+
+def write_scene_set(
+    out: str | Path,
+    n: int,
+    seed: int = 0,
+    size: tuple[int, int] = (128, 256),
+    domain: str | None = "target",
+    paired: bool = False,
+    appearances: dict[str, Appearance] | None = None,
+    presets: dict[str, str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write ``n`` scenes in the GTA5 folder layout and return the manifest (also written).
+
+    Unpaired: ``out/images/00000.png``, ``out/labels/00000.png`` for one ``domain``. Paired: the
+    same layouts in both domains, ``out/source/{images,labels}`` and ``out/target/{images,labels}``
+    with identical file names and labels (for pix2pix and for scoring translations). Labels are
+    single-channel PNGs of trainIds (``label_format: trainId`` in the manifest). PNG output is a
+    pure function of the arguments, so the same seed gives byte-identical files.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    if n < 1:
+        raise ConfigError(f"n must be at least 1, got {n}")
+    domains = list(DOMAINS) if paired else [domain or ""]
+    for d in domains:
+        _domain_index(d)
+    appearances = dict(appearances or {})
+    presets = {d: (presets or {}).get(d, DEFAULT_PRESET[d]) for d in DOMAINS}
+    for d in DOMAINS:
+        if d not in appearances:
+            appearances[d] = preset(presets[d])
+    gen = SceneGenerator(seed=seed, height=size[0], width=size[1], paired=paired, appearances=appearances)
+    folders = {d: (out / d if paired else out) for d in domains}
+    for folder in folders.values():
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "labels").mkdir(parents=True, exist_ok=True)
+    width = max(5, len(str(n - 1)))
+    counts_scenes = np.zeros(256, np.int64)
+    counts_pixels = np.zeros(256, np.int64)
+    for i in tqdm(range(n), desc=f"rendering {'/'.join(domains)} scenes", unit="scene", disable=not progress):
+        name = f"{i:0{width}d}.png"
+        layout = gen.layout(i, domains[0])
+        label = layout.label
+        for d in domains:
+            image = gen.render(layout, i, d)
+            _encode_png(cv2.cvtColor(image, cv2.COLOR_RGB2BGR)).tofile(folders[d] / "images" / name)
+            _encode_png(label).tofile(folders[d] / "labels" / name)
+        c = np.bincount(label.ravel(), minlength=256)
+        counts_scenes += c > 0
+        counts_pixels += c
+
+    from .labels import CLASS_NAMES
+
+    total = max(int(counts_pixels.sum()), 1)
+    classes = {
+        CLASS_NAMES[c]: {"train_id": c, "scene_share": round(float(counts_scenes[c] / n), 4), "pixel_share": round(float(counts_pixels[c] / total), 5)}
+        for c in SYNTHETIC_TRAIN_IDS
+    }
+    base = {
+        "format": MANIFEST_FORMAT,
+        "version": 1,
+        "seed": seed,
+        "n": n,
+        "size": [size[0], size[1]],
+        "paired": paired,
+        "label_format": "trainId",
+        "layout": "images/NNNNN.png (RGB) + labels/NNNNN.png (trainIds, 255 = ignore)",
+        "classes": classes,
+    }
+    if paired:
+        manifest = {**base, "domains": {d: {"folder": d, "preset": presets[d], "appearance": appearances[d].to_dict()} for d in DOMAINS}}
+        for d in DOMAINS:
+            sub = {**base, "domain": d, "preset": presets[d], "paired_with": f"../{DOMAINS[1 - DOMAINS.index(d)]}",
+                   "appearance": appearances[d].to_dict()}
+            (out / d / "manifest.json").write_text(json.dumps(sub, indent=2))
+    else:
+        d = domains[0]
+        manifest = {**base, "domain": d, "preset": presets[d], "appearance": appearances[d].to_dict()}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def contact_sheet(gen: SceneGenerator, n: int, alpha: float = 0.55) -> np.ndarray:
+    """Rows of [source | target | label over target] for ``n`` paired layouts (RGB uint8)."""
+    from .labels import overlay
+
+    if not gen.paired:
+        raise ConfigError("a contact sheet compares domains on the same layouts: use a paired generator")
+    rows = []
+    sep = np.full((gen.height, 2, 3), 255, np.uint8)
+    for i in range(n):
+        src, tgt, label = gen.pair(i)
+        rows.append(np.hstack([src, sep, tgt, sep, overlay(tgt, label, alpha)]))
+        rows.append(np.full((2, rows[-1].shape[1], 3), 255, np.uint8))
+    return np.vstack(rows[:-1])

@@ -1,0 +1,181 @@
+"""A small semantic segmenter (segmentation-models-pytorch, no pretrained weights), trained and scored.
+
+The domain-adaptation study asks one question over and over: how well does a segmenter trained
+on data X do on the target domain? This module is the fixed instrument for that question — one
+model, one training budget, one mIoU — so that only the training data changes between rows of
+the study's table. It works on in-memory arrays (images N×H×W×3 uint8, trainId labels N×H×W
+uint8), which any dataset of translate.data can fill.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from translate.data.labels import CLASS_NAMES, IGNORE, NUM_CLASSES
+
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+@dataclass
+class SegmenterConfig:
+    """The network: a U-Net on a ResNet-18 encoder cut at stride 8 (enough for small images)."""
+
+    encoder: str = "resnet18"
+    encoder_depth: int = 3
+    decoder_channels: tuple[int, ...] = (64, 32, 16)
+    num_classes: int = NUM_CLASSES
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 450
+    batch_size: int = 12
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    flip: bool = True
+    log_every: int = 50
+
+
+def build_segmenter(cfg: SegmenterConfig | None = None) -> torch.nn.Module:
+    import segmentation_models_pytorch as smp
+
+    cfg = cfg or SegmenterConfig()
+    return smp.Unet(
+        encoder_name=cfg.encoder,
+        encoder_weights=None,  # never download weights: the study must measure the data, not ImageNet
+        encoder_depth=cfg.encoder_depth,
+        decoder_channels=tuple(cfg.decoder_channels),
+        classes=cfg.num_classes,
+    )
+
+
+def to_input(images: np.ndarray) -> torch.Tensor:
+    """N×H×W×3 uint8 -> N×3×H×W float, each channel scaled to about zero mean, unit spread."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    return x.div_(127.5).sub_(1.0)
+
+
+def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x, (h, w)
+
+
+def train_segmenter(
+    images: np.ndarray,
+    labels: np.ndarray,
+    cfg: TrainConfig | None = None,
+    model_cfg: SegmenterConfig | None = None,
+    augment: Augment | None = None,
+    log: Callable[[str], None] | None = print,
+) -> torch.nn.Module:
+    """Train from scratch on ``images``/``labels`` (255 = ignore) with AdamW and a cosine schedule.
+
+    ``augment(image, rng)`` is applied to each training image (photometric augmentation); the
+    draw order depends only on ``cfg.seed``.
+    """
+    cfg = cfg or TrainConfig()
+    model_cfg = model_cfg or SegmenterConfig()
+    if len(images) != len(labels) or len(images) == 0:
+        raise ValueError(f"need equally many images and labels, got {len(images)} and {len(labels)}")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_segmenter(model_cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    multiple = 2 ** model_cfg.encoder_depth
+    model.train()
+    start = time.time()
+    running, seen = 0.0, 0
+    for step in range(1, cfg.steps + 1):
+        idx = rng.integers(0, len(images), cfg.batch_size)
+        batch = images[idx]
+        target = labels[idx]
+        if augment is not None:
+            batch = np.stack([augment(img, rng) for img in batch])
+        if cfg.flip:
+            flip = rng.random(cfg.batch_size) < 0.5
+            batch = np.where(flip[:, None, None, None], batch[:, :, ::-1], batch)
+            target = np.where(flip[:, None, None], target[:, :, ::-1], target)
+        x, _ = _pad_to(to_input(batch), multiple)
+        y = torch.from_numpy(np.ascontiguousarray(target)).long()
+        logits = model(x)[..., : y.shape[-2], : y.shape[-1]]
+        loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        running, seen = running + loss.item(), seen + 1
+        if log and (step % cfg.log_every == 0 or step == cfg.steps):
+            log(f"  step {step}/{cfg.steps}  loss {running / seen:.3f}  ({time.time() - start:.0f}s)")
+            running, seen = 0.0, 0
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32, multiple: int = 8) -> np.ndarray:
+    """Predicted trainId maps (N×H×W uint8)."""
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x, (h, w) = _pad_to(to_input(images[i : i + batch_size]), multiple)
+        out.append(model(x)[..., :h, :w].argmax(1).to(torch.uint8).numpy())
+    return np.concatenate(out)
+
+
+def confusion(pred: np.ndarray, label: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """num_classes × num_classes counts (rows: true class, columns: predicted); ignore pixels skipped."""
+    valid = label != IGNORE
+    idx = label[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
+    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def iou_report(conf: np.ndarray, classes: Sequence[int] | None = None) -> dict:
+    """Per-class IoU and their mean over ``classes`` (default: the classes present in the labels)."""
+    tp = np.diag(conf).astype(np.float64)
+    union = conf.sum(0) + conf.sum(1) - tp
+    if classes is None:
+        classes = [int(c) for c in np.flatnonzero(conf.sum(1) > 0)]
+    per_class = {CLASS_NAMES[c]: float(tp[c] / union[c]) if union[c] > 0 else 0.0 for c in classes}
+    return {
+        "miou": float(np.mean(list(per_class.values()))) if per_class else 0.0,
+        "pixel_accuracy": float(tp.sum() / max(conf.sum(), 1)),
+        "per_class": per_class,
+    }
+
+
+def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, classes: Sequence[int] | None = None) -> dict:
+    pred = predict(model, images)
+    return iou_report(confusion(pred, labels), classes)
+
+
+def photometric_augmentation(strength: float = 1.0) -> Augment:
+    """Classic photometric augmentation (albumentations): colour jitter, Gaussian blur, Gaussian noise.
+
+    This is the baseline the study compares translation against: it changes global colour,
+    sharpness and noise, but knows nothing about how each class looks in the target domain.
+    """
+    import albumentations as A
+
+    s = strength
+    transform = A.Compose([
+        A.ColorJitter(brightness=0.5 * s, contrast=0.5 * s, saturation=0.6 * s, hue=0.12 * s, p=0.9),
+        A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=0.5),
+        A.GaussNoise(std_range=(0.01, 0.08), p=0.5),
+    ])
+
+    def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        transform.set_random_seed(int(rng.integers(0, 2**31 - 1)))
+        return transform(image=image)["image"]
+
+    return augment
