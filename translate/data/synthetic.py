@@ -266,7 +266,7 @@ def _real() -> Appearance:
             "shirt": 0.12,
             "trousers": 0.12,
         },
-        texture_metres={"gravel": 0.8, "brick": 3.0, "grass": 1.5, "clouds": 12.0},
+        texture_metres={"gravel": 1.2, "brick": 3.0, "grass": 4.0, "clouds": 12.0},
         sky_zenith=[130, 165, 210],
         clouds=0.5,
         cloud_colour=[235, 235, 238],
@@ -793,7 +793,7 @@ def _car_positions(rng: np.random.Generator, road_l: float, road_r: float) -> li
         lanes.append(x)
         x += 3.3
     out = []
-    for _ in range(int(rng.integers(0, 7))):
+    for _ in range(int(rng.integers(1, 7))):
         lane = lanes[int(rng.integers(0, len(lanes)))]
         z = u(3.5, 70.0)
         if any(abs(lane - lx) < 2.0 and abs(z - lz) < 6.0 for lx, lz in slots):
