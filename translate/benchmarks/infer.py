@@ -1,8 +1,137 @@
-"""`i2i bench infer`."""
+"""`i2i bench infer`: untiled vs tiled inference of one large image: time, peak memory, difference.
+
+Each variant runs in a fresh process (spawned), so its peak memory is its own: on CPU the growth
+of peak RSS (``ru_maxrss``) over the process's state just before inference (model and input
+loaded), which sees torch's allocations where tracemalloc does not; on CUDA
+``torch.cuda.max_memory_allocated`` above the memory held before inference.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import multiprocessing
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+VARIANTS = ("untiled", "tile", "thumbnail", "image")
+
 
 def register(sub) -> None:
-    parser = sub.add_parser("infer", help="(not yet available)")
-    parser.set_defaults(func=lambda args: print("i2i bench infer: not yet available") or 1)
+    parser = sub.add_parser("infer", help="untiled vs tiled inference: seconds, peak memory, difference")
+    parser.add_argument("--size", type=int, default=2048, help="image side in pixels (default 2048)")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--ngf", type=int, default=64)
+    parser.add_argument("--n-blocks", type=int, default=9)
+    parser.add_argument("--norm", default="instance")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", default="off")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)} (tiled: norm-stats modes)"
+    )
+    parser.add_argument("--stat-passes", type=int, default=None, help="cap for the 'image' variant (default exact)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.set_defaults(func=run)
+
+
+def test_image(size: int):
+    """A photograph scaled to ``size`` (dark background, bright face, texture), as a 1×3×H×W tensor."""
+    import cv2
+    from skimage import data
+
+    from ..data.images import to_tensor
+
+    return to_tensor(cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_CUBIC))[None]
+
+
+def _variant(args: dict, variant: str, out_path: str) -> dict:
+    """Run one variant in this (fresh) process; the output is saved for the comparison."""
+    import numpy as np
+    import torch
+
+    from ..infer import resolve_device, translate_image
+    from ..nets import build_generator
+
+    torch.manual_seed(0)
+    device = resolve_device(args["device"])
+    spec = {"name": "resnet", "ngf": args["ngf"], "n_blocks": args["n_blocks"], "norm": args["norm"]}
+    net = build_generator(spec).to(device).eval()
+    image = test_image(args["size"])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    if variant == "untiled":
+        tile = args["size"]  # one pass over the whole image
+        out = translate_image(net, image, tile=tile, overlap=0, device=device, amp=args["amp"])
+    else:
+        out = translate_image(
+            net, image, tile=args["tile"], overlap=args["overlap"], device=device, amp=args["amp"],
+            norm_stats=variant, stat_passes=args["stat_passes"],
+        )
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    result = {"variant": variant, "seconds": seconds, "device": str(device)}
+    result["peak_rss_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    if device.type == "cuda":
+        result["peak_cuda_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+    np.save(out_path, out.numpy())
+    return result
+
+
+def _child(args: dict, variant: str, out_path: str, queue) -> None:
+    queue.put(_variant(args, variant, out_path))
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+    settings = {k: getattr(args, k) for k in ("size", "tile", "overlap", "ngf", "n_blocks", "norm", "device", "amp", "stat_passes")}
+    ctx = multiprocessing.get_context("spawn")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in variants:
+            queue = ctx.Queue()
+            path = str(Path(tmp) / f"{variant}.npy")
+            proc = ctx.Process(target=_child, args=(settings, variant, path, queue))
+            proc.start()
+            result = queue.get()
+            proc.join()
+            results.append(result)
+            print(_line(result), flush=True)
+        if "untiled" in variants:
+            ref = np.load(Path(tmp) / "untiled.npy")
+            for result in results:
+                if result["variant"] != "untiled":
+                    diff = np.abs(np.load(Path(tmp) / f"{result['variant']}.npy") - ref) * 127.5  # in 1/255 steps
+                    result["mean_abs_diff_255"] = float(diff.mean())
+                    result["max_abs_diff_255"] = float(diff.max())
+    print(f"\nResNet ngf={args.ngf} n_blocks={args.n_blocks} norm={args.norm}, {args.size}² image, tile {args.tile}, "
+          f"overlap {args.overlap}, amp {args.amp}")
+    print(f"{'variant':10s} {'seconds':>8s} {'peak MB':>9s} {'mean diff':>10s} {'max diff':>9s}  (diffs vs untiled, in /255)")
+    for r in results:
+        peak = r.get("peak_cuda_mb", r["peak_rss_growth_mb"])
+        mean = f"{r['mean_abs_diff_255']:.3f}" if "mean_abs_diff_255" in r else "-"
+        peak_diff = f"{r['max_abs_diff_255']:.2f}" if "max_abs_diff_255" in r else "-"
+        print(f"{r['variant']:10s} {r['seconds']:8.1f} {peak:9.0f} {mean:>10s} {peak_diff:>9s}")
+    if args.json:
+        print(json.dumps({"settings": settings, "results": results}, indent=2))
+    return 0
+
+
+def _line(result: dict) -> str:
+    mem = f"{result['peak_cuda_mb']:.0f} MB CUDA" if "peak_cuda_mb" in result else f"{result['peak_rss_growth_mb']:.0f} MB RSS growth"
+    return f"  {result['variant']}: {result['seconds']:.1f} s, peak {mem}"
+
