@@ -14,7 +14,7 @@ import random
 import signal
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from .distributed import (
 )
 from .ema import EMA
 from .errors import CheckpointError, ConfigError
-from .models import TranslationModel, build_model
+from .models import MODELS, TranslationModel, build_model
 from .tracking import MetricsLog, save_grid, visuals_grid
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -368,6 +368,7 @@ class StopFlag:
 @dataclass
 class TrainResult:
     out_dir: Path
+    model: TranslationModel
     step: int
     checkpoint: Path | None
     exports: dict[str, Path]
@@ -387,8 +388,7 @@ def train(cfg: ExperimentConfig) -> TrainResult:
 def _train(cfg: ExperimentConfig, env: DistEnv) -> TrainResult:
     paths = RunPaths(Path(cfg.out_dir))
     dataset = build_dataset(cfg.data)
-    model_requires_paired = getattr(__import__("translate.models", fromlist=["MODELS"]).MODELS.get(cfg.model["name"]), "requires_paired", False)
-    if model_requires_paired and not dataset.paired:
+    if MODELS.get(cfg.model["name"]).requires_paired and not dataset.paired:
         raise ConfigError(f"model '{cfg.model['name']}' needs a paired dataset, got '{cfg.data.dataset.get('name')}'")
     per_epoch = steps_per_epoch(dataset, cfg.data.batch_size, env)
     rt = build_runtime(cfg, env, per_epoch)
@@ -446,7 +446,7 @@ def _train(cfg: ExperimentConfig, env: DistEnv) -> TrainResult:
         exports = export_generators(rt.model, rt.ema, paths.exports, rt.step)
     if log is not None:
         log.close()
-    return TrainResult(paths.root, rt.step, checkpoint, exports, last_logs)
+    return TrainResult(paths.root, rt.model, rt.step, checkpoint, exports, last_logs)
 
 
 def _agree(flag: bool, env: DistEnv) -> bool:
@@ -494,4 +494,4 @@ def model_from_checkpoint(path: Path) -> tuple[TranslationModel, EMA | None, int
     return model, ema, int(state["step"])
 
 
-__all__ = ["train", "build_runtime", "train_step", "Runtime", "TrainResult", "export_generators", "model_from_checkpoint", "asdict"]
+__all__ = ["train", "build_runtime", "train_step", "Runtime", "TrainResult", "export_generators", "model_from_checkpoint"]

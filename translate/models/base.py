@@ -36,6 +36,8 @@ class StepContext(Protocol):
 class TranslationModel(nn.Module):
     #: the model's typed options (a dataclass); ``model:`` in an experiment YAML is checked against it
     Config: ClassVar[type]
+    #: True for models that need aligned A/B pairs (pix2pix)
+    requires_paired: ClassVar[bool] = False
 
     def generators(self) -> dict[str, nn.Module]:
         raise NotImplementedError

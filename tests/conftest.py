@@ -1,0 +1,30 @@
+"""Shared fixtures. Tests run on CPU with tiny images and widths; nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# Test models are tiny: one thread each is fastest, and it keeps parallel processes (torchrun
+# workers, subprocess CLIs) from spinning against each other on a small machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from helpers import smooth_images, write_folder  # noqa: E402
+
+
+@pytest.fixture
+def tiny_unpaired(tmp_path: Path) -> tuple[Path, Path]:
+    """Two folders of 8 small images each: dark bluish A and bright reddish B."""
+    base = smooth_images(16, 24, seed=0).astype(np.float32)
+    a = base[:8] * 0.4 + np.array([10, 20, 60])
+    b = base[8:] * 0.4 + np.array([150, 90, 40])
+    return (write_folder(tmp_path / "A", a.clip(0, 255).astype(np.uint8)),
+            write_folder(tmp_path / "B", b.clip(0, 255).astype(np.uint8)))
+
+
