@@ -812,7 +812,6 @@ def _car(cv: _Canvas, rng: np.random.Generator, x: float, z: float) -> None:
     x0, x1 = x - w / 2, x + w / 2
     z1 = z + length
     cv.casters.append((x0, x1, z, z1, 0.0, top))
-    f = cv.cam.focal
     # the side facing the camera, if any
     if x0 > 0.3 or x1 < -0.3:
         xs = x0 if x0 > 0.3 else x1
@@ -833,7 +832,6 @@ def _car(cv: _Canvas, rng: np.random.Generator, x: float, z: float) -> None:
     yl = belt - 0.22
     cv.fill([cv.front_quad(x0 + 0.08, x0 + 0.38, yl, yl + 0.14, z - 0.01), cv.front_quad(x1 - 0.38, x1 - 0.08, yl, yl + 0.14, z - 0.01)],
             "car_light", FRONT, SCREEN, obj, z)
-    del f
 
 
 # --------------------------------------------------------------------------------------------
