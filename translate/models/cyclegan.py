@@ -13,10 +13,18 @@ from typing import Any, Dict
 import torch
 from torch import nn
 
-from ..nets import GENERATORS, build_discriminator, build_generator
+from ..nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from ..objectives import build_objective, d_loss, g_loss, gradient_penalty, reconstruction
 from ..registry import resolved_spec
-from .base import MODELS, TranslationModel, clip_weights, set_requires_grad
+from .base import (
+    MODELS,
+    TranslationModel,
+    clip_weights,
+    discriminate_batched,
+    normalises_per_sample,
+    run_batched,
+    set_requires_grad,
+)
 from .pool import ImagePool
 
 
@@ -53,6 +61,9 @@ class CycleGAN(TranslationModel):
         self.G_BA = build_generator(self.spec_ba, cfg.init, cfg.init_gain)
         self.D_A = build_discriminator(cfg.discriminator, cfg.channels_a, cfg.init, cfg.init_gain)
         self.D_B = build_discriminator(cfg.discriminator, cfg.channels_b, cfg.init, cfg.init_gain)
+        # per-sample norms allow merging calls of the same net into one batch (faster, same result)
+        self.batch_generator_calls = normalises_per_sample(GENERATORS, cfg.generator)
+        self.batch_discriminator_calls = normalises_per_sample(DISCRIMINATORS, cfg.discriminator)
         self.pool_A = ImagePool(cfg.pool_size, seed=1)
         self.pool_B = ImagePool(cfg.pool_size, seed=2)
 
@@ -68,18 +79,22 @@ class CycleGAN(TranslationModel):
         discs = [self.D_A, self.D_B]
 
         set_requires_grad(discs, False)
+        use_identity = cfg.lambda_identity > 0
         with ctx.autocast():
-            fake_b = self.G_AB(real_a)
+            if use_identity and self.batch_generator_calls:
+                fake_b, idt_b = run_batched(self.G_AB, real_a, real_b)
+                fake_a, idt_a = run_batched(self.G_BA, real_b, real_a)
+            else:
+                fake_b, fake_a = self.G_AB(real_a), self.G_BA(real_b)
+                if use_identity:
+                    idt_b, idt_a = self.G_AB(real_b), self.G_BA(real_a)
             rec_a = self.G_BA(fake_b)
-            fake_a = self.G_BA(real_b)
             rec_b = self.G_AB(fake_a)
             adv = g_loss(obj, self.D_B(fake_b)) + g_loss(obj, self.D_A(fake_a))
-            if cfg.lambda_identity > 0:
-                idt_b, idt_a = self.G_AB(real_b), self.G_BA(real_a)
         cycle = reconstruction(rec_a, real_a) + reconstruction(rec_b, real_b)
         loss_g = adv + cfg.lambda_cycle * cycle
         logs = {"G_adv": adv, "cycle": cycle}
-        if cfg.lambda_identity > 0:
+        if use_identity:
             identity = reconstruction(idt_b, real_b) + reconstruction(idt_a, real_a)
             loss_g = loss_g + cfg.lambda_cycle * cfg.lambda_identity * identity
             logs["identity"] = identity
@@ -89,8 +104,12 @@ class CycleGAN(TranslationModel):
         pooled_b = self.pool_B.query(fake_b.detach())
         pooled_a = self.pool_A.query(fake_a.detach())
         with ctx.autocast():
-            loss_d_b = d_loss(obj, self.D_B(real_b), self.D_B(pooled_b))
-            loss_d_a = d_loss(obj, self.D_A(real_a), self.D_A(pooled_a))
+            if self.batch_discriminator_calls:
+                loss_d_b = d_loss(obj, *discriminate_batched(self.D_B, real_b, pooled_b))
+                loss_d_a = d_loss(obj, *discriminate_batched(self.D_A, real_a, pooled_a))
+            else:
+                loss_d_b = d_loss(obj, self.D_B(real_b), self.D_B(pooled_b))
+                loss_d_a = d_loss(obj, self.D_A(real_a), self.D_A(pooled_a))
         # halving D's objective slows D relative to G, as in the reference implementation
         loss_d = 0.5 * (loss_d_a + loss_d_b)
         if obj.gp_weight:
