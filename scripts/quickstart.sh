@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE=1 NO_ALBUMENTATIONS_UPDATE=1 GRADIO_ANALYTICS_ENABLED=Fals
 DATA=data/quickstart
 [ -f $DATA/source/manifest.json ] || i2i data synth --out $DATA/source --domain source --n 300 --size 64x128 --seed 1
 [ -f $DATA/target/manifest.json ] || i2i data synth --out $DATA/target --domain target --n 300 --size 64x128 --seed 2
-[ -f $DATA/test/manifest.json ]   || i2i data synth --out $DATA/test --domain source --n 8 --size 128x256 --seed 3
+[ -f $DATA/test/manifest.json ]   || i2i data synth --out $DATA/test --domain source --n 8 --size 64x128 --seed 3
 i2i data preview --out runs/quickstart/preview.png
 
 i2i train configs/quickstart.yaml "$@"
