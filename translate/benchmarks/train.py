@@ -17,6 +17,7 @@ CPU_VARIANTS = {
     "fp32": [],
     "channels_last": ["engine.channels_last=true"],
     "checkpointing": ["engine.grad_checkpointing=true"],
+    "compile": ["engine.compile=true"],
 }
 GPU_VARIANTS = {
     **CPU_VARIANTS,
