@@ -12,9 +12,10 @@ patches. ``SharedNormStats`` fixes this with forward hooks that normalise every 
 *whole image's* statistics, gathered first by tiled recording passes that accumulate the mean and
 variance of each norm layer's input over the tiles' *cores* (the parts of the tiles that partition
 the image exactly). Layer k's statistics depend on how the layers before it were normalised, so
-they are gathered layer by layer (``gather_image_stats``); a cheaper, approximate alternative
-takes them from an untiled pass over a thumbnail. Measured accuracy and costs are in
-docs/inference.md.
+they are gathered layer by layer (``gather_image_stats``), each pass resuming every tile from
+its state cached by the previous pass (a ``Frontier``) where the generator exposes its body as a
+chain of steps (``stages()``); a cheaper, approximate alternative takes them from an untiled pass
+over a thumbnail. Measured accuracy and costs are in docs/inference.md.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import math
 import os
 import tempfile
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import cv2
@@ -40,6 +42,10 @@ from .nets.layers import crop_to, pad_to_multiple
 
 NORM_STATS = ("image", "thumbnail", "tile")
 AMP_MODES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: largest state a Frontier caches per tile, in values per tile pixel (ResNet's residual stage
+#: with its skip: 2 × 4·ngf channels / 4²); larger ones (full-resolution feature maps) are
+#: recomputed from the previous cached state instead, which is cheap there
+FRONTIER_VALUES_PER_PIXEL = 32
 DEVICES = ("auto", "cpu", "cuda")
 
 # --- tiling geometry ---------------------------------------------------------------------------
@@ -226,6 +232,9 @@ class SharedNormStats:
         self.moments: dict[str, Moments] = {}
         #: the norm layers in the order the forward pass calls them (module order may differ)
         self.order: list[str] = []
+        #: the network step (see ``TiledRun.steps``) set by the caller, and each layer's first one
+        self.step = 0
+        self.step_of: dict[str, int] = {}
         self._core: tuple[int, int, int, int, int, int] | None = None  # tile h, w; core y0, y1, x0, x1
         self._handles: list = []
 
@@ -252,6 +261,7 @@ class SharedNormStats:
             x = inputs[0]
             if name not in self.order:
                 self.order.append(name)
+                self.step_of[name] = self.step
             if self.record is None or name in self.record:
                 self._accumulate(name, x)
             if name == self.stop_after:
@@ -341,41 +351,47 @@ def translate_image(
     padded, size = pad_to_multiple(image, multiple)
     run = TiledRun(generator, padded, tile, overlap, dev, amp)
     stats: Stats = {}
+    frontier = None
     if shareable_norms(generator):
         if norm_stats == "image":
-            stats = gather_image_stats(run, stat_passes)
+            frontier = Frontier()
+            stats = gather_image_stats(run, stat_passes, frontier)
         elif norm_stats == "thumbnail":
             stats = thumbnail_stats(generator, padded, tile, dev, amp)
-    return crop_to(run.blend(stats), size)
+    return crop_to(run.blend(stats, frontier), size)
 
 
-def gather_image_stats(run: TiledRun, passes: int | None = None) -> Stats:
+def gather_image_stats(run: TiledRun, passes: int | None = None, frontier: Frontier | None = None) -> Stats:
     """The whole image's statistics at every norm layer, by sequential tiled recording passes.
 
     Layer k's input depends on how layers before k were normalised, so its statistics are exact
     only once theirs are. Pass i normalises layers before the i-th with their exact statistics and
-    records the i-th, stopping the forward pass right after it; pass 0 lets every layer use its
-    tile's own statistics and finds the order in which the network calls them. One pass per
-    norm layer is exact; the passes get cheaper (shorter prefixes), so all of them together cost
-    roughly half a full pass per norm layer.
+    records the i-th, stopping the forward pass right after it. One pass per norm layer is exact.
+
+    Each pass resumes every tile from ``frontier``, the tile's state cached by the previous pass
+    just before the step that holds the previous layer, so pass i computes only the network
+    between layers i-1 and i, and all passes together cost about one full tiled pass (plus what
+    the frontier does not cache, see ``FRONTIER_VALUES_PER_PIXEL``). A generator without
+    ``stages()`` is one step: each pass then runs it from the image up to layer i (about half a
+    full pass per norm layer). The frontier is left where the last pass put it, for the output
+    pass to resume from.
 
     With ``passes`` below the number of layers, the last pass also records every later layer
     (normalised with tile-own statistics), a cheaper approximation that improves with each pass.
     Re-estimating all layers from the previous pass's estimates (a fixed-point iteration) is not
     used: it diverges, because the estimates of deep layers go stale as shallow ones change.
     """
-    first = run.record(use={}, record=None)
-    order, recorded = first.order, first.statistics()
+    order, step_of = run.trace()
+    if not order:
+        return {}
+    frontier = frontier if frontier is not None else Frontier()
     passes = len(order) if passes is None else min(passes, len(order))
-    stats = {order[0]: recorded[order[0]]}
-    for i in range(1, passes):
+    stats: Stats = {}
+    for i in range(passes):
         last = i == passes - 1
         targets = set(order[i:]) if last else {order[i]}
-        hooks = run.record(use=stats, record=targets, stop_after=order[-1] if last else order[i])
-        recorded = hooks.statistics()
+        recorded = run.record(stats, targets, order[-1] if last else order[i], frontier, step_of[order[i]]).statistics()
         stats.update({name: recorded[name] for name in targets})
-    if passes == 1:
-        stats = recorded
     return stats
 
 
@@ -398,11 +414,57 @@ def iter_tiles(height: int, width: int, tile: int, overlap: int, multiple: int) 
             yield ys, xs
 
 
+def _map_state(state: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``fn`` applied to every tensor of a network state (a tensor, or tuples/lists of them)."""
+    if isinstance(state, torch.Tensor):
+        return fn(state)
+    if isinstance(state, (tuple, list)):
+        return type(state)(_map_state(s, fn) for s in state)
+    raise TypeError(f"unsupported network state {type(state).__name__}")
+
+
+def _state_numel(state: Any) -> int:
+    total = 0
+
+    def count(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel()
+        return t
+
+    _map_state(state, count)
+    return total
+
+
+@dataclass
+class Frontier:
+    """Every tile's network state before step ``step``, on the CPU, in ``TiledRun.tiles`` order.
+
+    At step 0 nothing is cached: the state is the tile cut from the image. Its size is that of
+    the feature maps there, for all tiles together: proportional to the image, like the output.
+    """
+
+    step: int = 0
+    states: list[Any] = field(default_factory=list)
+
+    def nbytes(self) -> int:
+        total = 0
+
+        def count(t: torch.Tensor) -> torch.Tensor:
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        for state in self.states:
+            _map_state(state, count)
+        return total
+
+
 @dataclass
 class TiledRun:
     """One image, cut into tiles for one generator; each method is one pass over all tiles.
 
-    Only one tile's activations are alive at a time, so device memory is bounded by ``tile``.
+    Only one tile's activations are alive at a time, so device memory is bounded by ``tile``;
+    what a ``Frontier`` caches between passes lives on the CPU.
     """
 
     generator: nn.Module
@@ -412,33 +474,89 @@ class TiledRun:
     device: torch.device
     amp: str = "off"
 
+    def __post_init__(self) -> None:
+        stages = getattr(self.generator, "stages", None)
+        steps = stages() if callable(stages) else None
+        #: the generator as a chain of steps; tiles are multiples of its size_multiple, so no
+        #: padding is needed and its body is its forward
+        self.steps: list[Callable[[Any], Any]] = list(steps) if steps else [self.generator]
+
     def tiles(self) -> Iterator[tuple[Span, Span]]:
         h, w = self.padded.shape[-2:]
         return iter_tiles(h, w, self.tile, self.overlap, size_multiple(self.generator))
 
-    def _forward(self, ys: Span, xs: Span) -> torch.Tensor:
-        crop = self.padded[..., ys.start : ys.stop, xs.start : xs.stop]
-        return self.generator(crop.to(self.device))
+    def _crop(self, ys: Span, xs: Span) -> torch.Tensor:
+        return self.padded[..., ys.start : ys.stop, xs.start : xs.stop].to(self.device)
 
-    def record(self, use: Stats, record: set[str] | None, stop_after: str | None = None) -> SharedNormStats:
-        """Normalise with ``use`` and accumulate the moments of ``record`` over the tiles' cores."""
+    def _run(self, hooks: SharedNormStats, state: Any, start: int, stop: int) -> Any:
+        for j in range(start, stop):
+            hooks.step = j
+            state = self.steps[j](state)
+        return state
+
+    def _resume(self, frontier: Frontier | None, index: int, ys: Span, xs: Span) -> tuple[Any, int]:
+        """Tile ``index``'s state at the frontier (a copy: steps may work in place) and its step."""
+        if frontier is None or frontier.step == 0:
+            return self._crop(ys, xs), 0
+        return _map_state(frontier.states[index], lambda t: t.to(self.device, copy=True)), frontier.step
+
+    def trace(self) -> tuple[list[str], dict[str, int]]:
+        """The norm layers in call order and the step holding each, from one forward pass over one tile."""
+        ys, xs = next(self.tiles())
+        with SharedNormStats(self.generator) as hooks, autocast(self.device, self.amp):
+            self._run(hooks, self._crop(ys, xs), 0, len(self.steps))
+        return hooks.order, hooks.step_of
+
+    def record(
+        self,
+        use: Stats,
+        record: set[str] | None,
+        stop_after: str | None = None,
+        frontier: Frontier | None = None,
+        advance_to: int = 0,
+    ) -> SharedNormStats:
+        """Normalise with ``use`` and accumulate the moments of ``record`` over the tiles' cores.
+
+        Each tile starts from ``frontier`` (``None``: from the image), and where ``advance_to``
+        is past the frontier, its state before step ``advance_to`` replaces the cached one,
+        unless it is larger than ``FRONTIER_VALUES_PER_PIXEL`` allows (the frontier then stays).
+        """
+        advance = frontier is not None and advance_to > frontier.step
         with SharedNormStats(self.generator, use, record, stop_after) as hooks, autocast(self.device, self.amp):
-            for ys, xs in self.tiles():
+            for index, (ys, xs) in enumerate(self.tiles()):
                 core = (ys.core_start - ys.start, ys.core_stop - ys.start, xs.core_start - xs.start, xs.core_stop - xs.start)
-                hooks.set_core((ys.stop - ys.start, xs.stop - xs.start), core)
+                tile_hw = (ys.stop - ys.start, xs.stop - xs.start)
+                hooks.set_core(tile_hw, core)
+                state, step = self._resume(frontier, index, ys, xs)
                 try:
-                    self._forward(ys, xs)
+                    if advance:
+                        state, step = self._run(hooks, state, step, advance_to), advance_to
+                        if index == 0:  # tiles are all the same size: decide once
+                            advance = _state_numel(state) <= FRONTIER_VALUES_PER_PIXEL * tile_hw[0] * tile_hw[1]
+                        if advance:
+                            cached = _map_state(state, lambda t: t.to("cpu", copy=True))
+                            if index < len(frontier.states):
+                                frontier.states[index] = cached
+                            else:
+                                frontier.states.append(cached)
+                    self._run(hooks, state, step, len(self.steps))
                 except StopForward:
                     pass
+        if advance:
+            frontier.step = advance_to
         return hooks
 
-    def blend(self, use: Stats) -> torch.Tensor:
-        """Translate every tile normalising with ``use`` and blend the tiles with smooth windows."""
+    def blend(self, use: Stats, frontier: Frontier | None = None) -> torch.Tensor:
+        """Translate every tile normalising with ``use`` and blend the tiles with smooth windows.
+
+        Tiles resume from ``frontier`` when given (cached with the same statistics).
+        """
         h, w = self.padded.shape[-2:]
         out = weight = None
         with SharedNormStats(self.generator, use) as hooks, autocast(self.device, self.amp):
-            for ys, xs in self.tiles():
-                y = self._forward(ys, xs).float().cpu()
+            for index, (ys, xs) in enumerate(self.tiles()):
+                state, step = self._resume(frontier, index, ys, xs)
+                y = self._run(hooks, state, step, len(self.steps)).float().cpu()
                 if out is None:
                     out = torch.zeros(1, y.shape[1], h, w)
                     weight = torch.zeros(1, 1, h, w)

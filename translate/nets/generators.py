@@ -8,6 +8,10 @@ of the activation memory of a large image lives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -46,6 +50,13 @@ class Generator(nn.Module):
     def body(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def stages(self) -> list[Callable[[Any], Any]] | None:
+        """``body`` as a chain of steps, each applied to the previous one's result (the first to
+        the input), or ``None`` where the body is not split. Tiled inference
+        (``translate.infer``) uses it to resume a pass from a cached intermediate state.
+        """
+        return None
+
 
 def upsample_conv(c_in: int, c_out: int, mode: str, kernel: int, bias: bool, sn: bool) -> list[nn.Module]:
     """×2 upsampling. ``resize`` (nearest + conv) avoids the checkerboard artefacts of ``transpose``."""
@@ -82,6 +93,22 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
+
+    def stages(self) -> list[Callable[[Any], Any]]:
+        """``forward`` as steps over a (skip, branch) pair: split, one step per body layer, add."""
+        return [_split, *(partial(_on_branch, layer) for layer in self.body), _join]
+
+
+def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x, x
+
+
+def _on_branch(layer: nn.Module, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return state[0], layer(state[1])
+
+
+def _join(state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    return state[0] + state[1]
 
 
 @GENERATORS.register("resnet")
@@ -129,6 +156,12 @@ class ResnetGenerator(Generator):
         for block in self.blocks:
             h = self.run_block(block, h)
         return self.decoder(h)
+
+    def stages(self) -> list[Callable[[Any], Any]]:
+        steps: list[Callable[[Any], Any]] = list(self.encoder)
+        for block in self.blocks:
+            steps += block.stages()
+        return steps + list(self.decoder)
 
 
 @GENERATORS.register("unet")
