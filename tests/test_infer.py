@@ -171,6 +171,12 @@ def test_resuming_from_cached_states_is_the_same_and_cheaper(stat_passes: int | 
     assert torch.equal(fast, slow)  # the same statistics, the same arithmetic
     if stat_passes is None:  # 9 norm layers: recording costs about one pass instead of about five
         assert fast_calls < calls[0] / 3, (fast_calls, calls[0])
+    # a cache budget too small for this image: no cache, the same result, the uncached cost
+    calls[0] = 0
+    bounded = translate_image(net, x, tile=64, overlap=32, device="cpu", stat_passes=stat_passes, cache_mb=0.01)
+    assert torch.equal(bounded, fast)
+    if stat_passes is None:
+        assert calls[0] > 3 * fast_calls
 
 
 def test_small_image_is_one_exact_pass_and_hooks_leave_no_trace() -> None:

@@ -46,6 +46,8 @@ AMP_MODES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: with its skip: 2 × 4·ngf channels / 4²); larger ones (full-resolution feature maps) are
 #: recomputed from the previous cached state instead, which is cheap there
 FRONTIER_VALUES_PER_PIXEL = 32
+#: default CPU memory budget of that cache (about a 3000×3000 image at tile 512, overlap 64)
+DEFAULT_CACHE_MB = 2048.0
 DEVICES = ("auto", "cpu", "cuda")
 
 # --- tiling geometry ---------------------------------------------------------------------------
@@ -323,6 +325,7 @@ def translate_image(
     amp: str = "off",
     norm_stats: str = "image",
     stat_passes: int | None = None,
+    cache_mb: float = DEFAULT_CACHE_MB,
 ) -> torch.Tensor:
     """Translate a 1×3×H×W image in [-1, 1] of any size; returns 1×C×H×W float32 on the CPU.
 
@@ -333,6 +336,10 @@ def translate_image(
       the recording passes (``None``: one per norm layer, which makes them exact);
     * ``"thumbnail"``: an untiled pass over the image shrunk to ``tile`` (cheap, approximate);
     * ``"tile"``: each tile its own (no extra cost, visible tone seams; for comparison).
+
+    ``cache_mb`` bounds the CPU memory the ``"image"`` mode may spend caching tile states between
+    passes; an image whose cache could exceed it is processed without the cache (the same
+    result, several times slower), so memory stays bounded whatever the image size.
     """
     if norm_stats not in NORM_STATS:
         raise ConfigError(f"unknown norm_stats '{norm_stats}'; known: {', '.join(NORM_STATS)}")
@@ -354,11 +361,18 @@ def translate_image(
     frontier = None
     if shareable_norms(generator):
         if norm_stats == "image":
-            frontier = Frontier()
+            frontier = Frontier(values_per_pixel=cache_values_per_pixel(run, cache_mb))
             stats = gather_image_stats(run, stat_passes, frontier)
         elif norm_stats == "thumbnail":
             stats = thumbnail_stats(generator, padded, tile, dev, amp)
     return crop_to(run.blend(stats, frontier), size)
+
+
+def cache_values_per_pixel(run: "TiledRun", cache_mb: float) -> int:
+    """``FRONTIER_VALUES_PER_PIXEL`` if the frontier's worst case fits ``cache_mb``, else 0 (no cache)."""
+    tiles = [(ys.stop - ys.start) * (xs.stop - xs.start) for ys, xs in run.tiles()]
+    worst_bytes = FRONTIER_VALUES_PER_PIXEL * sum(tiles) * 4
+    return FRONTIER_VALUES_PER_PIXEL if worst_bytes <= cache_mb * 2**20 else 0
 
 
 def gather_image_stats(run: TiledRun, passes: int | None = None, frontier: Frontier | None = None) -> Stats:
@@ -445,6 +459,8 @@ class Frontier:
 
     step: int = 0
     states: list[Any] = field(default_factory=list)
+    #: largest state cached per tile, in values per tile pixel; 0 turns caching off
+    values_per_pixel: int = FRONTIER_VALUES_PER_PIXEL
 
     def nbytes(self) -> int:
         total = 0
@@ -532,7 +548,7 @@ class TiledRun:
                     if advance:
                         state, step = self._run(hooks, state, step, advance_to), advance_to
                         if index == 0:  # tiles are all the same size: decide once
-                            advance = _state_numel(state) <= FRONTIER_VALUES_PER_PIXEL * tile_hw[0] * tile_hw[1]
+                            advance = _state_numel(state) <= frontier.values_per_pixel * tile_hw[0] * tile_hw[1]
                         if advance:
                             cached = _map_state(state, lambda t: t.to("cpu", copy=True))
                             if index < len(frontier.states):
@@ -582,6 +598,7 @@ class TranslateOptions:
     amp: str = "off"
     norm_stats: str = "image"
     stat_passes: int | None = None
+    cache_mb: float = DEFAULT_CACHE_MB
     max_pixels: int | None = DEFAULT_MAX_PIXELS
 
 
@@ -629,6 +646,7 @@ def translate_file(generator: nn.Module, source: str | Path, target: str | Path,
             amp=options.amp,
             norm_stats=options.norm_stats,
             stat_passes=options.stat_passes,
+            cache_mb=options.cache_mb,
         )
     except torch.OutOfMemoryError:
         raise DataError(f"{source}: out of memory; use a smaller --tile") from None

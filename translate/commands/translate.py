@@ -7,7 +7,7 @@ import sys
 
 from ..data.images import DEFAULT_MAX_PIXELS
 from ..errors import DataError
-from ..infer import AMP_MODES, DEVICES, NORM_STATS, TranslateOptions
+from ..infer import AMP_MODES, DEFAULT_CACHE_MB, DEVICES, NORM_STATS, TranslateOptions
 
 
 def register(sub) -> None:
@@ -39,6 +39,13 @@ def register(sub) -> None:
         help="cap on the statistics passes with --norm-stats image (default: one per norm layer, exact)",
     )
     parser.add_argument(
+        "--cache-mb",
+        type=float,
+        default=DEFAULT_CACHE_MB,
+        help=f"CPU memory for caching tile states between statistics passes (default {DEFAULT_CACHE_MB:.0f}); "
+        "larger images are processed without the cache: same result, slower",
+    )
+    parser.add_argument(
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})"
     )
     parser.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist untouched")
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         norm_stats=args.norm_stats,
         stat_passes=args.stat_passes,
+        cache_mb=args.cache_mb,
         max_pixels=args.max_pixels,
     )
     generator = load_generator(args.checkpoint, device=resolve_device(args.device))
