@@ -45,7 +45,8 @@ def torchrun(tmp_path: Path, overrides: list[str]) -> subprocess.CompletedProces
 def test_two_process_training_saves_once_and_resumes(tiny_unpaired, tmp_path):
     a, b = tiny_unpaired
     out = tmp_path / "run"
-    overrides = tiny_cyclegan_overrides(a, b, out, steps=4) + ["engine.save_every=100"]
+    # a one-image pool makes every step after the first draw on the pool's RNG and contents
+    overrides = tiny_cyclegan_overrides(a, b, out, steps=4) + ["engine.save_every=100", "model.pool_size=1"]
     first = torchrun(tmp_path, [*overrides, "engine.stop_at_step=2"])
     assert first.returncode == 0, first.stderr[-3000:]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt_00000002.pt"]
@@ -63,3 +64,12 @@ def test_two_process_training_saves_once_and_resumes(tiny_unpaired, tmp_path):
     assert (out / "export" / "G_AB.safetensors").is_file()
     w0, w1 = torch.load(tmp_path / "weights_rank0.pt"), torch.load(tmp_path / "weights_rank1.pt")
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
+
+    # and the interrupted run ends where an uninterrupted one does: every rank's RNG and pool resume
+    straight = torchrun(tmp_path, [*overrides, f"out_dir={tmp_path / 'straight'}"])
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    resumed_weights = io.load_checkpoint(out / "checkpoints" / "ckpt_00000004.pt")["model"]
+    straight_weights = io.load_checkpoint(tmp_path / "straight" / "checkpoints" / "ckpt_00000004.pt")["model"]
+    for key, value in straight_weights.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, resumed_weights[key]), key

@@ -120,7 +120,7 @@ class Runtime:
     step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def state_dict(self, rng_states: list[dict]) -> dict[str, Any]:
+    def state_dict(self, per_rank: list[dict]) -> dict[str, Any]:
         return {
             "step": self.step,
             "total_steps": self.total_steps,
@@ -129,7 +129,7 @@ class Runtime:
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
-            "rng": rng_states,
+            "per_rank": per_rank,
             "config": OmegaConf.to_container(OmegaConf.structured(self.cfg)),
         }
 
@@ -145,9 +145,19 @@ class Runtime:
                 raise CheckpointError(f"{source} has no EMA weights but engine.ema_decay > 0")
             self.ema.load_state_dict(state["ema"])
         self.step = int(state["step"])
-        rng = state["rng"]
-        if len(rng) == self.env.world:
-            set_rng_state(rng[self.env.rank])
+        per_rank = state["per_rank"]
+        # each rank continues with its own random streams and history pools when the process
+        # count is unchanged; otherwise every rank keeps rank 0's pools and its fresh seeds
+        if len(per_rank) == self.env.world:
+            own = per_rank[self.env.rank]
+            set_rng_state(own["rng"])
+            self.model.load_state_dict(own["extra"], strict=False)
+
+
+def rank_local_state(model: nn.Module) -> dict[str, Any]:
+    """What differs between ranks: RNG states and the models' extra state (e.g. image pools)."""
+    extra = {k: v for k, v in model.state_dict().items() if k.endswith("_extra_state")}
+    return {"rng": rng_state(), "extra": extra}
 
 
 def rng_state() -> dict[str, Any]:
@@ -308,11 +318,11 @@ class RunPaths:
 
 
 def save_training_state(rt: Runtime, paths: RunPaths, keep: int = 2) -> Path | None:
-    """Collective: every rank contributes its RNG state; rank 0 writes the file."""
-    rng = all_gather_objects(rng_state(), rt.env)
+    """Collective: every rank contributes its local state; rank 0 writes the file."""
+    per_rank = all_gather_objects(rank_local_state(rt.model), rt.env)
     path = None
     if rt.env.is_main:
-        path = io.save_checkpoint(paths.checkpoint(rt.step), rt.state_dict(rng))
+        path = io.save_checkpoint(paths.checkpoint(rt.step), rt.state_dict(per_rank))
         io.prune_checkpoints(paths.checkpoints, keep)
     barrier(rt.env)
     return path
