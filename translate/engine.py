@@ -134,6 +134,9 @@ class Runtime:
         }
 
     def load_state_dict(self, state: Mapping[str, Any], source: str) -> None:
+        missing = sorted({"step", "model", "optimizers", "schedulers", "scaler", "per_rank"} - set(state))
+        if missing:
+            raise CheckpointError(f"{source} is not a complete training checkpoint of this version (no {', '.join(missing)})")
         io.load_state_strict(self.model, state["model"], source)
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
