@@ -93,3 +93,11 @@ def test_sigterm_saves_and_resumes(tiny_unpaired, tmp_path):
     assert ckpt is not None and io.checkpoint_step(ckpt) >= 3
     resumed = train(load_config(REFERENCE, [*overrides, f"engine.stop_at_step={io.checkpoint_step(ckpt) + 1}"]))
     assert resumed.step == io.checkpoint_step(ckpt) + 1
+
+
+def test_incomplete_checkpoint_is_a_clear_error(tiny_unpaired, tmp_path):
+    a, b = tiny_unpaired
+    bogus = io.save_checkpoint(tmp_path / "weights_only.pt", {"model": {}, "step": 3})
+    cfg = load_config(REFERENCE, [*tiny_cyclegan_overrides(a, b, tmp_path / "run"), f"resume={bogus}"])
+    with pytest.raises(io.CheckpointError, match=r"weights_only\.pt is not a complete training checkpoint"):
+        train(cfg)
