@@ -63,11 +63,12 @@ def test_cyclegan_cycle_loss_falls_and_outputs_move_to_target(tiny_unpaired, tmp
     overrides = tiny_cyclegan_overrides(a, b, tmp_path / "run", steps=120)
     overrides += ["model.generator.ngf=8", "model.generator.n_blocks=2", "engine.log_every=10",
                   "engine.save_every=1000", "engine.sample_every=60", "engine.deterministic=false", "optim.lr_g=0.001",
-                  "optim.lr_d=0.001"]
+                  "optim.lr_d=0.001", "engine.tensorboard=true"]
     result = train(load_config(CONFIGS / "cyclegan_reference.yaml", overrides))
     rows = read_metrics(tmp_path / "run" / "metrics.csv")
     assert rows[-1]["cycle"] < 0.75 * rows[0]["cycle"], [r["cycle"] for r in rows]
     assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step_00000060.png", "step_00000120.png"]
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))  # TensorBoard scalars and grids
 
     def mean_colour(folder: Path) -> np.ndarray:
         from translate.data.images import list_images, read_image
