@@ -22,7 +22,7 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     CycleGAN/pix2pix reference, so that eval mode behaves like training mode.
     """
     if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        return InstanceNorm2d(channels, affine=False, track_running_stats=False)
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
@@ -30,6 +30,18 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "none":
         return nn.Identity()
     raise ConfigError(f"unknown norm '{kind}'; known: {', '.join(NORMS)}")
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """Instance norm computed as group norm with one channel per group: the same numbers, but
+    ``F.instance_norm`` returns a *view* of a batch-norm output, so an in-place ReLU after it
+    makes autograd copy the whole gradient back (``CopySlices``); group norm's output is a plain
+    tensor and its CPU kernel is faster. Parameters and state dict are those of the parent."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.affine or self.track_running_stats or x.dim() != 4:
+            return super().forward(x)
+        return F.group_norm(x, self.num_features, eps=self.eps)
 
 
 def conv_bias(norm: str) -> bool:
