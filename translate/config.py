@@ -115,7 +115,17 @@ def load_config(path: str | Path | None = None, overrides: List[str] | None = No
         if bad:
             raise ConfigError(f"overrides must look like key=value, got {bad}")
         layers.append(OmegaConf.from_dotlist(list(overrides)))
-    cfg: ExperimentConfig = _strict_merge(ExperimentConfig, *layers, where=str(path or "config"))
+    return _resolve(layers, where=str(path or "config"))
+
+
+def config_from_dict(data: Dict[str, Any], where: str) -> ExperimentConfig:
+    """An experiment config from a plain mapping (e.g. the one stored in a checkpoint), checked
+    as strictly as a YAML file."""
+    return _resolve([OmegaConf.create(data)], where)
+
+
+def _resolve(layers: List[Any], where: str) -> ExperimentConfig:
+    cfg: ExperimentConfig = _strict_merge(ExperimentConfig, *layers, where=where)
     cfg.model = dataclasses.asdict(model_config(cfg.model))
     return cfg
 

@@ -86,6 +86,16 @@ def all_gather_objects(obj, env: DistEnv) -> list:
     return out
 
 
+def any_rank(flag: bool, env: DistEnv, device: torch.device) -> bool:
+    """True on every rank if it is true on any (e.g. one rank was signalled to stop); one small
+    all-reduce, cheap enough to run every step."""
+    if not env.enabled:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def all_reduce_mean(values: dict[str, float], env: DistEnv, device: torch.device) -> dict[str, float]:
     """Average logged scalars over ranks so the log describes the whole batch."""
     if not env.enabled or not values:

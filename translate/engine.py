@@ -25,12 +25,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import io
-from .config import ExperimentConfig, to_yaml
+from .config import ExperimentConfig, config_from_dict, to_yaml
 from .data import EpochSampler, TranslationDataset, build_dataset
 from .distributed import (
     DistEnv,
     all_gather_objects,
     all_reduce_mean,
+    any_rank,
     average_gradients,
     barrier,
     broadcast_module,
@@ -49,10 +50,15 @@ SCHEDULES = ("constant", "linear", "cosine")
 # --- runtime set-up ---------------------------------------------------------------------------
 
 
-def select_device(spec: str, env: DistEnv) -> torch.device:
+def device_spec(spec: str) -> str:
+    """``auto`` resolved to ``cuda`` when a GPU is present, else ``cpu``; other specs unchanged."""
     if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(spec)
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return spec
+
+
+def select_device(spec: str, env: DistEnv) -> torch.device:
+    device = torch.device(device_spec(spec))
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("engine.device asks for CUDA but no GPU is available")
@@ -164,9 +170,10 @@ def rank_local_state(model: nn.Module) -> dict[str, Any]:
 
 
 def rng_state() -> dict[str, Any]:
+    _, numpy_keys, numpy_pos, *_ = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": list(np.random.get_state()[1].tolist()) + [int(np.random.get_state()[2])],
+        "numpy": numpy_keys.tolist() + [int(numpy_pos)],
         "python": list(random.getstate()[1]),
     }
     if torch.cuda.is_available():
@@ -390,8 +397,7 @@ class TrainResult:
 
 def train(cfg: ExperimentConfig) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data``; resumes from the run folder's latest checkpoint."""
-    device_kind = "cuda" if cfg.engine.device.startswith("cuda") or (cfg.engine.device == "auto" and torch.cuda.is_available()) else "cpu"
-    env = init_distributed(device_kind)
+    env = init_distributed(torch.device(device_spec(cfg.engine.device)).type)
     try:
         return _train(cfg, env)
     finally:
@@ -446,7 +452,7 @@ def _train(cfg: ExperimentConfig, env: DistEnv) -> TrainResult:
                 sums, window_start, window_steps = {}, time.perf_counter(), 0
             if env.is_main and (rt.step % cfg.engine.sample_every == 0 or rt.step == stop_at):
                 _save_samples(rt, sample_batch, paths, log)
-            stopping = _agree(stop.raised, env)
+            stopping = any_rank(stop.raised, env, rt.device)
             if rt.step % cfg.engine.save_every == 0 or rt.step == stop_at or stopping:
                 checkpoint = save_training_state(rt, paths)
             if stopping:
@@ -460,13 +466,6 @@ def _train(cfg: ExperimentConfig, env: DistEnv) -> TrainResult:
     if log is not None:
         log.close()
     return TrainResult(paths.root, rt.model, rt.step, checkpoint, exports, last_logs)
-
-
-def _agree(flag: bool, env: DistEnv) -> bool:
-    """Stop on every rank if any rank was signalled (collective when distributed)."""
-    if not env.enabled:
-        return flag
-    return any(all_gather_objects(flag, env))
 
 
 def _progress_bar(rt: Runtime, stop_at: int, enabled: bool):
@@ -487,17 +486,10 @@ def _save_samples(rt: Runtime, batch: Mapping[str, Any], paths: RunPaths, log: M
         log.log_image("samples", grid, rt.step)
 
 
-def config_from_checkpoint(state: Mapping[str, Any]) -> ExperimentConfig:
-    from .config import _strict_merge
-
-    cfg = _strict_merge(ExperimentConfig, OmegaConf.create(state["config"]), where="checkpoint config")
-    return cfg
-
-
 def model_from_checkpoint(path: Path) -> tuple[TranslationModel, EMA | None, int]:
     """Rebuild a model (and its EMA generators) from a training checkpoint, on CPU."""
     state = io.load_checkpoint(path)
-    cfg = config_from_checkpoint(state)
+    cfg = config_from_dict(state["config"], where=f"config in {path}")
     model = build_model(cfg.model)
     io.load_state_strict(model, state["model"], str(path))
     ema = None

@@ -8,6 +8,7 @@ process's peak resident set size, and "steps" is how much that peak grew while t
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -40,14 +41,9 @@ def register(sub) -> None:
     parser.add_argument("--variants", default=None, help="comma-separated subset of: " + ", ".join(GPU_VARIANTS))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="extra config overrides for every variant")
-    parser.add_argument("--one", default=None, help=argparse_hidden())
+    # internal: the child process measuring one variant
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def run(args) -> int:
