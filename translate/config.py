@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
+from .models import model_config
+from .strict import strict_merge
 
 
 @dataclass
@@ -77,28 +78,6 @@ class ExperimentConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
-def _strict_merge(schema: Any, *layers: Any, where: str) -> Any:
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), *layers)
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None)
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{where}: {first_line}" + (f" (key '{key}')" if key else "")) from None
-
-
-def model_config(model: Dict[str, Any]) -> Any:
-    """The chosen model's typed config, from the ``model:`` mapping (strict)."""
-    from .models import MODELS
-
-    model = dict(model)
-    name = model.get("name")
-    if name is None:
-        raise ConfigError("model: missing 'name'")
-    cls = MODELS.get(name)
-    return _strict_merge(cls.Config, OmegaConf.create(model), where=f"model '{name}'")
-
-
 def load_config(path: str | Path | None = None, overrides: List[str] | None = None) -> ExperimentConfig:
     """Load an experiment YAML (optional), apply ``key=value`` overrides, and check every key."""
     layers = []
@@ -125,7 +104,7 @@ def config_from_dict(data: Dict[str, Any], where: str) -> ExperimentConfig:
 
 
 def _resolve(layers: List[Any], where: str) -> ExperimentConfig:
-    cfg: ExperimentConfig = _strict_merge(ExperimentConfig, *layers, where=where)
+    cfg: ExperimentConfig = strict_merge(ExperimentConfig, *layers, where=where)
     cfg.model = dataclasses.asdict(model_config(cfg.model))
     return cfg
 

@@ -62,20 +62,35 @@ def broadcast_module(module: nn.Module, env: DistEnv) -> None:
 
 
 def average_gradients(params: list[nn.Parameter], env: DistEnv) -> None:
-    """All-reduce (mean) the gradients of ``params`` in one flattened collective."""
-    if not env.enabled:
+    """All-reduce (mean over ranks) the gradients of ``params`` in one flattened collective.
+
+    Every rank packs the same layout, whatever its gradients: one slot per parameter in the given
+    (fixed) order, zeros where a rank has no gradient, plus one presence flag per parameter. A
+    rank whose unused parameters differ from another's therefore still lines up with it. After
+    the reduce, a parameter that had a gradient on any rank gets the sum over ranks divided by the
+    number of ranks (a missing gradient counts as zero, as in DDP); one that had none anywhere
+    keeps ``grad=None``, so optimisers skip it exactly as they would in a single process.
+    """
+    if not env.enabled or not params:
         return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    ref = next((p.grad for p in params if p.grad is not None), params[0])
+    sizes = [p.numel() for p in params]
+    flat = torch.zeros(sum(sizes) + len(params), dtype=torch.float32, device=ref.device)
+    grads, flags = flat[: sum(sizes)].split(sizes), flat[sum(sizes) :]
+    for i, p in enumerate(params):
+        if p.grad is not None:
+            grads[i].copy_(p.grad.reshape(-1))
+            flags[i] = 1.0
     dist.all_reduce(flat)
-    flat.div_(env.world)
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset : offset + n].view_as(g))
-        offset += n
+    present = flags.tolist()
+    for i, p in enumerate(params):
+        if present[i] == 0:
+            continue
+        averaged = grads[i].div_(env.world).view_as(p)
+        if p.grad is None:
+            p.grad = averaged.to(p.dtype).clone()
+        else:
+            p.grad.copy_(averaged)
 
 
 def all_gather_objects(obj, env: DistEnv) -> list:

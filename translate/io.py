@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .errors import CheckpointError, ConfigError
+from .nets import NETWORK_FAMILIES
 
 FORMAT = "i2i-network"
 FORMAT_VERSION = "1"
@@ -102,14 +103,6 @@ def load_state_strict(net: nn.Module, state: dict[str, torch.Tensor], source: st
 # --- exported networks -----------------------------------------------------------------------
 
 
-def _builders():
-    # Which registry rebuilds an exported network, by family. Samplers and other families
-    # add an entry here when they arrive.
-    from .nets import build_generator
-
-    return {"generator": build_generator}
-
-
 def export_network(
     path: str | Path, net: nn.Module, spec: dict[str, Any], family: str = "generator", info: dict[str, Any] | None = None
 ) -> Path:
@@ -119,8 +112,8 @@ def export_network(
     value range of inputs and outputs).
     """
     path = Path(path)
-    if family not in _builders():
-        raise ConfigError(f"unknown network family '{family}'")
+    if family not in NETWORK_FAMILIES:
+        raise ConfigError(f"unknown network family '{family}'; known: {', '.join(NETWORK_FAMILIES.names())}")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
     metadata = {
         "format": FORMAT,
@@ -158,16 +151,23 @@ def load_network(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     from safetensors.torch import load_file
 
     meta = read_metadata(path)
-    build = _builders().get(meta["family"])
-    if build is None:
-        raise CheckpointError(f"{path}: unknown network family '{meta['family']}'")
-    net = build(meta["architecture"])
+    if meta["family"] not in NETWORK_FAMILIES:
+        raise CheckpointError(
+            f"{path} holds a network of family '{meta['family']}', which this version cannot build "
+            f"(known: {', '.join(NETWORK_FAMILIES.names())})"
+        )
+    try:
+        net = NETWORK_FAMILIES.get(meta["family"]).build(meta["architecture"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its architecture cannot be built: {exc}") from None
     load_state_strict(net, load_file(str(path)), source=str(path))
     return net.to(device).eval(), meta
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    net, meta = load_network(path, device)
+    """An exported image-to-image generator; any other family is an error naming what the file holds."""
+    meta = read_metadata(path)
     if meta["family"] != "generator":
-        raise CheckpointError(f"{path} holds a '{meta['family']}', not a generator")
-    return net
+        what = meta["info"].get("model", meta["architecture"].get("name", "?"))
+        raise CheckpointError(f"{path} holds a {meta['family']} (from '{what}'), not an image-to-image generator")
+    return load_network(path, device)[0]

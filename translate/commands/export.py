@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from .. import io
-    from ..engine import RunPaths, export_generators, model_from_checkpoint
+    from ..engine import RunPaths, export_nets, model_from_checkpoint
     from ..errors import CheckpointError
 
     source = Path(args.source)
@@ -33,6 +33,6 @@ def run(args) -> int:
         checkpoint, run_dir = source, source.parent.parent
     model, ema, step = model_from_checkpoint(checkpoint)
     out = Path(args.out) if args.out else RunPaths(run_dir).exports
-    for name, path in export_generators(model, None if args.no_ema else ema, out, step).items():
+    for name, path in export_nets(model, None if args.no_ema else ema, out, step).items():
         print(f"{name}: {path}")
     return 0

@@ -1,14 +1,30 @@
-"""Translation models, built by name: ``MODELS.get("cyclegan")(config)``."""
+"""GAN models, built by name: ``build_model({"name": "cyclegan", ...})``."""
 
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from ..errors import ConfigError
+from ..strict import strict_merge
 from . import cyclegan, pix2pix  # noqa: F401  (fills the registry)
-from .base import MODELS, StepContext, TranslationModel
+from .base import MODELS, GANModel, OptimGroup, StepContext, TranslationModel
 
-__all__ = ["MODELS", "StepContext", "TranslationModel", "build_model"]
+__all__ = ["MODELS", "GANModel", "OptimGroup", "StepContext", "TranslationModel", "build_model", "model_config"]
 
 
-def build_model(model_cfg: dict) -> TranslationModel:
-    """Build the model named in ``model_cfg`` from its (already checked) options."""
-    from ..config import model_config
+def model_config(model: dict[str, Any]) -> Any:
+    """The chosen model's typed config (its ``Config`` dataclass), from the ``model:`` mapping (strict)."""
+    model = dict(model)
+    name = model.get("name")
+    if name is None:
+        raise ConfigError("model: missing 'name'")
+    cls = MODELS.get(name)
+    return strict_merge(cls.Config, OmegaConf.create(model), where=f"model '{name}'")
 
+
+def build_model(model_cfg: dict[str, Any]) -> GANModel:
+    """Build the model named in ``model_cfg`` from its options (checked strictly)."""
     typed = model_config(model_cfg)
     return MODELS.get(typed.name)(typed)

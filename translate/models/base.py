@@ -1,15 +1,24 @@
-"""The short contract every translation model follows, and what the engine gives it.
+"""The short contract every GAN model follows, and what the engine gives it.
 
-A model builds its networks, performs one training step, and declares what it has: which nets
-are generators (exported, EMA-averaged) and discriminators, which optimiser trains which nets, and
-what images to show. The engine holds no per-model branches; it saves, logs and draws whatever a
-model declares.
+A model builds its networks, performs one training step, and *declares* the rest:
+
+* ``optimizer_groups()``: which optimiser trains which nets, at which learning rate, and whether
+  those nets are averaged (EMA) and exported. Any number of groups: G and D for a translator, a
+  third Q head for InfoGAN, an encoder MLP for CUT. The engine builds one optimiser, scheduler
+  and (where asked) EMA per group and checkpoints all of them.
+* ``training_step(batch, ctx)``: one full update. ``batch`` is a mapping of named tensors of any
+  rank (images, class labels, noise, codes), already on the device. ``ctx.optimize(groups, loss)``
+  backpropagates once and steps one or several groups.
+* ``visuals(batch, nets)`` and ``export_info()``: what to draw and what to export.
+
+The engine holds no per-model branches; it saves, logs and draws whatever a model declares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -17,7 +26,21 @@ from torch import nn
 
 from ..registry import Registry
 
-MODELS: Registry[type["TranslationModel"]] = Registry("model")
+MODELS: Registry[type["GANModel"]] = Registry("model")
+
+
+@dataclass(frozen=True)
+class OptimGroup:
+    """One optimiser's share of a model.
+
+    ``nets``: the networks it trains, by name. ``lr``: the ``optim`` config key holding its
+    learning rate (``lr_g``, ``lr_d``), so TTUR-style rates are a config change. ``averaged``:
+    these nets get an EMA copy when ``engine.ema_decay`` > 0, used for samples and exports.
+    """
+
+    nets: Mapping[str, nn.Module]
+    lr: str
+    averaged: bool = False
 
 
 class StepContext(Protocol):
@@ -28,39 +51,47 @@ class StepContext(Protocol):
     def autocast(self) -> AbstractContextManager:
         """Mixed-precision region for forward passes (a no-op when AMP is off)."""
 
-    def optimize(self, group: str, loss: torch.Tensor) -> None:
-        """Backward ``loss``, synchronise gradients across processes, step the ``group`` optimiser
-        (skipped by the grad scaler on fp16 overflow) and zero its gradients."""
+    def optimize(self, groups: str | Sequence[str], loss: torch.Tensor) -> None:
+        """Backward ``loss`` once, synchronise gradients across processes, step every optimiser
+        in ``groups`` (each skipped by the grad scaler on fp16 overflow) and zero their gradients."""
 
 
-class TranslationModel(nn.Module):
+class GANModel(nn.Module):
     #: the model's typed options (a dataclass); ``model:`` in an experiment YAML is checked against it
     Config: ClassVar[type]
     #: True for models that need aligned A/B pairs (pix2pix)
     requires_paired: ClassVar[bool] = False
 
-    def generators(self) -> dict[str, nn.Module]:
+    def optimizer_groups(self) -> dict[str, OptimGroup]:
         raise NotImplementedError
-
-    def discriminators(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
-
-    def optimizer_groups(self) -> dict[str, list[nn.Module]]:
-        """Optimiser name ("G", "D") -> the nets it trains; the engine reads lr_g / lr_d by name."""
-        return {"G": list(self.generators().values()), "D": list(self.discriminators().values())}
 
     def training_step(self, batch: Mapping[str, torch.Tensor], ctx: StepContext) -> dict[str, torch.Tensor]:
-        """One full G+D update; returns detached scalar losses to log."""
+        """One full update of every group; returns detached scalar losses to log."""
         raise NotImplementedError
 
     @torch.no_grad()
-    def visuals(self, batch: Mapping[str, torch.Tensor], generators: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
-        """Images to draw in sample grids, computed with ``generators`` (live or EMA copies)."""
+    def visuals(self, batch: Mapping[str, torch.Tensor], nets: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+        """Images (N×C×H×W in [-1, 1]) to draw in sample grids. ``nets`` holds every net of an
+        averaged group: its EMA copy when there is one, else the live net."""
         raise NotImplementedError
 
     def export_info(self) -> dict[str, dict[str, Any]]:
-        """Generator name -> {"spec": architecture spec, "info": facts stored with the export}."""
+        """Net name -> {"family": registry family (e.g. "generator"), "spec": architecture spec,
+        "info": facts stored with the export}."""
         raise NotImplementedError
+
+    # --- derived from the declarations ---------------------------------------------------------
+
+    def averaged_nets(self) -> dict[str, nn.Module]:
+        """Nets of the groups declared ``averaged`` (generators, usually)."""
+        return {name: net for g in self.optimizer_groups().values() if g.averaged for name, net in g.nets.items()}
+
+    def all_nets(self) -> dict[str, nn.Module]:
+        return {name: net for g in self.optimizer_groups().values() for name, net in g.nets.items()}
+
+
+#: the name the first translators were written against
+TranslationModel = GANModel
 
 
 def normalises_per_sample(registry: Registry, spec: Mapping[str, Any]) -> bool:

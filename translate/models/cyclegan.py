@@ -18,7 +18,8 @@ from ..objectives import build_objective, d_loss, g_loss, gradient_penalty, reco
 from ..registry import resolved_spec
 from .base import (
     MODELS,
-    TranslationModel,
+    GANModel,
+    OptimGroup,
     clip_weights,
     discriminate_batched,
     normalises_per_sample,
@@ -46,7 +47,7 @@ class CycleGANConfig:
 
 
 @MODELS.register("cyclegan")
-class CycleGAN(TranslationModel):
+class CycleGAN(GANModel):
     Config = CycleGANConfig
 
     def __init__(self, cfg: CycleGANConfig) -> None:
@@ -72,6 +73,12 @@ class CycleGAN(TranslationModel):
 
     def discriminators(self) -> dict[str, nn.Module]:
         return {"D_A": self.D_A, "D_B": self.D_B}
+
+    def optimizer_groups(self) -> dict[str, OptimGroup]:
+        return {
+            "G": OptimGroup(self.generators(), lr="lr_g", averaged=True),
+            "D": OptimGroup(self.discriminators(), lr="lr_d"),
+        }
 
     def training_step(self, batch, ctx) -> dict[str, torch.Tensor]:
         cfg, obj = self.cfg, self.objective
@@ -123,8 +130,8 @@ class CycleGAN(TranslationModel):
         return {k: v.detach() for k, v in logs.items()}
 
     @torch.no_grad()
-    def visuals(self, batch, generators) -> dict[str, torch.Tensor]:
-        g_ab, g_ba = generators["G_AB"], generators["G_BA"]
+    def visuals(self, batch, nets) -> dict[str, torch.Tensor]:
+        g_ab, g_ba = nets["G_AB"], nets["G_BA"]
         fake_b, fake_a = g_ab(batch["A"]), g_ba(batch["B"])
         return {
             "real_A": batch["A"], "fake_B": fake_b, "rec_A": g_ba(fake_b),
@@ -133,8 +140,8 @@ class CycleGAN(TranslationModel):
 
     def export_info(self) -> dict[str, dict[str, Any]]:
         return {
-            "G_AB": {"spec": self.spec_ab, "info": {"model": "cyclegan", "direction": "A->B", "value_range": [-1, 1]}},
-            "G_BA": {"spec": self.spec_ba, "info": {"model": "cyclegan", "direction": "B->A", "value_range": [-1, 1]}},
+            "G_AB": {"family": "generator", "spec": self.spec_ab, "info": {"model": "cyclegan", "direction": "A->B", "value_range": [-1, 1]}},
+            "G_BA": {"family": "generator", "spec": self.spec_ba, "info": {"model": "cyclegan", "direction": "B->A", "value_range": [-1, 1]}},
         }
 
     # the history pools are part of the training state, so resume is exact

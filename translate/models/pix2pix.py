@@ -17,7 +17,7 @@ from torch import nn
 from ..nets import GENERATORS, build_discriminator, build_generator
 from ..objectives import build_objective, d_loss, feature_matching, g_loss, gradient_penalty, reconstruction
 from ..registry import resolved_spec
-from .base import MODELS, TranslationModel, clip_weights, set_requires_grad
+from .base import MODELS, GANModel, OptimGroup, clip_weights, set_requires_grad
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Pix2PixConfig:
 
 
 @MODELS.register("pix2pix")
-class Pix2Pix(TranslationModel):
+class Pix2Pix(GANModel):
     Config = Pix2PixConfig
     requires_paired = True
 
@@ -52,6 +52,12 @@ class Pix2Pix(TranslationModel):
 
     def discriminators(self) -> dict[str, nn.Module]:
         return {"D": self.D}
+
+    def optimizer_groups(self) -> dict[str, OptimGroup]:
+        return {
+            "G": OptimGroup(self.generators(), lr="lr_g", averaged=True),
+            "D": OptimGroup(self.discriminators(), lr="lr_d"),
+        }
 
     def training_step(self, batch, ctx) -> dict[str, torch.Tensor]:
         cfg, obj = self.cfg, self.objective
@@ -90,8 +96,8 @@ class Pix2Pix(TranslationModel):
         return {k: v.detach() for k, v in logs.items()}
 
     @torch.no_grad()
-    def visuals(self, batch, generators) -> dict[str, torch.Tensor]:
-        return {"real_A": batch["A"], "fake_B": generators["G"](batch["A"]), "real_B": batch["B"]}
+    def visuals(self, batch, nets) -> dict[str, torch.Tensor]:
+        return {"real_A": batch["A"], "fake_B": nets["G"](batch["A"]), "real_B": batch["B"]}
 
     def export_info(self) -> dict[str, dict[str, Any]]:
-        return {"G": {"spec": self.spec, "info": {"model": "pix2pix", "direction": "A->B", "value_range": [-1, 1]}}}
+        return {"G": {"family": "generator", "spec": self.spec, "info": {"model": "pix2pix", "direction": "A->B", "value_range": [-1, 1]}}}

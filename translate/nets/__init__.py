@@ -11,12 +11,28 @@ from typing import Any
 
 from torch import nn
 
+from ..registry import Registry
 from . import discriminators, generators  # noqa: F401  (fills the registries)
 from .discriminators import DISCRIMINATORS
-from .generators import GENERATORS, Generator
+from .generators import GENERATORS, Generator, ImageGenerator
 from .layers import init_weights
 
-__all__ = ["GENERATORS", "DISCRIMINATORS", "Generator", "build_generator", "build_discriminator"]
+#: network families an exported file can hold, each the registry that rebuilds its nets from the
+#: architecture spec stored in the file; a new family (samplers, CUT's heads) registers here
+NETWORK_FAMILIES: Registry[Registry] = Registry("network family")
+NETWORK_FAMILIES.register("generator")(GENERATORS)
+NETWORK_FAMILIES.register("discriminator")(DISCRIMINATORS)
+
+__all__ = [
+    "DISCRIMINATORS",
+    "GENERATORS",
+    "NETWORK_FAMILIES",
+    "Generator",
+    "ImageGenerator",
+    "build_discriminator",
+    "build_generator",
+    "build_network",
+]
 
 
 def _build(registry, spec: Mapping[str, Any], init: str, init_gain: float, **extra) -> nn.Module:
@@ -24,7 +40,12 @@ def _build(registry, spec: Mapping[str, Any], init: str, init_gain: float, **ext
     return init_weights(net, init, init_gain)
 
 
-def build_generator(spec: Mapping[str, Any], init: str = "normal", init_gain: float = 0.02) -> Generator:
+def build_network(family: str, spec: Mapping[str, Any]) -> nn.Module:
+    """A net of a registered family from its complete spec (e.g. one read from an export)."""
+    return NETWORK_FAMILIES.get(family).build(spec)
+
+
+def build_generator(spec: Mapping[str, Any], init: str = "normal", init_gain: float = 0.02) -> ImageGenerator:
     return _build(GENERATORS, spec, init, init_gain)
 
 

@@ -8,7 +8,7 @@ of the activation memory of a large image lives.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -26,10 +26,10 @@ UPSAMPLING = ("transpose", "resize")
 
 
 class Generator(nn.Module):
-    """Common behaviour: any-size input, optional gradient checkpointing of blocks."""
-
-    #: height and width the body needs to be divisible by
-    size_multiple: int = 1
+    """What every generator offers the engine and its users, whatever it maps from (an image,
+    noise, a label map): optional gradient checkpointing of its repeated blocks, and its named
+    intermediate features on request (``forward_features``), which CUT's PatchNCE and perceptual
+    terms read instead of reaching into the layers."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,6 +43,30 @@ class Generator(nn.Module):
             return checkpoint(block, *inputs, use_reentrant=False)
         return block(*inputs)
 
+    def feature_info(self) -> dict[str, dict[str, int]]:
+        """Feature name -> {"channels", "reduction" (input size / feature size)}, input to output."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose named features")
+
+    def forward_features(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The features named in ``layers`` (see ``feature_info``) for input ``x``; the forward
+        pass stops after the last one asked for."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose named features")
+
+    def check_layers(self, layers: Sequence[str]) -> list[str]:
+        known = list(self.feature_info())
+        unknown = [name for name in layers if name not in known]
+        if unknown:
+            raise ConfigError(f"{type(self).__name__} has no feature(s) {unknown}; known: {', '.join(known)}")
+        return known
+
+
+class ImageGenerator(Generator):
+    """An image-to-image generator: any H×W input, padded up to the body's stride multiple and
+    cropped back, so users never resize to a multiple of 256."""
+
+    #: height and width the body needs to be divisible by
+    size_multiple: int = 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, size = pad_to_multiple(x, self.size_multiple)
         return crop_to(self.body(padded), size)
@@ -55,7 +79,26 @@ class Generator(nn.Module):
         the input), or ``None`` where the body is not split. Tiled inference
         (``translate.infer``) uses it to resume a pass from a cached intermediate state.
         """
+        named = self.named_stages()
+        return None if named is None else [step for _, step in named]
+
+    def named_stages(self) -> list[tuple[str | None, Callable[[Any], Any]]] | None:
+        """``stages()`` with the feature name (or None) of the state each step produces."""
         return None
+
+    def forward_features(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Features of the padded input; ``"input"`` is the padded image itself."""
+        self.check_layers(layers)
+        wanted = set(layers)
+        state: Any = pad_to_multiple(x, self.size_multiple)[0]
+        found = {"input": state} if "input" in wanted else {}
+        for name, step in self.named_stages() or []:
+            if len(found) == len(wanted):
+                break  # the rest of the network would only cost time
+            state = step(state)
+            if name in wanted:
+                found[name] = state
+        return {name: found[name] for name in layers}
 
 
 def upsample_conv(c_in: int, c_out: int, mode: str, kernel: int, bias: bool, sn: bool) -> list[nn.Module]:
@@ -112,7 +155,7 @@ def _join(state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
 
 
 @GENERATORS.register("resnet")
-class ResnetGenerator(Generator):
+class ResnetGenerator(ImageGenerator):
     """Johnson-style encoder / residual blocks / decoder, the CycleGAN reference generator."""
 
     def __init__(
@@ -131,6 +174,7 @@ class ResnetGenerator(Generator):
         if n_blocks < 0 or n_downsampling < 0:
             raise ConfigError("resnet generator: n_blocks and n_downsampling must be >= 0")
         self.size_multiple = 2**n_downsampling
+        self.in_channels, self.out_channels, self.ngf, self.n_downsampling = in_channels, out_channels, ngf, n_downsampling
         bias, sn = conv_bias(norm), spectral_norm
         stem: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -157,15 +201,37 @@ class ResnetGenerator(Generator):
             h = self.run_block(block, h)
         return self.decoder(h)
 
-    def stages(self) -> list[Callable[[Any], Any]]:
-        steps: list[Callable[[Any], Any]] = list(self.encoder)
-        for block in self.blocks:
-            steps += block.stages()
-        return steps + list(self.decoder)
+    def feature_info(self) -> dict[str, dict[str, int]]:
+        ngf, n_down = self.ngf, self.n_downsampling
+        info = {"input": {"channels": self.in_channels, "reduction": 1}, "stem": {"channels": ngf, "reduction": 1}}
+        for i in range(n_down):
+            info[f"down{i + 1}"] = {"channels": ngf * 2 ** (i + 1), "reduction": 2 ** (i + 1)}
+        for i in range(len(self.blocks)):
+            info[f"block{i + 1}"] = {"channels": ngf * 2**n_down, "reduction": 2**n_down}
+        for i in range(n_down):
+            info[f"up{i + 1}"] = {"channels": ngf * 2 ** (n_down - i - 1), "reduction": 2 ** (n_down - i - 1)}
+        info["output"] = {"channels": self.out_channels, "reduction": 1}
+        return info
+
+    def named_stages(self) -> list[tuple[str | None, Callable[[Any], Any]]]:
+        # the stem is pad, conv, norm, ReLU; each downsampling and upsampling level ends in a ReLU
+        named: list[tuple[str | None, Callable[[Any], Any]]] = []
+        encoder = list(self.encoder)
+        for i, layer in enumerate(encoder):
+            name = "stem" if i == 3 else (f"down{(i - 3) // 3}" if i > 3 and (i - 3) % 3 == 0 else None)
+            named.append((name, layer))
+        for b, block in enumerate(self.blocks):
+            steps = block.stages()
+            named += [(None, step) for step in steps[:-1]] + [(f"block{b + 1}", steps[-1])]
+        relus = [i for i, layer in enumerate(self.decoder) if isinstance(layer, nn.ReLU)]
+        for i, layer in enumerate(self.decoder):
+            name = f"up{relus.index(i) + 1}" if i in relus else ("output" if i == len(self.decoder) - 1 else None)
+            named.append((name, layer))
+        return named
 
 
 @GENERATORS.register("unet")
-class UnetGenerator(Generator):
+class UnetGenerator(ImageGenerator):
     """U-Net with skip connections between mirrored levels, the pix2pix reference generator.
 
     ``num_downs`` levels each halve the resolution (8 levels reach 1×1 from 256×256). Inputs that are
@@ -187,6 +253,7 @@ class UnetGenerator(Generator):
         if num_downs < 2:
             raise ConfigError("unet generator: num_downs must be >= 2")
         self.size_multiple = 2**num_downs
+        self.in_channels, self.out_channels = in_channels, out_channels
         bias, sn = conv_bias(norm), spectral_norm
         widths = [ngf * min(2**i, 8) for i in range(num_downs)]
         innermost = num_downs - 1
@@ -211,6 +278,24 @@ class UnetGenerator(Generator):
                 layers.append(nn.Dropout(dropout))
             ups.append(nn.Sequential(*layers))
         self.ups = nn.ModuleList(ups)
+        self.widths = widths
+
+    def feature_info(self) -> dict[str, dict[str, int]]:
+        info = {"input": {"channels": self.in_channels, "reduction": 1}}
+        for i, width in enumerate(self.widths):
+            info[f"down{i + 1}"] = {"channels": width, "reduction": 2 ** (i + 1)}
+        return info
+
+    def forward_features(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Encoder features of the padded input (the decoder's are not exposed)."""
+        self.check_layers(layers)
+        h = pad_to_multiple(x, self.size_multiple)[0]
+        found = {"input": h}
+        depth = max((int(name[4:]) for name in layers if name != "input"), default=0)
+        for i, down in enumerate(self.downs[:depth]):
+            h = down(h)
+            found[f"down{i + 1}"] = h
+        return {name: found[name] for name in layers}
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
