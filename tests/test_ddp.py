@@ -54,8 +54,11 @@ def test_two_process_training_saves_once_and_resumes(tiny_unpaired, tmp_path):
     w0, w1 = torch.load(tmp_path / "weights_rank0.pt"), torch.load(tmp_path / "weights_rank1.pt")
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
     # 8 images over 2 ranks at batch 1: 4 steps per epoch, so the log says epoch 0.5 at step 2
-    lines = (out / "metrics.csv").read_text().splitlines()
-    assert lines[0].startswith("step,") and len(lines) == 2
+    import csv
+
+    with open(out / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["step"], float(r["epoch"])) for r in rows] == [("2", 0.5)]
 
     second = torchrun(tmp_path, overrides)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -42,4 +42,8 @@ def test_fp16_overflow_skips_both_optimisers():
         if isinstance(value, torch.Tensor):
             assert torch.equal(value, before[key]), f"{key} changed despite overflow"
     assert rt.scaler.get_scale() < 1e38  # the scale backs off
-    train_step(rt, batch())  # with a sane scale the next steps update again
+    rt.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    train_step(rt, batch())  # with a sane scale the next step updates both groups again
+    changed = {k.split(".")[0] for k, v in rt.model.state_dict().items()
+               if isinstance(v, torch.Tensor) and not torch.equal(v, before[k])}
+    assert {"G_AB", "G_BA", "D_A", "D_B"} <= changed

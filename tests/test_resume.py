@@ -91,8 +91,20 @@ def test_sigterm_saves_and_resumes(tiny_unpaired, tmp_path):
     assert "stopped by signal" in output
     ckpt = io.latest_checkpoint(out / "checkpoints")
     assert ckpt is not None and io.checkpoint_step(ckpt) >= 3
-    resumed = train(load_config(REFERENCE, [*overrides, f"engine.stop_at_step={io.checkpoint_step(ckpt) + 1}"]))
-    assert resumed.step == io.checkpoint_step(ckpt) + 1
+    saved = io.checkpoint_step(ckpt)
+    resumed = train(load_config(REFERENCE, [*overrides, f"engine.stop_at_step={saved + 1}"]))
+    assert resumed.step == saved + 1
+    # the resumed run continued from the checkpoint, not from a fresh start: Adam has counted
+    # every step since the beginning, and each weight moved by at most about lr in one step
+    after = io.load_checkpoint(io.latest_checkpoint(out / "checkpoints"))
+    assert io.checkpoint_step(io.latest_checkpoint(out / "checkpoints")) == saved + 1
+    adam_steps = {int(s["step"]) for s in after["optimizers"]["G"]["state"].values()}
+    assert adam_steps == {saved + 1}
+    before = io.load_checkpoint(ckpt)["model"]
+    lr = load_config(REFERENCE, overrides).optim.lr_g
+    for key, value in after["model"].items():
+        if key.startswith("G_AB") and isinstance(value, torch.Tensor) and value.is_floating_point():
+            assert (value - before[key]).abs().max() <= 1.5 * lr, key
 
 
 def test_incomplete_checkpoint_is_a_clear_error(tiny_unpaired, tmp_path):

@@ -14,16 +14,23 @@ class MetricsLog:
     """Appends scalar rows to ``metrics.csv`` and, if enabled and installed, TensorBoard events.
 
     The CSV's columns are fixed by its first row; a resumed run appends to the same file and
-    writes later-appearing keys only to TensorBoard.
+    writes later-appearing keys only to TensorBoard. ``resumed_at``: the step a run resumes from;
+    rows a killed run logged after its last checkpoint are dropped (CSV) or purged (TensorBoard),
+    since the resumed run logs those steps again.
     """
 
-    def __init__(self, folder: Path, tensorboard: bool) -> None:
+    def __init__(self, folder: Path, tensorboard: bool, resumed_at: int | None = None) -> None:
         self.path = folder / "metrics.csv"
         self.columns: list[str] | None = None
         if self.path.exists():
             with open(self.path, newline="") as fh:
-                header = next(csv.reader(fh), None)
-            self.columns = header or None
+                rows = list(csv.reader(fh))
+            self.columns = rows[0] if rows and rows[0] else None
+            if resumed_at is not None and self.columns:
+                kept = [r for r in rows[1:] if r and int(r[0]) <= resumed_at]
+                if len(kept) < len(rows) - 1:
+                    with open(self.path, "w", newline="") as fh:
+                        csv.writer(fh).writerows([self.columns, *kept])
         self.writer = None
         if tensorboard:
             try:
@@ -31,7 +38,8 @@ class MetricsLog:
             except ImportError:  # tensorboard is optional at run time
                 SummaryWriter = None
             if SummaryWriter is not None:
-                self.writer = SummaryWriter(str(folder / "tb"))
+                purge = None if resumed_at is None else resumed_at + 1
+                self.writer = SummaryWriter(str(folder / "tb"), purge_step=purge)
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
         row = {"step": step, **values}

@@ -125,7 +125,8 @@ def _train(cfg: ExperimentConfig, env: DistEnv) -> TrainResult:
         if resume_from is not None:
             print(f"resumed from {resume_from} at step {rt.step}/{rt.total_steps}")
 
-    log = MetricsLog(paths.root, cfg.engine.tensorboard) if env.is_main else None
+    resumed_at = rt.step if resume_from is not None else None
+    log = MetricsLog(paths.root, cfg.engine.tensorboard, resumed_at) if env.is_main else None
     sample_batch = move_batch(fixed_sample_batch(dataset, 4), rt.device, cfg.engine.channels_last) if env.is_main else None
     stop_at = min(rt.total_steps, cfg.engine.stop_at_step or rt.total_steps)
     progress = _progress_bar(rt, stop_at, enabled=env.is_main and cfg.engine.progress)

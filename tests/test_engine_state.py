@@ -1,0 +1,148 @@
+"""What a run keeps and restores beyond the weights: EMA, pruning, the metrics log, data order with
+workers, exact-match checks on resume, and the engine's memory-format and compile paths."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import tiny_cyclegan_overrides
+
+from translate import io
+from translate.config import load_config
+from translate.distributed import DistEnv
+from translate.engine import build_runtime, train, train_step
+
+REFERENCE = Path(__file__).parents[1] / "configs" / "cyclegan_reference.yaml"
+
+
+def run(a, b, out, steps, *extra):
+    return train(load_config(REFERENCE, [*tiny_cyclegan_overrides(a, b, out, steps=steps), *extra]))
+
+
+def checkpoint(out: Path, step: int) -> dict:
+    return io.load_checkpoint(out / "checkpoints" / f"ckpt_{step:08d}.pt")
+
+
+def assert_same_tensors(ref: dict, got: dict) -> None:
+    assert ref.keys() == got.keys()
+    for key, value in ref.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, got[key]), key
+
+
+def test_resume_with_ema_is_exact_and_exports_the_average(tiny_unpaired, tmp_path):
+    a, b = tiny_unpaired
+    straight = run(a, b, tmp_path / "straight", 6, "engine.ema_decay=0.5")
+    run(a, b, tmp_path / "split", 6, "engine.ema_decay=0.5", "engine.stop_at_step=3")
+    run(a, b, tmp_path / "split", 6, "engine.ema_decay=0.5")
+    ref, got = checkpoint(tmp_path / "straight", 6), checkpoint(tmp_path / "split", 6)
+    for net in ("G_AB", "G_BA"):
+        assert_same_tensors(ref["ema"][net], got["ema"][net])
+        # with decay 0.5 the average really lags the live weights
+        assert any(not torch.equal(v, ref["model"][f"{net}.{k}"]) for k, v in ref["ema"][net].items())
+    from safetensors.torch import load_file
+
+    exported = load_file(str(straight.exports["G_AB"]))
+    assert_same_tensors(ref["ema"]["G_AB"], exported)
+
+
+def test_only_the_last_two_checkpoints_are_kept(tiny_unpaired, tmp_path):
+    a, b = tiny_unpaired
+    run(a, b, tmp_path / "run", 5, "engine.save_every=1")
+    assert sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir()) == ["ckpt_00000004.pt", "ckpt_00000005.pt"]
+    assert io.latest_checkpoint(tmp_path / "run/checkpoints").name == "ckpt_00000005.pt"
+
+
+def metrics(out: Path) -> list[dict[str, str]]:
+    with open(out / "metrics.csv", newline="") as fh:
+        return [{k: v for k, v in row.items() if k != "s_per_iter"} for row in csv.DictReader(fh)]
+
+
+def test_metrics_after_a_kill_and_resume_match_an_uninterrupted_run(tiny_unpaired, tmp_path):
+    a, b = tiny_unpaired
+    logs = ["engine.log_every=1", "engine.save_every=3", "engine.tensorboard=true"]
+    run(a, b, tmp_path / "straight", 6, *logs)
+    # a run killed after logging step 4 but before saving it: its last checkpoint is step 3
+    run(a, b, tmp_path / "killed", 6, *logs, "engine.stop_at_step=4")
+    (tmp_path / "killed/checkpoints/ckpt_00000004.pt").unlink()
+    run(a, b, tmp_path / "killed", 6, *logs)
+    got, ref = metrics(tmp_path / "killed"), metrics(tmp_path / "straight")
+    assert [r["step"] for r in got] == ["1", "2", "3", "4", "5", "6"]
+    assert got == ref
+
+
+def test_data_loader_workers_do_not_change_the_run(tiny_unpaired, tmp_path):
+    a, b = tiny_unpaired
+    run(a, b, tmp_path / "w0", 4, "data.num_workers=0")
+    run(a, b, tmp_path / "w2", 4, "data.num_workers=2", "engine.stop_at_step=2")
+    run(a, b, tmp_path / "w2", 4, "data.num_workers=2")
+    assert_same_tensors(checkpoint(tmp_path / "w0", 4)["model"], checkpoint(tmp_path / "w2", 4)["model"])
+
+
+def resume_with(tmp_path, a, b, edit) -> None:
+    run(a, b, tmp_path / "run", 3, "engine.stop_at_step=3")
+    path = tmp_path / "run/checkpoints/ckpt_00000003.pt"
+    state = io.load_checkpoint(path)
+    edit(state)
+    io.save_checkpoint(path, state)
+    run(a, b, tmp_path / "run", 6)
+
+
+def test_checkpoint_missing_model_extra_state_is_named(tiny_unpaired, tmp_path):
+    a, b = tiny_unpaired
+
+    def drop_pool(state):
+        del state["per_rank"][0]["extra"]["_extra_state"]
+
+    with pytest.raises(io.CheckpointError, match=r"extra-state entries .*missing \['_extra_state'\]"):
+        resume_with(tmp_path, a, b, drop_pool)
+
+
+def test_checkpoint_missing_an_optimiser_group_is_named(tiny_unpaired, tmp_path):
+    a, b = tiny_unpaired
+    with pytest.raises(io.CheckpointError, match=r"optimiser groups .*missing \['D'\]"):
+        resume_with(tmp_path, a, b, lambda state: state["optimizers"].pop("D"))
+
+
+def test_resume_with_another_process_count_is_a_clear_error(tiny_unpaired, tmp_path):
+    a, b = tiny_unpaired
+
+    def two_ranks(state):
+        state["per_rank"] = state["per_rank"] * 2
+
+    with pytest.raises(io.CheckpointError, match=r"written by 2 process\(es\) but this run has 1"):
+        resume_with(tmp_path, a, b, two_ranks)
+
+
+TINY = ["model.generator={name: resnet, ngf: 4, n_blocks: 1}", "model.discriminator={name: patchgan, ndf: 4, n_layers: 2}",
+        "model.pool_size=0", "optim.max_steps=10", "engine.device=cpu"]
+
+
+def two_steps(*extra: str) -> tuple[dict, torch.nn.Module]:
+    rt = build_runtime(load_config(None, [*TINY, *extra]), DistEnv(), 1)
+    g = torch.Generator().manual_seed(0)
+    logs = {}
+    for _ in range(2):
+        batch = {k: torch.rand(1, 3, 16, 16, generator=g) * 2 - 1 for k in ("A", "B")}
+        logs = train_step(rt, batch)
+    return logs, rt.model
+
+
+def test_channels_last_trains_like_the_default_layout():
+    ref_logs, ref = two_steps()
+    logs, model = two_steps("engine.channels_last=true")
+    assert model.G_AB.encoder[1].weight.is_contiguous(memory_format=torch.channels_last)
+    for key in ref_logs:
+        torch.testing.assert_close(logs[key], ref_logs[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_nets_train_like_eager_ones():
+    ref_logs, _ = two_steps()
+    logs, model = two_steps("engine.compile=true")
+    assert model.G_AB._compiled_call_impl is not None
+    for key in ref_logs:
+        torch.testing.assert_close(logs[key], ref_logs[key], rtol=1e-3, atol=1e-4)
