@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from translate.data.cityscapes import CityscapesDataset
-from translate.data.gta5 import GTA5Dataset
 from translate.data.images import write_image
-from translate.data.labels import CLASSES, ID_TO_TRAINID, IGNORE, NUM_CLASSES, PALETTE, colorize, ids_to_train_ids, overlay
-from translate.data.segmentation import SegmentationFolder, read_label
 from translate.errors import DataError
+from translate.segdata.cityscapes import CityscapesDataset
+from translate.segdata.classes import CLASSES, ID_TO_TRAINID, IGNORE, NUM_CLASSES, PALETTE, colorize, ids_to_train_ids, overlay
+from translate.segdata.datasets import SegmentationFolder, read_label
+from translate.segdata.gta5 import GTA5Dataset
 
 # label id -> trainId, the standard Cityscapes table
 STANDARD = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,
@@ -112,15 +113,41 @@ def test_gta5_errors(tmp_path: Path) -> None:
 
     root = _gta5(tmp_path / "size")
     _palette_png(root / "labels" / "00002.png", np.full((10, 16), 7, np.uint8))
-    ds = GTA5Dataset(root)
-    ds[0]
     with pytest.raises(DataError, match=r"00002\.png is 16×10 but its image .* is 16×12"):
-        ds[1]
+        GTA5Dataset(root)  # when the dataset is built, not in the middle of an epoch
 
     root = _gta5(tmp_path / "rgb")
     Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(root / "labels" / "00003.png")  # a colour visualisation
     with pytest.raises(DataError, match=r"00003\.png: label is a RGB colour image"):
         GTA5Dataset(root)[2]
+
+
+def test_gta5_label_size_policy_is_applied_when_the_dataset_is_built(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = _gta5(tmp_path, n=3, h=12, w=16)
+    ids = np.full((6, 8), 7, np.uint8)  # half size: road on the left, car on the right
+    ids[:, 4:] = 26
+    _palette_png(root / "labels" / "00002.png", ids)
+
+    with pytest.raises(DataError, match=r"1 of 3 labels .*00002\.png is 8×6 but its image .*00002\.png is 16×12.*mismatched="):
+        GTA5Dataset(root)
+
+    with caplog.at_level(logging.WARNING):
+        skipping = GTA5Dataset(root, mismatched="skip")
+    assert len(skipping) == 2 and [image.name for image, _ in skipping.skipped] == ["00002.png"]
+    assert [image.name for image, _ in skipping.pairs] == ["00001.png", "00003.png"]
+    assert "skipped 1 of 3" in caplog.text and "00002.png" in caplog.text
+    assert all(skipping[i][1].shape == (12, 16) for i in range(len(skipping)))
+
+    resizing = GTA5Dataset(root, mismatched="resize_label")
+    assert len(resizing) == 3 and [label.name for _, label in resizing.resized] == ["00002.png"] and not resizing.skipped
+    image, label = resizing[1]
+    assert image.shape == (12, 16, 3) and label.shape == (12, 16)
+    assert (label[:, :8] == 0).all() and (label[:, 8:] == 13).all()  # nearest neighbour: no blended ids
+    images, labels = resizing.arrays()
+    assert labels.shape == (3, 12, 16)
+
+    with pytest.raises(DataError, match="unknown mismatched policy 'pad'"):
+        GTA5Dataset(root, mismatched="pad")
 
 
 # ----------------------------------------------------------------------------- Cityscapes

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from translate.data.labels import CLASS_NAMES, IGNORE, NUM_CLASSES
+from translate.segdata.classes import CLASS_NAMES, IGNORE, NUM_CLASSES
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
