@@ -172,8 +172,11 @@ def write_image(path: str | Path, rgb: np.ndarray, jpeg_quality: int = 95) -> Pa
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """H×W×3 uint8 -> 3×H×W float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    """H×W×3 uint8 -> 3×H×W float in [-1, 1]; a batch N×H×W×3 -> N×3×H×W."""
+    if rgb.ndim not in (3, 4):
+        raise ValueError(f"to_tensor expects H×W×3 or N×H×W×3, got shape {rgb.shape}")
+    channels_first = (2, 0, 1) if rgb.ndim == 3 else (0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(*channels_first).float().div_(127.5).sub_(1.0)
 
 
 def to_image(tensor: torch.Tensor) -> np.ndarray:
