@@ -210,3 +210,12 @@ def test_every_exif_orientation_matches_an_image_viewer(tmp_path: Path, orientat
     out = read_image(path)
     np.testing.assert_array_equal(out, viewer)
     assert image_size(path) == out.shape[:2]
+
+
+def test_to_tensor_takes_a_batch() -> None:
+    batch = np.stack([_rgb(5, 7, seed=1), _rgb(5, 7, seed=2)])
+    out = to_tensor(batch)
+    assert out.shape == (2, 3, 5, 7) and out.dtype == torch.float32
+    assert torch.equal(out[1], to_tensor(batch[1]))
+    with pytest.raises(ValueError, match="H×W×3"):
+        to_tensor(np.zeros((4, 4), np.uint8))

@@ -46,6 +46,38 @@ def test_colorize_and_overlay() -> None:
         colorize(np.zeros((2, 2, 3), np.uint8))
 
 
+def test_class_shares_have_one_definition() -> None:
+    """Pixel share = class pixels / labelled (non-ignore) pixels, whichever classes are reported."""
+    from translate.segdata.classes import ClassTally, class_report
+
+    a = np.array([[0, 0, 13, 255]], np.uint8)  # road, road, car, ignore
+    b = np.array([[0, 2, 2, 2]], np.uint8)  # road, building ×3 (building not reported below)
+    report = class_report([a, b], class_ids=(0, 13))
+    assert report["road"] == {"scene_share": 1.0, "pixel_share": 3 / 7}
+    assert report["car"] == {"scene_share": 0.5, "pixel_share": 1 / 7}
+    tally = ClassTally()
+    tally.add(a)
+    tally.add(b)
+    assert tally.labelled_pixels == 7 and tally.pixel_share(2) == 3 / 7
+    assert sum(tally.pixel_share(c) for c in range(NUM_CLASSES)) == pytest.approx(1.0)
+
+
+def test_scene_set_manifest_uses_the_same_class_shares(tmp_path: Path) -> None:
+    import json
+
+    from translate.segdata.classes import class_report
+    from translate.segdata.datasets import SyntheticSceneDataset
+    from translate.synthetic import write_scene_set
+
+    manifest = write_scene_set(tmp_path, n=3, seed=4, size=(32, 48), domain="source", progress=False)
+    labels = [label for _, label in SyntheticSceneDataset(tmp_path)]
+    for name, shares in class_report(labels).items():
+        written = json.loads((tmp_path / "manifest.json").read_text())["classes"][name]
+        assert written == manifest["classes"][name]
+        assert written["scene_share"] == round(shares["scene_share"], 4)
+        assert written["pixel_share"] == round(shares["pixel_share"], 5)
+
+
 # ----------------------------------------------------------------------------- fixture trees
 def _image(value: int, h: int = 12, w: int = 16) -> np.ndarray:
     img = np.zeros((h, w, 3), np.uint8)
