@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from apps.study.segmenter import confusion, iou_report
-from translate.data.labels import IGNORE, SYNTHETIC_TRAIN_IDS
-from translate.data.synthetic import SceneGenerator
+from translate.segdata.classes import IGNORE, SYNTHETIC_TRAIN_IDS
+from translate.synthetic import SceneGenerator
 
 CLASSES = np.array(SYNTHETIC_TRAIN_IDS)
 

@@ -159,3 +159,63 @@ def test_tensor_round_trip_is_exact() -> None:
 def test_to_image_clamps_out_of_range() -> None:
     t = torch.tensor([-3.0, 0.0, 5.0]).view(3, 1, 1)
     np.testing.assert_array_equal(to_image(t)[0, 0], [0, 128, 255])
+
+
+# ----------------------------------------------------------------------------- EXIF orientation
+ORIENTATION_TAG = 0x0112
+
+
+def _quadrant_image(h: int = 24, w: int = 40) -> np.ndarray:
+    """Distinct, flat quadrants (JPEG keeps them) so that a rotation or mirror shows."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[: h // 2, : w // 2] = (250, 20, 20)
+    img[: h // 2, w // 2 :] = (20, 250, 20)
+    img[h // 2 :, : w // 2] = (20, 20, 250)
+    img[h // 2 :, w // 2 :] = (250, 250, 250)
+    return img
+
+
+def _save_with_orientation(path: Path, stored: np.ndarray, orientation: int) -> Path:
+    from PIL import Image
+
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[ORIENTATION_TAG] = orientation
+    im.save(path, exif=exif.tobytes(), **({"quality": 95} if path.suffix == ".jpg" else {}))
+    return path
+
+
+def test_phone_photo_with_orientation_6_is_read_upright(tmp_path: Path) -> None:
+    """A phone held upright stores the frame sideways and tags it 6 (rotate 90° clockwise to view)."""
+    stored = _quadrant_image(24, 40)  # 40 wide, 24 high as stored
+    path = _save_with_orientation(tmp_path / "phone.jpg", stored, 6)
+    out = read_image(path)
+    assert out.shape == (40, 24, 3)  # shown upright: 24 wide, 40 high
+    upright = np.rot90(stored, k=-1)  # clockwise
+    assert np.median(np.abs(out.astype(int) - upright.astype(int))) <= 3  # JPEG blurs the quadrant edges only
+    # a clockwise quarter turn: stored top-left (red) shows top-right, stored bottom-left (blue) top-left
+    for (row, col), colour in {(2, -3): (250, 20, 20), (2, 2): (20, 20, 250), (-3, 2): (250, 250, 250), (-3, -3): (20, 250, 20)}.items():
+        assert tuple(int(v) for v in out[row, col]) == pytest.approx(colour, abs=12)
+    assert image_size(path) == (40, 24)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_an_image_viewer(tmp_path: Path, orientation: int) -> None:
+    from PIL import Image, ImageOps
+
+    stored = _rgb(6, 10, seed=orientation)
+    path = _save_with_orientation(tmp_path / "o.png", stored, orientation)  # lossless: exact comparison
+    with Image.open(path) as im:
+        viewer = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    out = read_image(path)
+    np.testing.assert_array_equal(out, viewer)
+    assert image_size(path) == out.shape[:2]
+
+
+def test_to_tensor_takes_a_batch() -> None:
+    batch = np.stack([_rgb(5, 7, seed=1), _rgb(5, 7, seed=2)])
+    out = to_tensor(batch)
+    assert out.shape == (2, 3, 5, 7) and out.dtype == torch.float32
+    assert torch.equal(out[1], to_tensor(batch[1]))
+    with pytest.raises(ValueError, match="H×W×3"):
+        to_tensor(np.zeros((4, 4), np.uint8))

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from translate.data.cityscapes import CityscapesDataset
-from translate.data.gta5 import GTA5Dataset
 from translate.data.images import write_image
-from translate.data.labels import CLASSES, ID_TO_TRAINID, IGNORE, NUM_CLASSES, PALETTE, colorize, ids_to_train_ids, overlay
-from translate.data.segmentation import SegmentationFolder, read_label
 from translate.errors import DataError
+from translate.segdata.cityscapes import CityscapesDataset
+from translate.segdata.classes import CLASSES, ID_TO_TRAINID, IGNORE, NUM_CLASSES, PALETTE, colorize, ids_to_train_ids, overlay
+from translate.segdata.datasets import SegmentationFolder, read_label
+from translate.segdata.gta5 import GTA5Dataset
 
 # label id -> trainId, the standard Cityscapes table
 STANDARD = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,
@@ -43,6 +44,38 @@ def test_colorize_and_overlay() -> None:
     assert tuple(blended[0, 0]) == (164, 132, 164)
     with pytest.raises(ValueError):
         colorize(np.zeros((2, 2, 3), np.uint8))
+
+
+def test_class_shares_have_one_definition() -> None:
+    """Pixel share = class pixels / labelled (non-ignore) pixels, whichever classes are reported."""
+    from translate.segdata.classes import ClassTally, class_report
+
+    a = np.array([[0, 0, 13, 255]], np.uint8)  # road, road, car, ignore
+    b = np.array([[0, 2, 2, 2]], np.uint8)  # road, building ×3 (building not reported below)
+    report = class_report([a, b], class_ids=(0, 13))
+    assert report["road"] == {"scene_share": 1.0, "pixel_share": 3 / 7}
+    assert report["car"] == {"scene_share": 0.5, "pixel_share": 1 / 7}
+    tally = ClassTally()
+    tally.add(a)
+    tally.add(b)
+    assert tally.labelled_pixels == 7 and tally.pixel_share(2) == 3 / 7
+    assert sum(tally.pixel_share(c) for c in range(NUM_CLASSES)) == pytest.approx(1.0)
+
+
+def test_scene_set_manifest_uses_the_same_class_shares(tmp_path: Path) -> None:
+    import json
+
+    from translate.segdata.classes import class_report
+    from translate.segdata.datasets import SyntheticSceneDataset
+    from translate.synthetic import write_scene_set
+
+    manifest = write_scene_set(tmp_path, n=3, seed=4, size=(32, 48), domain="source", progress=False)
+    labels = [label for _, label in SyntheticSceneDataset(tmp_path)]
+    for name, shares in class_report(labels).items():
+        written = json.loads((tmp_path / "manifest.json").read_text())["classes"][name]
+        assert written == manifest["classes"][name]
+        assert written["scene_share"] == round(shares["scene_share"], 4)
+        assert written["pixel_share"] == round(shares["pixel_share"], 5)
 
 
 # ----------------------------------------------------------------------------- fixture trees
@@ -112,15 +145,41 @@ def test_gta5_errors(tmp_path: Path) -> None:
 
     root = _gta5(tmp_path / "size")
     _palette_png(root / "labels" / "00002.png", np.full((10, 16), 7, np.uint8))
-    ds = GTA5Dataset(root)
-    ds[0]
     with pytest.raises(DataError, match=r"00002\.png is 16×10 but its image .* is 16×12"):
-        ds[1]
+        GTA5Dataset(root)  # when the dataset is built, not in the middle of an epoch
 
     root = _gta5(tmp_path / "rgb")
     Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(root / "labels" / "00003.png")  # a colour visualisation
     with pytest.raises(DataError, match=r"00003\.png: label is a RGB colour image"):
         GTA5Dataset(root)[2]
+
+
+def test_gta5_label_size_policy_is_applied_when_the_dataset_is_built(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = _gta5(tmp_path, n=3, h=12, w=16)
+    ids = np.full((6, 8), 7, np.uint8)  # half size: road on the left, car on the right
+    ids[:, 4:] = 26
+    _palette_png(root / "labels" / "00002.png", ids)
+
+    with pytest.raises(DataError, match=r"1 of 3 labels .*00002\.png is 8×6 but its image .*00002\.png is 16×12.*mismatched="):
+        GTA5Dataset(root)
+
+    with caplog.at_level(logging.WARNING):
+        skipping = GTA5Dataset(root, mismatched="skip")
+    assert len(skipping) == 2 and [image.name for image, _ in skipping.skipped] == ["00002.png"]
+    assert [image.name for image, _ in skipping.pairs] == ["00001.png", "00003.png"]
+    assert "skipped 1 of 3" in caplog.text and "00002.png" in caplog.text
+    assert all(skipping[i][1].shape == (12, 16) for i in range(len(skipping)))
+
+    resizing = GTA5Dataset(root, mismatched="resize_label")
+    assert len(resizing) == 3 and [label.name for _, label in resizing.resized] == ["00002.png"] and not resizing.skipped
+    image, label = resizing[1]
+    assert image.shape == (12, 16, 3) and label.shape == (12, 16)
+    assert (label[:, :8] == 0).all() and (label[:, 8:] == 13).all()  # nearest neighbour: no blended ids
+    images, labels = resizing.arrays()
+    assert labels.shape == (3, 12, 16)
+
+    with pytest.raises(DataError, match="unknown mismatched policy 'pad'"):
+        GTA5Dataset(root, mismatched="pad")
 
 
 # ----------------------------------------------------------------------------- Cityscapes

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from translate.cli import main
-from translate.data.labels import CLASS_NAMES, IGNORE, SYNTHETIC_TRAIN_IDS
-from translate.data.synthetic import (
+from translate.segdata.classes import CLASS_NAMES, IGNORE, SYNTHETIC_TRAIN_IDS
+from translate.synthetic import (
     MATERIAL_NAMES,
     PRESETS,
     SceneGenerator,
@@ -55,7 +55,7 @@ def test_scene_does_not_depend_on_count(tmp_path: Path) -> None:
 
 
 def test_manifest_and_label_files(tmp_path: Path) -> None:
-    from translate.data.segmentation import SyntheticSceneDataset
+    from translate.segdata.datasets import SyntheticSceneDataset
 
     _synth(tmp_path, "--domain", "source", "--n", "3", "--seed", "1")
     m = json.loads((tmp_path / "manifest.json").read_text())
@@ -82,7 +82,7 @@ def test_paired_mode_writes_both_domains_with_same_labels(tmp_path: Path) -> Non
         assert files[f"source/images/{name}"] != files[f"target/images/{name}"]
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["paired"] is True and set(m["domains"]) == {"source", "target"}
-    from translate.data.segmentation import SyntheticSceneDataset
+    from translate.segdata.datasets import SyntheticSceneDataset
     from translate.errors import DataError
 
     with pytest.raises(DataError, match="domain"):

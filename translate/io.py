@@ -34,10 +34,19 @@ CHECKPOINT_PATTERN = re.compile(r"ckpt_(\d+)\.pt$")
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``; the old file survives any failure."""
+    """Call ``write(tmp_path)`` then rename onto ``path``; the old file survives any failure.
+
+    The file gets the mode a plain ``open`` would give it (0o666 less the umask: 0o644 under umask
+    022), not the 0o600 of ``mkstemp``, so other users of a shared machine can read outputs.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        umask = os.umask(0o022)  # the umask can only be read by setting it: restore it at once
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+    finally:
+        os.close(fd)
     try:
         write(Path(tmp))
         with open(tmp, "rb") as fh:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from translate.data.labels import SYNTHETIC_TRAIN_IDS
-from translate.data.synthetic import SceneGenerator, appearance_from, parse_size
+from translate.segdata.classes import SYNTHETIC_TRAIN_IDS
+from translate.synthetic import SceneGenerator, appearance_from, parse_size
 
 from .segmenter import TrainConfig, evaluate, photometric_augmentation, train_segmenter
 

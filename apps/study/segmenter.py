@@ -4,7 +4,7 @@ The domain-adaptation study asks one question over and over: how well does a seg
 on data X do on the target domain? This module is the fixed instrument for that question — one
 model, one training budget, one mIoU — so that only the training data changes between rows of
 the study's table. It works on in-memory arrays (images N×H×W×3 uint8, trainId labels N×H×W
-uint8), which any dataset of translate.data can fill.
+uint8), which any dataset of translate.segdata can fill.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from translate.data.labels import CLASS_NAMES, IGNORE, NUM_CLASSES
+from translate.data.images import to_tensor
+from translate.nets.layers import crop_to, pad_to_multiple
+from translate.segdata.classes import CLASS_NAMES, IGNORE, NUM_CLASSES
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -56,18 +58,37 @@ def build_segmenter(cfg: SegmenterConfig | None = None) -> torch.nn.Module:
     )
 
 
-def to_input(images: np.ndarray) -> torch.Tensor:
-    """N×H×W×3 uint8 -> N×3×H×W float, each channel scaled to about zero mean, unit spread."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    return x.div_(127.5).sub_(1.0)
+def input_multiple(model: torch.nn.Module) -> int:
+    """What the input's height and width are padded to a multiple of: the encoder's output stride
+    (2**encoder_depth), the same in training and prediction."""
+    stride = getattr(getattr(model, "encoder", None), "output_stride", None)
+    if stride is None:
+        raise ValueError(f"cannot tell the input multiple of a {type(model).__name__}; pass multiple=")
+    return int(stride)
 
 
-def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x, (h, w)
+def _logits(model: torch.nn.Module, images: np.ndarray, multiple: int) -> torch.Tensor:
+    """N×classes×H×W logits of N×H×W×3 uint8 images, padded to ``multiple`` and cropped back."""
+    padded, size = pad_to_multiple(to_tensor(images), multiple)
+    return crop_to(model(padded), size)
+
+
+def training_batch(
+    images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, batch_size: int,
+    augment: Augment | None = None, flip: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``batch_size`` samples, augment each image (photometric: labels unchanged) and flip
+    image and label together; all randomness from ``rng``."""
+    idx = rng.integers(0, len(images), batch_size)
+    batch = images[idx]
+    target = labels[idx]
+    if augment is not None:
+        batch = np.stack([augment(img, rng) for img in batch])
+    if flip:
+        flipped = rng.random(batch_size) < 0.5
+        batch = np.where(flipped[:, None, None, None], batch[:, :, ::-1], batch)
+        target = np.where(flipped[:, None, None], target[:, :, ::-1], target)
+    return batch, target
 
 
 def train_segmenter(
@@ -92,24 +113,14 @@ def train_segmenter(
     model = build_segmenter(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    multiple = 2 ** model_cfg.encoder_depth
+    multiple = input_multiple(model)
     model.train()
     start = time.time()
     running, seen = 0.0, 0
     for step in range(1, cfg.steps + 1):
-        idx = rng.integers(0, len(images), cfg.batch_size)
-        batch = images[idx]
-        target = labels[idx]
-        if augment is not None:
-            batch = np.stack([augment(img, rng) for img in batch])
-        if cfg.flip:
-            flip = rng.random(cfg.batch_size) < 0.5
-            batch = np.where(flip[:, None, None, None], batch[:, :, ::-1], batch)
-            target = np.where(flip[:, None, None], target[:, :, ::-1], target)
-        x, _ = _pad_to(to_input(batch), multiple)
+        batch, target = training_batch(images, labels, rng, cfg.batch_size, augment, cfg.flip)
         y = torch.from_numpy(np.ascontiguousarray(target)).long()
-        logits = model(x)[..., : y.shape[-2], : y.shape[-1]]
-        loss = F.cross_entropy(logits, y, ignore_index=IGNORE)
+        loss = F.cross_entropy(_logits(model, batch, multiple), y, ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -123,13 +134,14 @@ def train_segmenter(
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32, multiple: int = 8) -> np.ndarray:
-    """Predicted trainId maps (N×H×W uint8)."""
+def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32, multiple: int | None = None) -> np.ndarray:
+    """Predicted trainId maps (N×H×W uint8). Inputs are padded as in training: to ``multiple``,
+    by default the model's own (``input_multiple``)."""
     model.eval()
+    multiple = multiple or input_multiple(model)
     out = []
     for i in range(0, len(images), batch_size):
-        x, (h, w) = _pad_to(to_input(images[i : i + batch_size]), multiple)
-        out.append(model(x)[..., :h, :w].argmax(1).to(torch.uint8).numpy())
+        out.append(_logits(model, images[i : i + batch_size], multiple).argmax(1).to(torch.uint8).numpy())
     return np.concatenate(out)
 
 

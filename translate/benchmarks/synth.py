@@ -24,7 +24,7 @@ def measure(size: tuple[int, int], n: int, seed: int = 0, target_preset: str = "
     import cv2
     import torch
 
-    from ..data.synthetic import SceneGenerator, appearance_from
+    from ..synthetic import SceneGenerator, appearance_from
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -41,7 +41,7 @@ def measure(size: tuple[int, int], n: int, seed: int = 0, target_preset: str = "
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.synthetic import parse_size
+    from ..synthetic import parse_size
 
     size = parse_size(args.size)
     results = measure(size, args.n, args.seed, args.preset)

@@ -53,7 +53,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _appearances(args: argparse.Namespace, domain: str) -> tuple[dict, dict]:
     """(appearances, preset names) for the generator, from --preset/--config applied to ``domain``."""
-    from ..data.synthetic import DEFAULT_PRESET, appearance_from, load_appearance
+    from ..synthetic import DEFAULT_PRESET, appearance_from, load_appearance
 
     name = args.preset or DEFAULT_PRESET[domain]
     if args.config:
@@ -65,8 +65,8 @@ def _appearances(args: argparse.Namespace, domain: str) -> tuple[dict, dict]:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from ..data.synthetic import parse_size, write_scene_set
     from ..errors import ConfigError
+    from ..synthetic import parse_size, write_scene_set
 
     if not args.paired and args.domain is None:
         raise ConfigError("--domain source|target is required (or --paired for both)")
@@ -85,7 +85,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_preview(args: argparse.Namespace) -> int:
     from ..data.images import write_image
-    from ..data.synthetic import SceneGenerator, contact_sheet, parse_size
+    from ..synthetic import SceneGenerator, contact_sheet, parse_size
 
     h, w = parse_size(args.size)
     appearances, _ = _appearances(args, "target")
@@ -96,10 +96,11 @@ def run_preview(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from ..data.synthetic import SceneGenerator, class_report, parse_size
+    from ..segdata.classes import class_report
+    from ..synthetic import SceneGenerator, parse_size
 
     if args.root:
-        from ..data.segmentation import SyntheticSceneDataset
+        from ..segdata.datasets import SyntheticSceneDataset
 
         ds = SyntheticSceneDataset(args.root, domain=args.domain)
         labels = (ds[i][1] for i in range(len(ds)))

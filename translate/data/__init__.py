@@ -1,4 +1,8 @@
-"""Training data: folder datasets, the synthetic street-scene benchmark, GTA5 and Cityscapes."""
+"""Translation data: paired/unpaired folder datasets, pair transforms, keyed epoch sampling, image I/O.
+
+Samples are tensors in [-1, 1] drawn by ``(index, seed)`` keys. Segmentation data (class table,
+GTA5, Cityscapes) is in ``translate.segdata``; the synthetic street scenes in ``translate.synthetic``.
+"""
 
 from __future__ import annotations
 

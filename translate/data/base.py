@@ -65,7 +65,3 @@ class EpochSampler(Sampler[Key]):
 
     def __len__(self) -> int:
         return len(self.keys)
-
-
-def samples_per_rank(size: int, world: int) -> int:
-    return -(-size // world)

@@ -1,7 +1,8 @@
 """Reading and writing images, and converting them to and from network tensors.
 
 Every image enters the toolkit through ``read_image``: 8- and 16-bit PNG/JPEG/TIFF/BMP, grayscale
-and RGBA are all converted explicitly to 8-bit RGB, and any failure names the file.
+and RGBA are all converted explicitly to 8-bit RGB, turned upright by their EXIF orientation as an
+image viewer would show them, and any failure names the file.
 Network tensors are float C×H×W in [-1, 1].
 """
 
@@ -35,9 +36,11 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
 
 
 def image_size(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """(height, width) read from the file header where possible, without decoding the pixels."""
+    """(height, width) as ``read_image`` returns it (EXIF orientation applied), from the file
+    header where possible, without decoding the pixels."""
     try:
-        return _header_size(Path(path))
+        h, w, orientation = _header(Path(path))
+        return (w, h) if orientation in _SWAPS_AXES else (h, w)
     except Exception:
         img = read_image(path, max_pixels=max_pixels)
         return img.shape[0], img.shape[1]
@@ -47,31 +50,77 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     """Decode ``path`` to an RGB uint8 array (H×W×3).
 
     16-bit images are scaled to 8 bits (not truncated); grayscale is replicated to three channels;
-    an alpha channel is dropped. Raises ``DataError`` naming the file if it is missing, unreadable,
-    or has more than ``max_pixels`` pixels.
+    an alpha channel is dropped; an EXIF orientation (a phone photo stored sideways) is applied.
+    Raises ``DataError`` naming the file if it is missing, unreadable, or has more than
+    ``max_pixels`` pixels.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image not found: {path}")
-    if max_pixels is not None:
-        try:
-            h, w = _header_size(path)
-        except Exception:
-            h = w = None
-        if h is not None and h * w > max_pixels:
-            raise DataError(f"{path}: {w}×{h} = {h * w} pixels exceeds the limit of {max_pixels} (raise max_pixels to allow it)")
+    try:
+        h, w, orientation = _header(path)
+    except Exception:  # a format Pillow does not know: OpenCV may still decode it
+        h = w = None
+        orientation = 1
+    if max_pixels is not None and h is not None and h * w > max_pixels:
+        raise DataError(f"{path}: {w}×{h} = {h * w} pixels exceeds the limit of {max_pixels} (raise max_pixels to allow it)")
     buf = np.fromfile(path, dtype=np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if img is None:
         raise DataError(f"cannot decode image {path} (corrupt or unsupported format)")
     if max_pixels is not None and img.shape[0] * img.shape[1] > max_pixels:
         raise DataError(f"{path}: {img.shape[1]}×{img.shape[0]} pixels exceeds the limit of {max_pixels}")
-    return _to_rgb8(img, path)
+    # OpenCV ignores EXIF orientation when reading unchanged (needed for 16 bits and alpha)
+    return apply_orientation(_to_rgb8(img, path), orientation)
 
 
-def _header_size(path: Path) -> tuple[int, int]:
-    """Size from the header alone, without decoding. Pillow's own bomb check is lifted for this one
-    read (and restored), because callers apply the configurable ``max_pixels`` themselves."""
+#: EXIF orientations (tag 0x0112) whose upright view swaps height and width
+_SWAPS_AXES = (5, 6, 7, 8)
+_ORIENTATION_TAG = 0x0112
+
+
+def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an H×W(×C) array as stored into the view an image viewer shows for EXIF ``orientation``.
+
+    1 is upright; 2–4 mirror or turn by 180°; 5–8 also swap the axes (6: the stored frame is
+    turned a quarter clockwise to be shown, as phones held upright store it).
+    """
+    if orientation == 2:
+        array = array[:, ::-1]
+    elif orientation == 3:
+        array = array[::-1, ::-1]
+    elif orientation == 4:
+        array = array[::-1]
+    elif orientation == 5:
+        array = array.swapaxes(0, 1)
+    elif orientation == 6:
+        array = array[::-1].swapaxes(0, 1)
+    elif orientation == 7:
+        array = array[::-1, ::-1].swapaxes(0, 1)
+    elif orientation == 8:
+        array = array[:, ::-1].swapaxes(0, 1)
+    else:
+        return array
+    return np.ascontiguousarray(array)
+
+
+def exif_orientation(im) -> int:
+    """The EXIF orientation (1–8) of an opened Pillow image, 1 when absent or invalid, without
+    decoding pixels (Pillow decodes a whole PNG to look for a late EXIF chunk, so PNGs only
+    count one placed before the pixels, where writers put it)."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    try:
+        value = int(im.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # a damaged EXIF block must not make a readable image unreadable
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _header(path: Path) -> tuple[int, int, int]:
+    """(height, width as stored, EXIF orientation) from the header alone, without decoding.
+    Pillow's own bomb check is lifted for this one read (and restored), because callers apply
+    the configurable ``max_pixels`` themselves."""
     import warnings
 
     from PIL import Image
@@ -83,9 +132,10 @@ def _header_size(path: Path) -> tuple[int, int]:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 w, h = im.size
+                orientation = exif_orientation(im)
     finally:
         Image.MAX_IMAGE_PIXELS = previous
-    return h, w
+    return h, w, orientation
 
 
 def _to_rgb8(img: np.ndarray, path: Path) -> np.ndarray:
@@ -122,8 +172,11 @@ def write_image(path: str | Path, rgb: np.ndarray, jpeg_quality: int = 95) -> Pa
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """H×W×3 uint8 -> 3×H×W float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    """H×W×3 uint8 -> 3×H×W float in [-1, 1]; a batch N×H×W×3 -> N×3×H×W."""
+    if rgb.ndim not in (3, 4):
+        raise ValueError(f"to_tensor expects H×W×3 or N×H×W×3, got shape {rgb.shape}")
+    channels_first = (2, 0, 1) if rgb.ndim == 3 else (0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(*channels_first).float().div_(127.5).sub_(1.0)
 
 
 def to_image(tensor: torch.Tensor) -> np.ndarray:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from .segmentation import SegmentationDataset, Transform
+from .datasets import SegmentationDataset, Transform, pair_with_labels
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 
@@ -36,20 +36,22 @@ def cityscapes_pairs(root: str | Path, split: str, label_type: str = "gtFine") -
     images = sorted(split_dir.glob(f"*/*{IMAGE_SUFFIX}"))
     if not images:
         raise DataError(f"no *{IMAGE_SUFFIX} images under {split_dir}/{{city}}/")
-    pairs = []
-    for img in images:
+
+    def label_of(img: Path) -> Path:
         stem = img.name[: -len(IMAGE_SUFFIX)]
-        label = labels_dir / img.parent.name / f"{stem}_{label_type}_labelIds.png"
-        if not label.is_file():
-            raise DataError(f"missing label file for {img}: expected {label}")
-        pairs.append((img, label))
-    return pairs
+        return labels_dir / img.parent.name / f"{stem}_{label_type}_labelIds.png"
+
+    return pair_with_labels(images, label_of)
 
 
 class CityscapesDataset(SegmentationDataset):
     """``(image RGB uint8 H×W×3, trainId label uint8 H×W)`` pairs of one Cityscapes split."""
 
-    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None, label_type: str = "gtFine") -> None:
+    def __init__(
+        self, root: str | Path, split: str = "train", transform: Transform | None = None, label_type: str = "gtFine",
+        mismatched: str = "error",
+    ) -> None:
         self.root = Path(root)
         self.split = split
-        super().__init__(cityscapes_pairs(self.root, split, label_type), label_format="id", transform=transform)
+        pairs = cityscapes_pairs(self.root, split, label_type)
+        super().__init__(pairs, label_format="id", transform=transform, mismatched=mismatched)

@@ -1,4 +1,5 @@
-"""The 19 Cityscapes training classes: names, colours, label id → trainId mapping, colouriser.
+"""The 19 Cityscapes training classes: names, colours, label id → trainId mapping, colouriser,
+and class statistics of label maps.
 
 GTA5 and Cityscapes store *label ids* (0–33, Cityscapes' full class list); segmentation is trained
 and scored on the 19 *trainIds*, every other id mapping to ``IGNORE`` (255). The synthetic
@@ -8,6 +9,7 @@ renderer and the study share one definition.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -96,3 +98,48 @@ def overlay(image: np.ndarray, label: np.ndarray, alpha: float = 0.5) -> np.ndar
     keep = (label == IGNORE)[..., None]
     blended = (1 - alpha) * out + alpha * colours
     return np.where(keep, out, blended).round().astype(np.uint8)
+
+
+class ClassTally:
+    """Counts, over a stream of trainId maps, how many maps hold each class and how many pixels.
+
+    One definition of the shares, used by ``i2i data stats`` and by scene-set manifests alike:
+
+    * ``scene_share`` of a class: the fraction of label maps with at least one pixel of it;
+    * ``pixel_share``: its pixels over all *labelled* pixels (every pixel that is not ``IGNORE``),
+      whichever classes are reported. Shares of disjoint classes therefore add up to at most 1,
+      and reporting fewer classes does not inflate the others.
+    """
+
+    def __init__(self) -> None:
+        self.maps = 0
+        self.maps_with = np.zeros(256, np.int64)
+        self.pixels = np.zeros(256, np.int64)
+
+    def add(self, label: np.ndarray) -> None:
+        counts = np.bincount(np.asarray(label, dtype=np.uint8).ravel(), minlength=256)
+        self.maps_with += counts > 0
+        self.pixels += counts
+        self.maps += 1
+
+    @property
+    def labelled_pixels(self) -> int:
+        return int(self.pixels.sum() - self.pixels[IGNORE])
+
+    def scene_share(self, train_id: int) -> float:
+        return float(self.maps_with[train_id] / max(self.maps, 1))
+
+    def pixel_share(self, train_id: int) -> float:
+        return float(self.pixels[train_id] / max(self.labelled_pixels, 1))
+
+
+def class_report(labels: Iterable[np.ndarray], class_ids: Sequence[int] | None = None) -> dict[str, dict[str, float]]:
+    """``{class name: {"scene_share", "pixel_share"}}`` over ``labels`` (see ``ClassTally``).
+
+    ``class_ids`` defaults to the classes the synthetic street scenes contain.
+    """
+    tally = ClassTally()
+    for label in labels:
+        tally.add(label)
+    ids = SYNTHETIC_TRAIN_IDS if class_ids is None else class_ids
+    return {CLASS_NAMES[c]: {"scene_share": tally.scene_share(c), "pixel_share": tally.pixel_share(c)} for c in ids}

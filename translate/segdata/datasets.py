@@ -5,23 +5,34 @@ images) is a list of (image path, label path) pairs plus the label format — ``
 label ids, as GTA5 and Cityscapes store them) or ``trainId`` (the 19 training classes, as the
 synthetic benchmark stores them). Samples are ``(image, label)``: RGB uint8 H×W×3 and a trainId
 map uint8 H×W (255 = ignore), so the study's training code never knows where data came from.
+
+Image and label sizes are compared once, from the file headers, when a dataset is built; what
+happens to a pair whose sizes differ is the dataset's ``mismatched`` policy, so a bad frame is
+found before training rather than in the middle of an epoch.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from ..data.images import apply_orientation, exif_orientation, image_size, list_images, read_image
 from ..errors import DataError
-from .images import IMAGE_EXTENSIONS, read_image
-from .labels import ID_TO_TRAINID, IGNORE, NUM_CLASSES
+from .classes import ID_TO_TRAINID, IGNORE, NUM_CLASSES
 
 LABEL_FORMATS = ("id", "trainId")
+#: what to do with a pair whose label has another size than its image
+MISMATCH_POLICIES = ("error", "skip", "resize_label")
 Transform = Callable[..., dict]  # albumentations-style: transform(image=..., mask=...) -> {"image", "mask"}
+Pair = tuple[Path, Path]
+
+log = logging.getLogger(__name__)
 
 
 def read_label(path: str | Path, label_format: str = "id") -> np.ndarray:
@@ -30,7 +41,7 @@ def read_label(path: str | Path, label_format: str = "id") -> np.ndarray:
     Label maps are single-channel: 8-bit grey (Cityscapes ``*_labelIds.png``) or palette images
     whose indices are the ids (GTA5). A colour (RGB) label — a visualisation, not an id map —
     is refused with an error naming the file. PIL is used because OpenCV expands palette PNGs
-    to colour, losing the ids.
+    to colour, losing the ids. An EXIF orientation is applied, as ``read_image`` does for images.
     """
     from PIL import Image
 
@@ -47,6 +58,7 @@ def read_label(path: str | Path, label_format: str = "id") -> np.ndarray:
                     f"{path}: label is a {mode} colour image; expected a single-channel id map "
                     f"(8-bit grey or palette PNG holding {'Cityscapes label ids' if label_format == 'id' else 'trainIds'})"
                 )
+            orientation = exif_orientation(im)
             arr = np.array(im)
     except DataError:
         raise
@@ -54,6 +66,7 @@ def read_label(path: str | Path, label_format: str = "id") -> np.ndarray:
         raise DataError(f"cannot read label {path}: {exc}") from None
     if arr.ndim != 2:
         raise DataError(f"{path}: label has shape {arr.shape}; expected a single-channel H×W id map")
+    arr = apply_orientation(arr, orientation)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     if arr.dtype != np.uint8:
@@ -68,13 +81,65 @@ def read_label(path: str | Path, label_format: str = "id") -> np.ndarray:
     return arr
 
 
-class SegmentationDataset(Dataset):
-    """(image, trainId label) pairs from explicit file pairs; checks each pair as it loads it."""
+def _size_mismatch(image_path: Path, label_path: Path, image_hw: tuple[int, int], label_hw: tuple[int, int]) -> str:
+    return (
+        f"label {label_path} is {label_hw[1]}×{label_hw[0]} but its image {image_path} is "
+        f"{image_hw[1]}×{image_hw[0]}"
+    )
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]], label_format: str, transform: Transform | None = None) -> None:
+
+def check_pair_sizes(pairs: Sequence[Pair], mismatched: str) -> tuple[list[Pair], list[Pair]]:
+    """Compare every image's size with its label's (headers only) and apply the policy.
+
+    Returns (pairs to keep, pairs whose sizes differ). ``error`` raises naming the pairs;
+    ``skip`` keeps only the matching pairs; ``resize_label`` keeps all (labels are resized to
+    their image when loaded).
+    """
+    if mismatched not in MISMATCH_POLICIES:
+        raise DataError(f"unknown mismatched policy '{mismatched}'; known: {', '.join(MISMATCH_POLICIES)}")
+    keep: list[Pair] = []
+    bad: list[tuple[Pair, str]] = []
+    for image_path, label_path in pairs:
+        image_hw, label_hw = image_size(image_path), image_size(label_path)
+        if image_hw == label_hw:
+            keep.append((image_path, label_path))
+        else:
+            bad.append(((image_path, label_path), _size_mismatch(image_path, label_path, image_hw, label_hw)))
+    if not bad:
+        return keep, []
+    listed = "; ".join(why for _, why in bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+    if mismatched == "error":
+        raise DataError(
+            f"{len(bad)} of {len(pairs)} labels have another size than their image: {listed} "
+            f"(pass mismatched='skip' or 'resize_label' to train on the rest)"
+        )
+    action = "skipped" if mismatched == "skip" else "labels resized (nearest neighbour) for"
+    log.warning("%s %d of %d pairs whose label size differs from the image: %s", action, len(bad), len(pairs), listed)
+    mismatched_pairs = [pair for pair, _ in bad]
+    if mismatched == "skip":
+        if not keep:
+            raise DataError(f"every one of {len(pairs)} labels has another size than its image: {listed}")
+        return keep, mismatched_pairs
+    return list(pairs), mismatched_pairs
+
+
+class SegmentationDataset(Dataset):
+    """(image, trainId label) pairs from explicit file pairs.
+
+    Sizes are checked when the dataset is built (see ``check_pair_sizes``): ``skipped`` and
+    ``resized`` list the pairs the ``mismatched`` policy dropped or whose labels it resizes.
+    """
+
+    def __init__(
+        self, pairs: Sequence[Pair], label_format: str, transform: Transform | None = None, mismatched: str = "error"
+    ) -> None:
         if label_format not in LABEL_FORMATS:
             raise DataError(f"unknown label format '{label_format}'; known: {', '.join(LABEL_FORMATS)}")
-        self.pairs = [(Path(a), Path(b)) for a, b in pairs]
+        pairs = [(Path(a), Path(b)) for a, b in pairs]
+        self.mismatched = mismatched
+        self.pairs, different = check_pair_sizes(pairs, mismatched)
+        self.skipped: list[Pair] = different if mismatched == "skip" else []
+        self.resized: list[Pair] = different if mismatched == "resize_label" else []
         self.label_format = label_format
         self.transform = transform
 
@@ -86,10 +151,9 @@ class SegmentationDataset(Dataset):
         image = read_image(image_path)
         label = read_label(label_path, self.label_format)
         if label.shape != image.shape[:2]:
-            raise DataError(
-                f"label {label_path} is {label.shape[1]}×{label.shape[0]} but its image {image_path} is "
-                f"{image.shape[1]}×{image.shape[0]}"
-            )
+            if self.mismatched != "resize_label":  # a file changed since the dataset was built
+                raise DataError(_size_mismatch(image_path, label_path, image.shape[:2], label.shape))
+            label = cv2.resize(label, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
         if self.transform is not None:
             out = self.transform(image=image, mask=label)
             image, label = out["image"], out["mask"]
@@ -105,11 +169,21 @@ class SegmentationDataset(Dataset):
         return np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+def pair_with_labels(images: Iterable[Path], label_of: Callable[[Path], Path]) -> list[Pair]:
+    """(image, label) for every image; ``label_of`` names the label an image needs.
+
+    A missing label is an error naming the image and the file expected for it.
+    """
+    pairs = []
+    for image in images:
+        label = label_of(image)
+        if not label.is_file():
+            raise DataError(f"missing label file for {image}: expected {label}")
+        pairs.append((image, label))
+    return pairs
 
 
-def folder_pairs(root: str | Path, what: str = "dataset") -> list[tuple[Path, Path]]:
+def folder_pairs(root: str | Path, what: str = "dataset") -> list[Pair]:
     """Pairs ``root/images/NAME.*`` with ``root/labels/NAME.png`` (the GTA5 layout).
 
     Every image needs its label; labels without an image are ignored.
@@ -121,23 +195,17 @@ def folder_pairs(root: str | Path, what: str = "dataset") -> list[tuple[Path, Pa
     for d in (images_dir, labels_dir):
         if not d.is_dir():
             raise DataError(f"{what} root {root} has no {d.name}/ folder (expected {root}/images/*.png and {root}/labels/*.png)")
-    images = _images_in(images_dir)
-    if not images:
-        raise DataError(f"no images in {images_dir}")
-    pairs = []
-    for img in images:
-        label = labels_dir / (img.stem + ".png")
-        if not label.is_file():
-            raise DataError(f"missing label file for {img}: expected {label}")
-        pairs.append((img, label))
-    return pairs
+    images = list_images(images_dir, recursive=False)
+    return pair_with_labels(images, lambda img: labels_dir / (img.stem + ".png"))
 
 
 class SegmentationFolder(SegmentationDataset):
     """``root/images`` + ``root/labels`` with a given label format (e.g. translated synthetic data)."""
 
-    def __init__(self, root: str | Path, label_format: str = "trainId", transform: Transform | None = None) -> None:
-        super().__init__(folder_pairs(root, "segmentation folder"), label_format, transform)
+    def __init__(
+        self, root: str | Path, label_format: str = "trainId", transform: Transform | None = None, mismatched: str = "error"
+    ) -> None:
+        super().__init__(folder_pairs(root, "segmentation folder"), label_format, transform, mismatched)
         self.root = Path(root)
 
 
