@@ -122,11 +122,13 @@ def check_image_size(height: int, width: int, min_side: int) -> None:
 def run_generator(net: nn.Module, x: torch.Tensor, device: torch.device, amp: str, tile: int) -> torch.Tensor:
     """Translate a stack (N×C×H×W in [-1, 1]) in one batched call; stacks larger than ``tile`` go
     image by image through the toolkit's tiled inference. Returns float32 on ``x``'s device."""
+    # no_grad rather than inference_mode: callers blend and convert the result in place
     if max(x.shape[-2:]) <= tile:
-        with torch.inference_mode(), autocast(device, amp):
+        with torch.no_grad(), autocast(device, amp):
             return net(x.to(device)).float().to(x.device)
-    outs = [translate_image(net, image[None], tile=tile, device=device, amp=amp) for image in x]
-    return torch.cat(outs).to(x.device)
+    overlap = min(64, tile // 4)  # the toolkit's default overlap, kept below small tiles
+    outs = [translate_image(net, image[None], tile=tile, overlap=overlap, device=device, amp=amp) for image in x]
+    return torch.cat(outs).to(x.device)  # cat outside inference mode gives an ordinary tensor
 
 
 class LazyGenerator:
@@ -148,6 +150,8 @@ class LazyGenerator:
         self._pid = os.getpid()
         #: how many times this object loaded the weights in the current process (1 after first use)
         self.loads_in_process = 0
+        #: the process that loaded the weights held now (None before the first use)
+        self.loaded_pid: int | None = None
 
     def get(self) -> tuple[nn.Module, int]:
         """The generator (eval mode, on the device) and the smallest image side it takes."""
@@ -159,6 +163,7 @@ class LazyGenerator:
             self._min_side = smallest_side(net, self.facts.in_channels, self.device)
             self._net = net
             self.loads_in_process += 1
+            self.loaded_pid = os.getpid()
         return self._net, self._min_side
 
     def __getstate__(self) -> dict:

@@ -11,13 +11,14 @@ the image keeps its size, shape and dtype:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import albumentations as A
 import numpy as np
 import torch
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from translate.errors import DataError
 
@@ -34,6 +35,10 @@ def blend_range(value: float | tuple[float, float]) -> tuple[float, float]:
     if not (0.0 <= low <= high <= 1.0):
         raise ValueError(f"blend must satisfy 0 <= low <= high <= 1, got {value}")
     return float(low), float(high)
+
+
+def _path_text(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 def _one_of(names: tuple[str, ...]):
@@ -61,12 +66,12 @@ class GANTranslate(A.ImageOnlyTransform):
         p: probability of applying the transform.
 
     The generator is loaded on the first call in each process and is never pickled, so the
-    transform is safe in forked and spawned DataLoader workers; ``loads_in_process`` tells how
-    many times this process loaded it.
+    transform is safe in forked and spawned DataLoader workers; ``loads_in_process`` and
+    ``loaded_pid`` tell how often and by which process it was loaded.
     """
 
     class InitSchema(A.core.transforms_interface.BaseTransformInitSchema):
-        checkpoint: str
+        checkpoint: Annotated[str, BeforeValidator(_path_text)]
         blend: Annotated[float | tuple[float, float], AfterValidator(blend_range)]
         device: Annotated[str, Field(pattern=DEVICE_PATTERN)]
         tile: Annotated[int, Field(ge=16)]
@@ -93,7 +98,13 @@ class GANTranslate(A.ImageOnlyTransform):
 
     @property
     def loads_in_process(self) -> int:
+        """How many times this process loaded the generator (0 before the first call, then 1)."""
         return self._generator.loads_in_process
+
+    @property
+    def loaded_pid(self) -> int | None:
+        """The process that loaded the generator held now (never another one's, after a fork)."""
+        return self._generator.loaded_pid
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("checkpoint", "blend", "device", "tile", "amp")
