@@ -10,7 +10,7 @@ from torch import nn
 from translate.errors import ConfigError, DataError
 from translate.io import load_generator
 
-from ._runtime import autocast, resolve_amp
+from ._runtime import AMP_NAMES, autocast, resolve_amp
 from .generator import ChannelPlan, GeneratorFacts, check_image_size, smallest_side
 
 
@@ -58,6 +58,8 @@ class TranslateBatch(nn.Module):
         low, high = (blend, blend) if isinstance(blend, (int, float)) else blend
         if not 0.0 <= low <= high <= 1.0:
             raise ConfigError(f"blend must satisfy 0 <= low <= high <= 1, got {blend}")
+        if amp not in AMP_NAMES:
+            raise ConfigError(f"unknown amp '{amp}'; known: {', '.join(AMP_NAMES)}")
         if not value_range[0] < value_range[1]:
             raise ConfigError(f"value_range must be (low, high) with low < high, got {value_range}")
         if isinstance(generator, nn.Module):
