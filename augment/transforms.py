@@ -115,9 +115,9 @@ class GANTranslate(A.ImageOnlyTransform):
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         # Check the input before any work, so a bad image fails with its own message.
-        sample = data["image"] if "image" in data else data["images"][0]
-        _check_pixels(sample)
-        ChannelPlan(_channels(sample), self._generator.facts.in_channels)
+        pixels = data["image"] if "image" in data else data["images"]
+        _check_pixels(pixels)
+        ChannelPlan(_channels(pixels if "image" in data else pixels[0]), self._generator.facts.in_channels)
         return {}
 
     def apply(self, img: np.ndarray, blend: float, **params: Any) -> np.ndarray:
