@@ -139,45 +139,37 @@ def test_image_larger_than_tile_goes_through_tiles(checkpoint):
 
 
 class Pairs(Dataset):
-    """Samples that also report which process made them and how often it loaded the generator."""
+    """Samples through a pipeline with GANTranslate and, in lockstep, the same pipeline without it;
+    each also reports which process made it and how that process loaded the generator."""
 
     def __init__(self, checkpoint: str, n: int = 8) -> None:
         self.n = n
-        self.transform = GANTranslate(checkpoint, p=1.0)
-        self.pipe = A.Compose([A.HorizontalFlip(p=0.5), self.transform], seed=0)
+        self.transform = GANTranslate(checkpoint, p=1.0, blend=(0.5, 1.0))
+        self.pipe = A.Compose([*geometric(), self.transform], seed=0)
+        self.alone = A.Compose(geometric(), seed=0)
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, index: int):
-        image, mask = sample(index, (16, 16))
-        out = self.pipe(image=image, mask=mask)
+        image, mask = sample(index, (40, 40))
+        out, plain = self.pipe(image=image, mask=mask), self.alone(image=image, mask=mask)
         loaded_here = self.transform.loaded_pid == os.getpid()
-        return out["image"], out["mask"], os.getpid(), self.transform.loads_in_process, loaded_here
-
-
-def load_all(dataset: Pairs, context: str):
-    loader = DataLoader(dataset, batch_size=2, num_workers=2, multiprocessing_context=multiprocessing.get_context(context))
-    return [item for item in loader]
+        return out["image"], out["mask"], plain["mask"], os.getpid(), self.transform.loads_in_process, loaded_here
 
 
 @pytest.mark.parametrize("context", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
 def test_dataloader_two_workers_load_once_each_and_keep_masks(checkpoint, context):
     dataset = Pairs(checkpoint)
-    dataset[0]  # the parent loads first: forked workers must not reuse its model
+    dataset.transform(image=sample()[0], force_apply=True)  # the parent loads first: forked workers must not reuse its model
     assert dataset.transform.loads_in_process == 1
-    batches = load_all(dataset, context)
-    pids = torch.cat([b[2] for b in batches]).tolist()
-    loads = torch.cat([b[3] for b in batches]).tolist()
-    assert len(set(pids)) == 2 and os.getpid() not in pids
-    assert loads == [1] * len(dataset)
-    assert all(torch.cat([b[4] for b in batches]).tolist())  # each worker's own model, not the parent's
-    masks = torch.cat([b[1] for b in batches]).numpy()
-    for index, mask in enumerate(masks):
-        plain = sample(index, (16, 16))[1]
-        assert np.array_equal(mask, plain) or np.array_equal(mask, plain[:, ::-1])
-    images = torch.cat([b[0] for b in batches]).numpy()
-    assert images.shape == (8, 16, 16, 3) and images.dtype == np.uint8
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, multiprocessing_context=multiprocessing.get_context(context))
+    images, masks, plain_masks, pids, loads, loaded_here = (torch.cat(column) for column in zip(*loader))
+    assert len(set(pids.tolist())) == 2 and os.getpid() not in pids.tolist()
+    assert loads.tolist() == [1] * len(dataset)
+    assert loaded_here.all()  # each worker's own model, never the parent's
+    assert torch.equal(masks, plain_masks) and masks.dtype == torch.uint8
+    assert images.shape == (8, 32, 32, 3) and images.dtype == torch.uint8
 
 
 def test_transform_pickles_without_its_model(checkpoint):
