@@ -190,3 +190,35 @@ def test_two_torchrun_processes_do_each_file_exactly_once(tmp_path):
     assert abs(ranks[0][0] - ranks[1][0]) <= 2
     assert files_under(out) == files_under(source)
     assert re.search(r"translated 201 images in [\d.]+ s \([\d.]+ images/s, 2 processes\)", result.stdout)
+
+
+def test_label_globs_match_relative_paths_and_names(tmp_path):
+    root = tmp_path / "cityscapes"
+    image = smooth_images(1, 8, seed=0)[0]
+    write_png(root / "leftImg8bit/train/aachen/a_leftImg8bit.png", image)
+    write_png(root / "gtFine/train/aachen/a_gtFine_labelIds.png", image[..., 0])
+    write_png(root / "gtFine/train/aachen/a_gtFine_color.png", image)
+    jobs = {job.source.relative_to(root).as_posix(): job.translate
+            for job in plan_jobs(root, tmp_path / "out", ("*_labelIds.png", "gtFine/*"))}
+    assert jobs == {"leftImg8bit/train/aachen/a_leftImg8bit.png": True,
+                    "gtFine/train/aachen/a_gtFine_labelIds.png": False,
+                    "gtFine/train/aachen/a_gtFine_color.png": False}
+
+
+def test_sixteen_bit_gray_and_rgba_inputs_become_translated_8_bit_rgb(tmp_path):
+    source, out = tmp_path / "src", tmp_path / "out"
+    image = smooth_images(1, 16, seed=2)[0]
+    source.mkdir()
+    cv2.imwrite(str(source / "deep.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+    cv2.imwrite(str(source / "gray.png"), image[..., 1])
+    cv2.imwrite(str(source / "rgba.png"), np.dstack([cv2.cvtColor(image, cv2.COLOR_RGB2BGR), np.full((16, 16), 128, np.uint8)]))
+    checkpoint = export_tiny(tmp_path / "g.safetensors")
+    report = translate_dataset(checkpoint, source, out, device="cpu", progress=False)
+    assert report.translated == 3 and report.failed == 0
+    net = load_generator(checkpoint)
+    for name, as_rgb in [("deep.png", image), ("gray.png", np.repeat(image[..., 1:2], 3, axis=2)), ("rgba.png", image)]:
+        written = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
+        assert written.dtype == np.uint8 and written.shape == (16, 16, 3)
+        with torch.no_grad():
+            expected = to_image(net(to_tensor(as_rgb)[None]))
+        assert np.abs(cv2.cvtColor(written, cv2.COLOR_BGR2RGB).astype(int) - expected.astype(int)).max() <= 1
