@@ -29,6 +29,8 @@ from ._runtime import autocast
 LUMA = (0.299, 0.587, 0.114)
 #: the largest side tried when looking for the smallest image a generator accepts
 MAX_PROBE_SIDE = 256
+#: the smallest tile accepted: below it the tiles' overlap leaves almost no core
+MIN_TILE = 16
 
 
 @dataclass(frozen=True)

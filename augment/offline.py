@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from translate.data.images import IMAGE_EXTENSIONS, read_image, to_image, to_tensor
-from translate.errors import CheckpointError, DataError
+from translate.errors import CheckpointError, ConfigError, DataError
 from translate.io import atomic_write, load_generator
 
 from ._runtime import resolve_amp, resolve_device
-from .generator import GeneratorFacts, check_image_size, run_generator, smallest_side
+from .generator import MIN_TILE, GeneratorFacts, check_image_size, run_generator, smallest_side
 
 JPEG_QUALITY = 95
 TEMPORARY_SUFFIX = ".tmp"  # what translate.io.atomic_write names its temporary files with
@@ -166,7 +166,9 @@ def translate_dataset(
 
     start = time.perf_counter()
     if batch_size < 1:
-        raise DataError(f"batch size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+    if tile < MIN_TILE:
+        raise ConfigError(f"tile must be >= {MIN_TILE}, got {tile}")
     facts = GeneratorFacts.read(checkpoint)
     if facts.in_channels != 3:
         raise CheckpointError(f"{checkpoint}: offline translation needs an RGB generator, this one takes {facts.in_channels} channels")

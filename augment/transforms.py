@@ -18,12 +18,13 @@ from typing import Annotated, Any
 import albumentations as A
 import numpy as np
 import torch
+from albumentations.core.transforms_interface import BaseTransformInitSchema
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from translate.errors import DataError
 
 from ._runtime import AMP_NAMES, DEVICE_PATTERN, resolve_amp, resolve_device
-from .generator import ChannelPlan, LazyGenerator, check_image_size, run_generator
+from .generator import MIN_TILE, ChannelPlan, LazyGenerator, check_image_size, run_generator
 
 #: full-scale value of each supported integer dtype (float32 images are in [0, 1])
 INTEGER_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
@@ -70,11 +71,11 @@ class GANTranslate(A.ImageOnlyTransform):
     ``loaded_pid`` tell how often and by which process it was loaded.
     """
 
-    class InitSchema(A.core.transforms_interface.BaseTransformInitSchema):
+    class InitSchema(BaseTransformInitSchema):
         checkpoint: Annotated[str, BeforeValidator(_path_text)]
         blend: Annotated[float | tuple[float, float], AfterValidator(blend_range)]
         device: Annotated[str, Field(pattern=DEVICE_PATTERN)]
-        tile: Annotated[int, Field(ge=16)]
+        tile: Annotated[int, Field(ge=MIN_TILE)]
         amp: Annotated[str, AfterValidator(_one_of(AMP_NAMES))]
 
     def __init__(

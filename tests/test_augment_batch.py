@@ -3,7 +3,6 @@ range, and stays out of the optimiser's view."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from helpers import smooth_images

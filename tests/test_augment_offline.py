@@ -21,7 +21,7 @@ from helpers import smooth_images
 from augment.offline import plan_jobs, shard, translate_dataset
 from translate.cli import main
 from translate.data.images import read_image, to_image, to_tensor
-from translate.errors import DataError
+from translate.errors import ConfigError, DataError
 from translate.io import export_network, load_generator
 from translate.nets import build_generator
 
@@ -106,6 +106,10 @@ def test_stale_temporaries_removed_and_overlapping_roots_refused(tmp_path):
     for bad_out in (source, source / "translated"):
         with pytest.raises(DataError, match="overlap"):
             translate_dataset(checkpoint, source, bad_out, device="cpu", progress=False)
+    with pytest.raises(ConfigError, match="tile"):
+        translate_dataset(checkpoint, source, out, tile=8, device="cpu", progress=False)
+    with pytest.raises(ConfigError, match="batch size"):
+        translate_dataset(checkpoint, source, out, batch_size=0, device="cpu", progress=False)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
