@@ -63,6 +63,7 @@ def files_under(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_layout_kept_labels_copied_byte_for_byte_and_images_translated(tmp_path):
     source, out = tmp_path / "gta", tmp_path / "gta_translated"
     to_translate, to_copy = make_tree(source, 300)
