@@ -12,6 +12,8 @@ RGB outputs.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import os
 import shutil
 import sys
@@ -32,6 +34,9 @@ from ._runtime import resolve_amp, resolve_device
 from .generator import MIN_TILE, GeneratorFacts, check_image_size, run_generator, smallest_side
 
 JPEG_QUALITY = 95
+#: written into the output root: which generator (and settings) produced the tree, so a rerun
+#: that would mix outputs of two different generators is refused instead of silently resumed
+STAMP_NAME = ".i2i-translate.json"
 TEMPORARY_SUFFIX = ".tmp"  # what translate.io.atomic_write names its temporary files with
 
 
@@ -92,6 +97,29 @@ def plan_jobs(input_root: str | Path, output_root: str | Path, labels_glob: tupl
 def shard(jobs: list[Job], rank: int, world: int) -> list[Job]:
     """This process's share: every ``world``-th job from ``rank`` (disjoint, together complete)."""
     return jobs[rank::world]
+
+
+def provenance(checkpoint: str | Path, tile: int, amp: str) -> dict[str, object]:
+    digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    return {"checkpoint_sha256": digest, "checkpoint": str(checkpoint), "tile": tile, "amp": amp}
+
+
+def check_provenance(output_root: Path, stamp: dict[str, object]) -> None:
+    """Record ``stamp`` in a fresh output tree; refuse a tree made by another generator or settings."""
+    path = output_root / STAMP_NAME
+    if path.is_file():
+        found = json.loads(path.read_text())
+        differing = [k for k in ("checkpoint_sha256", "tile", "amp") if found.get(k) != stamp[k]]
+        if differing:
+            raise ConfigError(
+                f"{output_root} holds translations made with {found.get('checkpoint')} "
+                f"({', '.join(f'{k}={found.get(k)}' for k in differing)}), not with {stamp['checkpoint']} "
+                f"({', '.join(f'{k}={stamp[k]}' for k in differing)}); resuming would mix the two: "
+                "choose another --output or delete that folder"
+            )
+        return
+    text = json.dumps(stamp, indent=1, sort_keys=True)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def remove_stale_temporaries(jobs: list[Job]) -> int:
@@ -173,6 +201,7 @@ def translate_dataset(
     if facts.in_channels != 3:
         raise CheckpointError(f"{checkpoint}: offline translation needs an RGB generator, this one takes {facts.in_channels} channels")
     jobs = shard(plan_jobs(input_root, output_root, tuple(labels_glob)), rank, world)
+    check_provenance(Path(output_root), provenance(checkpoint, tile, amp))
     remove_stale_temporaries(jobs)
     todo = [job for job in jobs if not job.target.exists()]
     report = DatasetReport(skipped=len(jobs) - len(todo))

@@ -18,7 +18,7 @@ import pytest
 import torch
 from helpers import smooth_images
 
-from augment.offline import plan_jobs, shard, translate_dataset
+from augment.offline import STAMP_NAME, plan_jobs, shard, translate_dataset
 from translate.cli import main
 from translate.data.images import read_image, to_image, to_tensor
 from translate.errors import ConfigError, DataError
@@ -60,7 +60,8 @@ def make_tree(root: Path, n_images: int, size: int = 16) -> tuple[list[str], lis
 
 
 def files_under(root: Path) -> set[str]:
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    """Files of a tree, less the one provenance record an output root holds."""
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != STAMP_NAME}
 
 
 @pytest.mark.slow
@@ -154,7 +155,8 @@ def test_killed_run_resumes_without_redoing_finished_files(tmp_path):
         time.sleep(0.005)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    finished = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and not p.name.endswith(".tmp")}
+    finished = {p: p.stat().st_mtime_ns for p in out.rglob("*")
+                if p.is_file() and not p.name.endswith(".tmp") and p.name != STAMP_NAME}
     total = len(files_under(source))
     assert 40 <= len(finished) < total
     for path in finished:  # nothing half-written under a final name
@@ -227,3 +229,16 @@ def test_sixteen_bit_gray_and_rgba_inputs_become_translated_8_bit_rgb(tmp_path):
         with torch.no_grad():
             expected = to_image(net(to_tensor(as_rgb)[None]))
         assert np.abs(cv2.cvtColor(written, cv2.COLOR_BGR2RGB).astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_rerun_with_another_generator_is_refused_instead_of_mixing_outputs(tmp_path):
+    make_tree(tmp_path / "in", 3)
+    first, other = export_tiny(tmp_path / "g1.safetensors"), export_tiny(tmp_path / "g2.safetensors", ngf=8)
+    translate_dataset(first, tmp_path / "in", tmp_path / "out", device="cpu", progress=False)
+    # the same generator resumes (nothing left to do); another one is refused, naming both
+    again = translate_dataset(first, tmp_path / "in", tmp_path / "out", device="cpu", progress=False)
+    assert again.translated == 0 and again.skipped > 0
+    with pytest.raises(ConfigError, match=r"made with .*g1\.safetensors .*not with .*g2\.safetensors"):
+        translate_dataset(other, tmp_path / "in", tmp_path / "out", device="cpu", progress=False)
+    with pytest.raises(ConfigError, match="tile=512.*tile=64"):
+        translate_dataset(first, tmp_path / "in", tmp_path / "out", device="cpu", tile=64, progress=False)
