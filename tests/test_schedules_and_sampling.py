@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import pytest
+from helpers import tiny_cyclegan_overrides
 
+from translate.config import load_config
 from translate.data.base import EpochSampler
-from translate.engine import lr_factor
+from translate.engine import lr_factor, train
 from translate.errors import ConfigError
 
 
@@ -39,6 +43,19 @@ def test_linear_schedule_is_the_reference_rule_per_step_one_step_late():
     assert steps == pytest.approx([-1 / (d + 1)] * d, abs=1e-12)  # then linear, one equal step at a time
     assert factors[total - 1] == pytest.approx(2 / (d + 1))  # the last step that trains
     assert factors[total] == pytest.approx(1 / (d + 1)) and factors[total] > 0  # after the last update
+
+
+def test_engine_changes_the_rate_every_step(tiny_unpaired, tmp_path):
+    # the rate logged after step k (1-based) is the one step k + 1 trains with: lr_factor(k)
+    a, b = tiny_unpaired
+    overrides = [*tiny_cyclegan_overrides(a, b, tmp_path / "run", steps=6), "engine.log_every=1",
+                 "optim.lr_g=0.001", "optim.schedule=linear", "optim.epochs_constant=1", "optim.epochs_decay=1"]
+    train(load_config(Path(__file__).parents[1] / "configs" / "cyclegan_reference.yaml", overrides))
+    with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
+        logged = [(int(float(row["step"])), float(row["lr_G"])) for row in csv.DictReader(fh)]
+    assert logged == [(k, pytest.approx(0.001 * lr_factor(k, 6, "linear", 0.5), rel=1e-6)) for k in range(1, 7)]
+    # steps 1-4 train at the full rate, steps 5 and 6 at 3/4 and 2/4 of it; 1/4 is never used
+    assert [lr for _, lr in logged] == pytest.approx([0.001, 0.001, 0.001, 0.00075, 0.0005, 0.00025], rel=1e-6)
 
 
 def test_linear_schedule_splits_steps_by_the_epoch_proportions():
