@@ -93,7 +93,8 @@ def test_train_exports_the_ema_weights_and_export_command_the_raw_ones(tiny_unpa
     assert_same_tensors(state_of(raw), state_of(model_3.generators()["G_AB"]))
     # and by default the command writes the average again, the same file contents as training's export
     assert main(["export", str(out), "--out", str(tmp_path / "again")]) == 0
-    assert_same_tensors(state_of(translate.load_generator(tmp_path / "again" / "G_AB.safetensors")), state_of(ema_3.copies["G_AB"]))
+    again = translate.load_generator(tmp_path / "again" / "G_AB.safetensors")
+    assert_same_tensors(state_of(again), state_of(ema_3.copies["G_AB"]))
 
     assert main(["export", str(tmp_path / "nothing")]) == 2
     assert "not found" in capsys.readouterr().err

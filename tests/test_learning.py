@@ -122,7 +122,8 @@ def test_cyclegan_cycle_loss_falls_and_outputs_move_to_target(flat_and_contrasty
     assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))  # TensorBoard scalars and grids
 
     real_a = [read_image(p) for p in list_images(a)]
-    (colour_a, spread_a), (colour_b, spread_b) = colour_and_contrast(real_a), colour_and_contrast([read_image(p) for p in list_images(b)])
+    colour_a, spread_a = colour_and_contrast(real_a)
+    colour_b, spread_b = colour_and_contrast([read_image(p) for p in list_images(b)])
     g_ab = translate.load_generator(result.exports["G_AB"])
     with torch.no_grad():
         fakes = [to_image(g_ab(to_tensor(img)[None])) for img in real_a]

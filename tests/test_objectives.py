@@ -201,9 +201,8 @@ def test_multiscale_helpers_average_scales_and_match_features():
     # different values per scale: the helpers take the mean over scales of each scale's loss
     two = [[torch.full((1, 1, 2, 2), 0.0)], [torch.full((1, 1, 1, 1), 3.0)]]
     assert g_loss(obj, two).item() == pytest.approx((1.0 + 4.0) / 2)
-    assert d_loss(build_objective("wgan"), two, [[torch.full((1, 1, 2, 2), 1.0)], [torch.full((1, 1, 1, 1), 1.0)]]).item() == pytest.approx(
-        ((1 - 0) + (1 - 3)) / 2
-    )
+    ones = [[torch.full((1, 1, 2, 2), 1.0)], [torch.full((1, 1, 1, 1), 1.0)]]
+    assert d_loss(build_objective("wgan"), two, ones).item() == pytest.approx(((1 - 0) + (1 - 3)) / 2)
     assert reconstruction(torch.zeros(3), torch.ones(3)).item() == 1.0
     assert reconstruction(torch.tensor([0.0, 2.0, -1.0]), torch.tensor([1.0, 1.0, 1.0])).item() == pytest.approx(4 / 3)
 
