@@ -13,7 +13,7 @@ import translate
 from translate import io
 from translate.cli import main
 from translate.config import load_config
-from translate.engine import train
+from translate.engine import model_from_checkpoint, train
 from translate.errors import CheckpointError
 from translate.nets import build_generator
 
@@ -55,18 +55,46 @@ def test_plain_safetensors_and_garbage_are_rejected(tmp_path):
         translate.load_generator(tmp_path / "missing.safetensors")
 
 
-def test_train_exports_and_export_command(tiny_unpaired, tmp_path, capsys):
+def state_of(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach() for k, v in net.state_dict().items()}
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_train_exports_the_ema_weights_and_export_command_the_raw_ones(tiny_unpaired, tmp_path, capsys):
     a, b = tiny_unpaired
-    out = tmp_path / "run"
-    result = train(load_config(REFERENCE, [*tiny_cyclegan_overrides(a, b, out, steps=3), "engine.ema_decay=0.9"]))
+    out, decay = tmp_path / "run", 0.9
+    overrides = [*tiny_cyclegan_overrides(a, b, out, steps=3), f"engine.ema_decay={decay}", "engine.save_every=1"]
+    result = train(load_config(REFERENCE, overrides))
     assert set(result.exports) == {"G_AB", "G_BA"}
     meta = io.read_metadata(result.exports["G_AB"])
     assert meta["info"]["ema"] is True and meta["info"]["direction"] == "A->B"
+
+    # the last two checkpoints (steps 2 and 3) hold the live weights and their running average
+    _, ema_2, step_2 = model_from_checkpoint(out / "checkpoints" / "ckpt_00000002.pt")
+    model_3, ema_3, step_3 = model_from_checkpoint(out / "checkpoints" / "ckpt_00000003.pt")
+    assert (step_2, step_3) == (2, 3)
+    for name in ("G_AB", "G_BA"):
+        live = model_3.generators()[name]
+        # the engine advanced the average once, after step 3's update: e3 = d e2 + (1 - d) w3
+        for e2, e3, w3 in zip(ema_2.copies[name].parameters(), ema_3.copies[name].parameters(), live.parameters(), strict=True):
+            torch.testing.assert_close(e3, decay * e2 + (1 - decay) * w3, rtol=1e-6, atol=1e-7)
+        # training exported exactly the average, not the last iterate
+        assert_same_tensors(state_of(translate.load_generator(result.exports[name])), state_of(ema_3.copies[name]))
+
+    # `i2i export --no-ema` writes exactly the live weights of the latest checkpoint
     assert main(["export", str(out), "--out", str(tmp_path / "raw"), "--no-ema"]) == 0
     raw = translate.load_generator(tmp_path / "raw" / "G_AB.safetensors")
-    ema = translate.load_generator(result.exports["G_AB"])
-    x = torch.rand(1, 3, 16, 16) * 2 - 1
-    with torch.no_grad():
-        assert not torch.equal(raw(x), ema(x))  # EMA weights differ from the last iterate
+    assert io.read_metadata(tmp_path / "raw" / "G_AB.safetensors")["info"]["ema"] is False
+    assert_same_tensors(state_of(raw), state_of(model_3.generators()["G_AB"]))
+    # and by default the command writes the average again, the same file contents as training's export
+    assert main(["export", str(out), "--out", str(tmp_path / "again")]) == 0
+    again = translate.load_generator(tmp_path / "again" / "G_AB.safetensors")
+    assert_same_tensors(state_of(again), state_of(ema_3.copies["G_AB"]))
+
     assert main(["export", str(tmp_path / "nothing")]) == 2
     assert "not found" in capsys.readouterr().err

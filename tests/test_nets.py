@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from translate.errors import ConfigError
 from translate.nets import build_discriminator, build_generator
+from translate.nets.layers import init_weights
 
 GENERATOR_SPECS = [
     {"name": "resnet", "ngf": 4, "n_blocks": 2},
@@ -90,11 +94,111 @@ def test_bad_specs_are_named():
         build_generator({"name": "resnet", "ngf": 4, "n_blocks": 1}, init="uniform")
 
 
-@pytest.mark.parametrize("scheme", ["normal", "xavier", "kaiming", "orthogonal"])
-def test_init_schemes(scheme):
+# --- initialisation: each scheme's promised weight statistics ----------------------------------
+
+SCHEMES = ["normal", "xavier", "kaiming", "orthogonal"]
+GAIN = 0.5  # not 1, so a scheme that ignores its gain is caught
+
+
+def raw_weight(layer: nn.Module) -> torch.Tensor:
+    """The weight init writes to: under spectral norm, the raw (unnormalised) weight."""
+    if hasattr(layer, "parametrizations"):
+        return layer.parametrizations.weight.original
+    return layer.weight
+
+
+def fans(weight: torch.Tensor) -> tuple[int, int]:
+    """Fan-in and fan-out as torch.nn.init counts them: dim 1 and dim 0 times the kernel size.
+    For a transposed conv, whose weight is (in, out, k, k), this makes fan-in the *out* channels."""
+    receptive = weight[0, 0].numel()
+    return weight.shape[1] * receptive, weight.shape[0] * receptive
+
+
+def expected_std(weight: torch.Tensor, scheme: str, gain: float) -> float:
+    fan_in, fan_out = fans(weight)
+    return {
+        "normal": gain,  # N(0, gain), the reference default with gain 0.02
+        "xavier": gain * math.sqrt(2.0 / (fan_in + fan_out)),
+        "kaiming": math.sqrt(2.0 / fan_in),  # He et al. for ReLU, fan-in mode; takes no gain
+    }[scheme]
+
+
+def assert_scheme(weight: torch.Tensor, scheme: str, gain: float) -> None:
+    """Check ``weight`` against what ``scheme`` promises; tolerances are 6 standard errors of the
+    sample statistic, so a wrong formula (fan-out for fan-in, a missing gain, a uniform draw of the
+    same spread) fails on layers of a few thousand weights while a correct one never does."""
+    w = weight.detach().double()
+    n = w.numel()
+    if scheme == "orthogonal":
+        # rows (or columns, for a tall matrix) of the flattened weight are orthogonal with norm gain
+        flat = w.reshape(w.shape[0], -1)
+        gram = flat @ flat.T if flat.shape[0] <= flat.shape[1] else flat.T @ flat
+        torch.testing.assert_close(gram, gain**2 * torch.eye(gram.shape[0], dtype=gram.dtype), rtol=0, atol=1e-5 * gain**2)
+        return
+    std = expected_std(w, scheme, gain)
+    assert abs(w.mean().item()) < 6 * std / math.sqrt(n), f"{scheme}: mean {w.mean().item():.3g} is not 0"
+    assert w.std().item() == pytest.approx(std, rel=6 / math.sqrt(2 * n)), f"{scheme}: std of {tuple(w.shape)}"
+    if n >= 10_000:  # a normal draw, not a uniform one of the same spread (excess kurtosis 0 vs -1.2)
+        kurtosis = ((w - w.mean()) ** 4).mean() / w.var(unbiased=False) ** 2
+        assert kurtosis.item() == pytest.approx(3.0, abs=6 * math.sqrt(24 / n)), f"{scheme}: kurtosis {kurtosis.item():.2f}"
+
+
+def layer_zoo() -> dict[str, nn.Module]:
+    """Every kind of layer init_weights touches, large enough for tight statistics, with fan-in
+    different from fan-out so fan-in and fan-out formulas cannot be confused."""
+    return {
+        "conv": nn.Conv2d(32, 128, 3),
+        "transposed conv": nn.ConvTranspose2d(128, 32, 4, 2, 1),
+        "linear": nn.Linear(512, 128),
+        "tall linear": nn.Linear(64, 1024),  # more rows than columns: orthogonal columns
+        "spectral-norm conv": nn.utils.parametrizations.spectral_norm(nn.Conv2d(64, 32, 3)),
+        "spectral-norm transposed conv": nn.utils.parametrizations.spectral_norm(nn.ConvTranspose2d(64, 32, 4, 2, 1)),
+        "batch norm": nn.BatchNorm2d(20_000),
+        "group norm": nn.GroupNorm(8, 20_000),
+    }
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_init_schemes_give_their_promised_weight_statistics(scheme):
     torch.manual_seed(0)
-    net = build_generator({"name": "resnet", "ngf": 8, "n_blocks": 1}, init=scheme, init_gain=0.02)
-    first = net.encoder[1].weight
-    if scheme == "normal":
-        assert first.std().item() == pytest.approx(0.02, rel=0.1)
-    assert net.encoder[1].bias.abs().max() == 0
+    zoo = layer_zoo()
+    init_weights(nn.ModuleDict(zoo), scheme, GAIN)
+    for name, layer in zoo.items():
+        if isinstance(layer, (nn.BatchNorm2d, nn.GroupNorm)):
+            # norm layers start near the identity whatever the scheme: scale ~ N(1, gain), shift 0
+            scale = layer.weight.detach().double()
+            assert scale.mean().item() == pytest.approx(1.0, abs=6 * GAIN / math.sqrt(scale.numel())), name
+            assert scale.std().item() == pytest.approx(GAIN, rel=6 / math.sqrt(2 * scale.numel())), name
+        else:
+            assert_scheme(raw_weight(layer), scheme, GAIN)
+        assert layer.bias.abs().max().item() == 0, name
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_every_layer_of_built_networks_is_initialised(scheme):
+    # the builders must reach every conv, transposed conv and spectral-norm raw weight
+    torch.manual_seed(0)
+    generator = build_generator(
+        {"name": "resnet", "ngf": 16, "n_blocks": 1, "norm": "batch", "spectral_norm": True}, init=scheme, init_gain=GAIN
+    )
+    discriminator = build_discriminator({"name": "patchgan", "ndf": 16, "n_layers": 2}, 3, init=scheme, init_gain=GAIN)
+    checked = 0
+    for layer in [*generator.modules(), *discriminator.modules()]:
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            assert_scheme(raw_weight(layer), scheme, GAIN)
+            checked += 1
+            if layer.bias is not None:
+                assert layer.bias.abs().max().item() == 0
+        elif isinstance(layer, nn.BatchNorm2d):
+            assert layer.weight.detach().mean().item() == pytest.approx(1.0, abs=6 * GAIN / math.sqrt(layer.num_features))
+            assert layer.bias.abs().max().item() == 0
+    assert checked == 8 + 4  # ResNet: stem, 2 down, 2 in the block, 2 up, head; PatchGAN: 4
+
+
+@pytest.mark.xfail(strict=True, reason="init_weights re-draws the raw weight but keeps the power-iteration "
+                   "vectors of the weight it replaced, so until a training-mode forward the norm is far from 1")
+def test_spectral_norm_holds_right_after_init():
+    torch.manual_seed(0)
+    layer = init_weights(nn.utils.parametrizations.spectral_norm(nn.Conv2d(64, 32, 3)), "normal", 0.02).eval()
+    sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2).item()
+    assert sigma == pytest.approx(1.0, abs=0.05)

@@ -2,25 +2,88 @@
 
 from __future__ import annotations
 
+import csv
+import math
+from pathlib import Path
+
 import pytest
+from helpers import tiny_cyclegan_overrides
 
+from translate.config import load_config
 from translate.data.base import EpochSampler
-from translate.engine import lr_factor
+from translate.engine import lr_factor, train
+from translate.errors import ConfigError
 
 
-def test_linear_schedule_is_constant_then_decays_to_zero():
-    total = 200
-    factors = [lr_factor(s, total, "linear", constant_fraction=0.5) for s in range(total + 1)]
-    assert factors[:101] == [1.0] * 101
-    assert all(a > b for a, b in zip(factors[100:], factors[101:]))
-    assert factors[-1] == pytest.approx(1 / 101)  # the last step still trains, at a tiny rate
+def reference_linear_rule(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
+    """The CycleGAN/pix2pix reference's linear rule: the factor in effect during 0-based epoch
+    ``epoch`` of ``n_epochs + n_epochs_decay`` (its scheduler steps at the end of each epoch)."""
+    return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
 
 
-def test_cosine_and_constant_schedules():
-    assert lr_factor(0, 100, "cosine", 0.5) == 1.0
-    assert lr_factor(50, 100, "cosine", 0.5) == pytest.approx(0.5)
-    assert lr_factor(100, 100, "cosine", 0.5) == pytest.approx(0.0)
-    assert lr_factor(77, 100, "constant", 0.5) == 1.0
+def test_reference_rule_holds_then_decays_but_never_reaches_zero():
+    # what our per-step schedule is compared with: n epochs at the full rate, then nd epochs at
+    # nd/(nd+1), ..., 1/(nd+1); training ends before the rate reaches zero
+    factors = [reference_linear_rule(e, 3, 4) for e in range(3 + 4)]
+    assert factors == pytest.approx([1, 1, 1, 4 / 5, 3 / 5, 2 / 5, 1 / 5], abs=1e-12)
+
+
+def test_linear_schedule_is_the_reference_rule_per_step_one_step_late():
+    # ``lr_factor(s)`` is the factor in effect during 0-based step s (the engine steps its
+    # schedulers after each optimiser step). It is the reference rule read with steps for epochs,
+    # c = int(total * constant_fraction) constant steps and d = total - c decay steps, evaluated
+    # at s - 1: one more step at the full rate than the reference, and the last step trains at
+    # 2/(d+1) where the reference's last epoch has 1/(d+1). The rate never reaches zero.
+    total, constant_fraction = 200, 0.5
+    c, d = 100, 100
+    factors = [lr_factor(s, total, "linear", constant_fraction) for s in range(total + 1)]
+    assert factors == pytest.approx([reference_linear_rule(s - 1, c, d) for s in range(total + 1)], abs=1e-12)
+    assert factors[: c + 1] == [1.0] * (c + 1)  # constant part, exactly
+    steps = [b - a for a, b in zip(factors[c:], factors[c + 1 :])]
+    assert steps == pytest.approx([-1 / (d + 1)] * d, abs=1e-12)  # then linear, one equal step at a time
+    assert factors[total - 1] == pytest.approx(2 / (d + 1))  # the last step that trains
+    assert factors[total] == pytest.approx(1 / (d + 1)) and factors[total] > 0  # after the last update
+
+
+def test_engine_changes_the_rate_every_step(tiny_unpaired, tmp_path):
+    # the rate logged after step k (1-based) is the one step k + 1 trains with: lr_factor(k)
+    a, b = tiny_unpaired
+    overrides = [*tiny_cyclegan_overrides(a, b, tmp_path / "run", steps=6), "engine.log_every=1",
+                 "optim.lr_g=0.001", "optim.schedule=linear", "optim.epochs_constant=1", "optim.epochs_decay=1"]
+    train(load_config(Path(__file__).parents[1] / "configs" / "cyclegan_reference.yaml", overrides))
+    with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
+        logged = [(int(float(row["step"])), float(row["lr_G"])) for row in csv.DictReader(fh)]
+    assert logged == [(k, pytest.approx(0.001 * lr_factor(k, 6, "linear", 0.5), rel=1e-6)) for k in range(1, 7)]
+    # steps 1-4 train at the full rate, steps 5 and 6 at 3/4 and 2/4 of it; 1/4 is never used
+    assert [lr for _, lr in logged] == pytest.approx([0.001, 0.001, 0.001, 0.00075, 0.0005, 0.00025], rel=1e-6)
+
+
+def test_linear_schedule_splits_steps_by_the_epoch_proportions():
+    # with max_steps set, epochs_constant : epochs_decay only sets where the decay starts
+    total = 90
+    factors = [lr_factor(s, total, "linear", constant_fraction=1 / 3) for s in range(total)]
+    assert factors[:31] == [1.0] * 31 and factors[31] == pytest.approx(1 - 1 / 61)
+    assert factors[-1] == pytest.approx(2 / 61)
+
+
+def test_cosine_schedule_endpoints_and_midpoint():
+    total = 100
+    factors = [lr_factor(s, total, "cosine", 0.5) for s in range(total + 1)]
+    assert factors[0] == 1.0
+    assert factors[total // 2] == pytest.approx(0.5, abs=1e-12)
+    assert factors[total // 4] == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)), abs=1e-12)
+    assert factors[total] == pytest.approx(0.0, abs=1e-12)
+    assert 0 < factors[total - 1] < 1e-3  # the last step that trains, at a rate close to zero
+    assert all(a > b for a, b in zip(factors, factors[1:]))
+    assert all(factors[s] + factors[total - s] == pytest.approx(1.0, abs=1e-12) for s in range(total + 1))
+    # cosine has no constant part: the epoch proportions do not change it
+    assert factors == [lr_factor(s, total, "cosine", 0.9) for s in range(total + 1)]
+
+
+def test_constant_schedule_and_unknown_names():
+    assert {lr_factor(s, 100, "constant", 0.5) for s in range(101)} == {1.0}
+    with pytest.raises(ConfigError, match="unknown optim.schedule 'step'"):
+        lr_factor(0, 100, "step", 0.5)
 
 
 def test_epoch_order_is_deterministic_and_changes_between_epochs():

@@ -11,11 +11,13 @@ import copy
 import torch
 from torch import nn
 
+from .errors import ConfigError
+
 
 class EMA:
     def __init__(self, nets: dict[str, nn.Module], decay: float) -> None:
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+            raise ConfigError(f"engine.ema_decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.copies = {name: copy.deepcopy(net).eval().requires_grad_(False) for name, net in nets.items()}
 
