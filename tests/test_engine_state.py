@@ -146,3 +146,23 @@ def test_compiled_nets_train_like_eager_ones():
     assert model.G_AB._compiled_call_impl is not None
     for key in ref_logs:
         torch.testing.assert_close(logs[key], ref_logs[key], rtol=1e-3, atol=1e-4)
+
+
+def test_negative_ema_decay_is_refused_not_silently_off():
+    from translate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"engine.ema_decay must be in \(0, 1\), or 0 for no EMA; got -0.5"):
+        build_runtime(load_config(None, [*TINY, "engine.ema_decay=-0.5"]), DistEnv(), 1)
+
+
+def test_crops_too_small_for_the_discriminator_are_a_one_line_error(tiny_unpaired, tmp_path, capsys):
+    from translate.cli import main
+
+    a, b = tiny_unpaired
+    overrides = [f"out_dir={tmp_path}", f"data.dataset.root_a={a}", f"data.dataset.root_b={b}", "data.load_size=20",
+                 "data.crop_size=16", "optim.max_steps=2", "engine.progress=false", "engine.tensorboard=false",
+                 "model.generator.ngf=4", "model.generator.n_blocks=1"]
+    assert main(["train", str(REFERENCE), *overrides]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["i2i train: error: patchgan discriminator (n_layers=3) needs images of at least 24×24 pixels, "
+                   "got 16×16; use a larger data.crop_size or fewer discriminator n_layers"]

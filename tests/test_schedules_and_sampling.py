@@ -28,21 +28,20 @@ def test_reference_rule_holds_then_decays_but_never_reaches_zero():
     assert factors == pytest.approx([1, 1, 1, 4 / 5, 3 / 5, 2 / 5, 1 / 5], abs=1e-12)
 
 
-def test_linear_schedule_is_the_reference_rule_per_step_one_step_late():
+def test_linear_schedule_is_the_reference_rule_per_step():
     # ``lr_factor(s)`` is the factor in effect during 0-based step s (the engine steps its
-    # schedulers after each optimiser step). It is the reference rule read with steps for epochs,
-    # c = int(total * constant_fraction) constant steps and d = total - c decay steps, evaluated
-    # at s - 1: one more step at the full rate than the reference, and the last step trains at
-    # 2/(d+1) where the reference's last epoch has 1/(d+1). The rate never reaches zero.
+    # schedulers after each optimiser step). It is the reference rule read with steps for epochs:
+    # c = int(total * constant_fraction) steps at the full rate, then d = total - c steps each one
+    # 1/(d+1) lower, the last one training at 1/(d+1). The rate never reaches zero while training.
     total, constant_fraction = 200, 0.5
     c, d = 100, 100
     factors = [lr_factor(s, total, "linear", constant_fraction) for s in range(total + 1)]
-    assert factors == pytest.approx([reference_linear_rule(s - 1, c, d) for s in range(total + 1)], abs=1e-12)
-    assert factors[: c + 1] == [1.0] * (c + 1)  # constant part, exactly
-    steps = [b - a for a, b in zip(factors[c:], factors[c + 1 :])]
-    assert steps == pytest.approx([-1 / (d + 1)] * d, abs=1e-12)  # then linear, one equal step at a time
-    assert factors[total - 1] == pytest.approx(2 / (d + 1))  # the last step that trains
-    assert factors[total] == pytest.approx(1 / (d + 1)) and factors[total] > 0  # after the last update
+    assert factors == pytest.approx([reference_linear_rule(s, c, d) for s in range(total + 1)], abs=1e-12)
+    assert factors[:c] == [1.0] * c  # constant part, exactly
+    steps = [b - a for a, b in zip(factors[c - 1 :], factors[c:])]
+    assert steps == pytest.approx([-1 / (d + 1)] * (d + 1), abs=1e-12)  # then linear, one equal step at a time
+    assert factors[total - 1] == pytest.approx(1 / (d + 1)) and factors[total - 1] > 0  # the last step that trains
+    assert factors[total] == pytest.approx(0.0, abs=1e-12)  # after the last update: never used
 
 
 def test_engine_changes_the_rate_every_step(tiny_unpaired, tmp_path):
@@ -53,17 +52,17 @@ def test_engine_changes_the_rate_every_step(tiny_unpaired, tmp_path):
     train(load_config(Path(__file__).parents[1] / "configs" / "cyclegan_reference.yaml", overrides))
     with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
         logged = [(int(float(row["step"])), float(row["lr_G"])) for row in csv.DictReader(fh)]
-    assert logged == [(k, pytest.approx(0.001 * lr_factor(k, 6, "linear", 0.5), rel=1e-6)) for k in range(1, 7)]
-    # steps 1-4 train at the full rate, steps 5 and 6 at 3/4 and 2/4 of it; 1/4 is never used
-    assert [lr for _, lr in logged] == pytest.approx([0.001, 0.001, 0.001, 0.00075, 0.0005, 0.00025], rel=1e-6)
+    assert logged == [(k, pytest.approx(0.001 * lr_factor(k, 6, "linear", 0.5), rel=1e-6, abs=1e-12)) for k in range(1, 7)]
+    # steps 1-3 train at the full rate, steps 4, 5 and 6 at 3/4, 2/4 and 1/4 of it
+    assert [lr for _, lr in logged] == pytest.approx([0.001, 0.001, 0.00075, 0.0005, 0.00025, 0.0], rel=1e-6, abs=1e-12)
 
 
 def test_linear_schedule_splits_steps_by_the_epoch_proportions():
     # with max_steps set, epochs_constant : epochs_decay only sets where the decay starts
     total = 90
     factors = [lr_factor(s, total, "linear", constant_fraction=1 / 3) for s in range(total)]
-    assert factors[:31] == [1.0] * 31 and factors[31] == pytest.approx(1 - 1 / 61)
-    assert factors[-1] == pytest.approx(2 / 61)
+    assert factors[:30] == [1.0] * 30 and factors[30] == pytest.approx(1 - 1 / 61)
+    assert factors[-1] == pytest.approx(1 / 61)
 
 
 def test_cosine_schedule_endpoints_and_midpoint():

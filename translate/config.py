@@ -40,7 +40,8 @@ class OptimConfig:
     lr_d: float = 2e-4
     betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
     # constant | linear | cosine. "linear" keeps the rate for epochs_constant epochs and then
-    # decays it linearly to zero over epochs_decay epochs (the CycleGAN/pix2pix schedule).
+    # decays it linearly over epochs_decay epochs, the last one training at 1/(epochs_decay + 1)
+    # of it (the CycleGAN/pix2pix schedule, applied per step).
     schedule: str = "linear"
     epochs_constant: int = 100
     epochs_decay: int = 100

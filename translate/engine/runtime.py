@@ -57,8 +57,10 @@ def lr_factor(step: int, total: int, schedule: str, constant_fraction: float) ->
     if schedule == "constant":
         return 1.0
     if schedule == "linear":
+        # the reference's rule with steps for epochs: ``decay_start`` steps at the full rate, then
+        # one equal decrement per step; the last step trains at 1/(decay steps + 1)
         decay_start = int(total * constant_fraction)
-        return 1.0 - max(0, step - decay_start) / float(total - decay_start + 1)
+        return 1.0 - max(0, step + 1 - decay_start) / float(total - decay_start + 1)
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
     raise ConfigError(f"unknown optim.schedule '{schedule}'; known: {', '.join(SCHEDULES)}")
@@ -149,6 +151,8 @@ def build_runtime(cfg: ExperimentConfig, env: DistEnv, steps_per_epoch: int) -> 
     seed_everything(eng.seed)  # identical initial weights on every rank
     model = build_model(cfg.model).to(device)
     broadcast_module(model, env)
+    if eng.ema_decay < 0:
+        raise ConfigError(f"engine.ema_decay must be in (0, 1), or 0 for no EMA; got {eng.ema_decay}")
     ema = EMA(model.averaged_nets(), eng.ema_decay) if eng.ema_decay > 0 else None
     prepare_nets(model, cfg)
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import Registry
 from .layers import conv_bias, maybe_spectral, norm_layer
 
@@ -51,8 +52,32 @@ class PatchDiscriminator(nn.Module):
             )
         stages.append(maybe_spectral(nn.Conv2d(width, 1, 4, 1, 1), sn))
         self.stages = nn.ModuleList(stages)
+        self.strides = [2] + [2 if n < n_layers else 1 for n in range(1, n_layers + 1)] + [1]
+        self.normed = norm != "none" and not sn
+        self.n_layers = n_layers
+
+    def output_sizes(self, length: int) -> list[int]:
+        """Each stage's output length along one axis for an input of ``length`` (k 4, padding 1)."""
+        sizes = []
+        for stride in self.strides:
+            length = (length - 2) // stride + 1
+            sizes.append(length)
+        return sizes
+
+    def check_input(self, height: int, width: int) -> None:
+        """A clear error instead of a norm layer's or convolution's deep in the forward pass."""
+        hs, ws = self.output_sizes(height), self.output_sizes(width)
+        too_small = min(hs[-1], ws[-1]) < 1 or (self.normed and any(h * w < 2 for h, w in zip(hs[1:-1], ws[1:-1])))
+        if too_small:
+            least = next(n for n in range(2, 4096) if min(self.output_sizes(n)[-1], 1) >= 1
+                         and (not self.normed or all(v >= 2 for v in self.output_sizes(n)[1:-1])))
+            raise ConfigError(
+                f"patchgan discriminator (n_layers={self.n_layers}) needs images of at least {least}×{least} pixels, "
+                f"got {height}×{width}; use a larger data.crop_size or fewer discriminator n_layers"
+            )
 
     def forward(self, x: torch.Tensor) -> Features:
+        self.check_input(*x.shape[-2:])
         feats = []
         for stage in self.stages:
             x = stage(x)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -98,6 +95,8 @@ def init_weights(net: nn.Module, scheme: str = "normal", gain: float = 0.02) -> 
                 nn.init.orthogonal_(target, gain=gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+            if hasattr(m, "parametrizations"):
+                _restart_power_iteration(m)
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
@@ -106,9 +105,16 @@ def init_weights(net: nn.Module, scheme: str = "normal", gain: float = 0.02) -> 
     return net
 
 
-def activation(kind: str) -> Callable[[], nn.Module]:
-    table = {
-        "relu": functools.partial(nn.ReLU, inplace=True),
-        "lrelu": functools.partial(nn.LeakyReLU, 0.2, inplace=True),
-    }
-    return table[kind]
+@torch.no_grad()
+def _restart_power_iteration(module: nn.Module) -> None:
+    """Spectral norm estimates the top singular vectors of the raw weight by power iteration and
+    keeps them between calls; after the raw weight is re-drawn they describe the old weight (an
+    eval-mode layer then had norm ~39 instead of 1), so the iteration is run afresh, as the
+    parametrisation does when it is first registered."""
+    for param in module.parametrizations.weight:
+        if hasattr(param, "_u"):  # only weights of two or more dimensions have vectors
+            weight = module.parametrizations.weight.original
+            matrix = param._reshape_weight_to_matrix(weight)
+            param._u.copy_(F.normalize(torch.randn_like(param._u), dim=0, eps=param.eps))
+            param._v.copy_(F.normalize(torch.randn_like(param._v), dim=0, eps=param.eps))
+            param._power_method(matrix, 15)
