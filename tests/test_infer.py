@@ -268,6 +268,8 @@ def test_cache_options_are_checked(tmp_path: Path) -> None:
         translate_image(net, x, tile=64, overlap=32, device="cpu", cache="memory")
     with pytest.raises(ConfigError, match="cache_mb"):
         translate_image(net, x, tile=64, overlap=32, device="cpu", cache_mb=-1)
+    with pytest.raises(ConfigError, match="cache folder not found"):
+        translate_image(net, x, tile=64, overlap=32, device="cpu", cache="disk", cache_dir=str(tmp_path / "missing"))
 
 
 def test_small_image_is_one_exact_pass_and_hooks_leave_no_trace() -> None:

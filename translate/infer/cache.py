@@ -10,6 +10,7 @@ passes resumable at any image size while the process's memory stays bounded.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -180,6 +181,8 @@ def choose_cache(mode: str, worst_bytes: int, cache_mb: float, directory: str | 
         raise ConfigError(f"unknown cache '{mode}'; known: {', '.join(CACHE_MODES)}")
     if cache_mb < 0:
         raise ConfigError(f"cache_mb must be >= 0, got {cache_mb}")
+    if directory is not None and not os.path.isdir(directory):
+        raise ConfigError(f"cache folder not found: {directory}")
     if mode != "auto":
         return mode
     if worst_bytes <= cache_mb * 2**20:
