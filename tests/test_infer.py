@@ -370,5 +370,5 @@ def test_bench_infer_prints_its_lines_and_table(capsys) -> None:
     assert any("96² image, tile 48, overlap 16" in line for line in lines)
     (row,) = [line.split() for line in lines if line.startswith("image ")]
     seconds, peak_mb, mean, peak = map(float, row[1:5])
-    assert seconds > 0 and peak_mb >= 0 and row[5] == "disk"
+    assert seconds >= 0 and peak_mb >= 0 and row[5] == "disk"  # seconds print as 0.0 for so small a run
     assert mean < 2.0 and 0 <= mean <= peak  # tiled against untiled, in /255
