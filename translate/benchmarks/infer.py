@@ -33,6 +33,8 @@ def register(sub) -> None:
         "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)} (tiled: norm-stats modes)"
     )
     parser.add_argument("--stat-passes", type=int, default=None, help="cap for the 'image' variant (default exact)")
+    parser.add_argument("--cache", default="auto", help="frontier store of the 'image' variant: auto, ram, disk, off")
+    parser.add_argument("--cache-mb", type=float, default=None, help="RAM budget of that store (default: i2i translate's)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.set_defaults(func=run)
 
@@ -52,7 +54,8 @@ def _variant(args: dict, variant: str, out_path: str) -> dict:
     import numpy as np
     import torch
 
-    from ..infer import resolve_device, translate_image
+    from ..devices import resolve_device
+    from ..infer import DEFAULT_CACHE_MB, frontier_cache_mode, translate_image
     from ..nets import build_generator
 
     torch.manual_seed(0)
@@ -60,6 +63,8 @@ def _variant(args: dict, variant: str, out_path: str) -> dict:
     spec = {"name": "resnet", "ngf": args["ngf"], "n_blocks": args["n_blocks"], "norm": args["norm"]}
     net = build_generator(spec).to(device).eval()
     image = test_image(args["size"])
+    cache_mb = DEFAULT_CACHE_MB if args["cache_mb"] is None else args["cache_mb"]
+    cache = {"cache": args["cache"], "cache_mb": cache_mb} if variant == "image" else {}
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -72,12 +77,14 @@ def _variant(args: dict, variant: str, out_path: str) -> dict:
     else:
         out = translate_image(
             net, image, tile=args["tile"], overlap=args["overlap"], device=device, amp=args["amp"],
-            norm_stats=variant, stat_passes=args["stat_passes"],
+            norm_stats=variant, stat_passes=args["stat_passes"], **cache,
         )
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     result = {"variant": variant, "seconds": seconds, "device": str(device)}
+    if cache:
+        result["cache"] = frontier_cache_mode(net, args["size"], args["size"], args["tile"], args["overlap"], **cache)
     result["peak_rss_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
     if device.type == "cuda":
         result["peak_cuda_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
@@ -98,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import ConfigError
 
         raise ConfigError(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
-    settings = {k: getattr(args, k) for k in ("size", "tile", "overlap", "ngf", "n_blocks", "norm", "device", "amp", "stat_passes")}
+    settings = {k: getattr(args, k) for k in ("size", "tile", "overlap", "ngf", "n_blocks", "norm", "device", "amp", "stat_passes", "cache", "cache_mb")}
     ctx = multiprocessing.get_context("spawn")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             path = str(Path(tmp) / f"{variant}.npy")
             proc = ctx.Process(target=_child, args=(settings, variant, path, queue))
             proc.start()
-            result = queue.get()
+            result = _wait(proc, queue, variant)
             proc.join()
             results.append(result)
             print(_line(result), flush=True)
@@ -120,18 +127,31 @@ def run(args: argparse.Namespace) -> int:
                     result["max_abs_diff_255"] = float(diff.max())
     print(f"\nResNet ngf={args.ngf} n_blocks={args.n_blocks} norm={args.norm}, {args.size}² image, tile {args.tile}, "
           f"overlap {args.overlap}, amp {args.amp}")
-    print(f"{'variant':10s} {'seconds':>8s} {'peak MB':>9s} {'mean diff':>10s} {'max diff':>9s}  (diffs vs untiled, in /255)")
+    print(f"{'variant':10s} {'seconds':>8s} {'peak MB':>9s} {'mean diff':>10s} {'max diff':>9s} {'cache':>6s}  (diffs vs untiled, in /255)")
     for r in results:
         peak = r.get("peak_cuda_mb", r["peak_rss_growth_mb"])
         mean = f"{r['mean_abs_diff_255']:.3f}" if "mean_abs_diff_255" in r else "-"
         peak_diff = f"{r['max_abs_diff_255']:.2f}" if "max_abs_diff_255" in r else "-"
-        print(f"{r['variant']:10s} {r['seconds']:8.1f} {peak:9.0f} {mean:>10s} {peak_diff:>9s}")
+        print(f"{r['variant']:10s} {r['seconds']:8.1f} {peak:9.0f} {mean:>10s} {peak_diff:>9s} {r.get('cache', '-'):>6s}")
     if args.json:
         print(json.dumps({"settings": settings, "results": results}, indent=2))
     return 0
 
 
+def _wait(proc, queue, variant: str) -> dict:
+    """The variant's result, or an error once its process has died without one (no endless wait)."""
+    import queue as queues
+
+    while True:
+        try:
+            return queue.get(timeout=1.0)
+        except queues.Empty:
+            if not proc.is_alive() and queue.empty():
+                raise RuntimeError(f"bench infer: variant '{variant}' failed (exit code {proc.exitcode})") from None
+
+
 def _line(result: dict) -> str:
     mem = f"{result['peak_cuda_mb']:.0f} MB CUDA" if "peak_cuda_mb" in result else f"{result['peak_rss_growth_mb']:.0f} MB RSS growth"
-    return f"  {result['variant']}: {result['seconds']:.1f} s, peak {mem}"
+    cache = f", cache {result['cache']}" if "cache" in result else ""
+    return f"  {result['variant']}: {result['seconds']:.1f} s, peak {mem}{cache}"
 

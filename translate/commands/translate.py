@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from ..data.images import DEFAULT_MAX_PIXELS
+from ..devices import AMP_DTYPES, DEVICE_HELP
 from ..errors import DataError
-from ..infer import AMP_MODES, DEFAULT_CACHE_MB, DEVICES, NORM_STATS, TranslateOptions
+from ..infer import CACHE_MODES, DEFAULT_CACHE_MB, NORM_STATS, TranslateOptions
 
 
 def register(sub) -> None:
@@ -23,8 +24,8 @@ def register(sub) -> None:
     parser.add_argument("--output", required=True, help="folder for the translated PNG files")
     parser.add_argument("--tile", type=int, default=512, help="largest tile side in pixels (default 512)")
     parser.add_argument("--overlap", type=int, default=64, help="overlap between neighbouring tiles (default 64)")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--amp", choices=tuple(AMP_MODES), default="off", help="autocast precision (default off)")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default auto: a GPU if there is one)")
+    parser.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off", help="autocast precision (default off)")
     parser.add_argument(
         "--norm-stats",
         choices=NORM_STATS,
@@ -42,8 +43,18 @@ def register(sub) -> None:
         "--cache-mb",
         type=float,
         default=DEFAULT_CACHE_MB,
-        help=f"CPU memory for caching tile states between statistics passes (default {DEFAULT_CACHE_MB:.0f}); "
-        "larger images are processed without the cache: same result, slower",
+        help=f"RAM for caching tile states between statistics passes (default {DEFAULT_CACHE_MB:.0f}); with "
+        "--cache auto a larger cache is spilled to a temporary file instead",
+    )
+    parser.add_argument(
+        "--cache",
+        choices=CACHE_MODES,
+        default="auto",
+        help="where that cache lives: auto (RAM within --cache-mb, else a temporary file, else none; default), "
+        "ram, disk, or off (recompute: same result, several times slower)",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="folder for the spilled cache (default: the system's temporary folder)"
     )
     parser.add_argument(
         "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})"
@@ -54,7 +65,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..infer import resolve_device, translate_path
+    from ..devices import resolve_device
+    from ..infer import translate_path
     from ..io import load_generator
 
     options = TranslateOptions(
@@ -65,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         norm_stats=args.norm_stats,
         stat_passes=args.stat_passes,
         cache_mb=args.cache_mb,
+        cache=args.cache,
+        cache_dir=args.cache_dir,
         max_pixels=args.max_pixels,
     )
     generator = load_generator(args.checkpoint, device=resolve_device(args.device))

@@ -1,0 +1,219 @@
+"""Whole-image normalisation statistics for tiles: hooks, moments and the passes that gather them.
+
+InstanceNorm and GroupNorm normalise with statistics of the whole feature map, so a tile that
+computes its own gets its own tone and the tiles show as patches. ``SharedNormStats`` installs
+forward hooks that normalise every tile with given statistics and record the moments of each norm
+layer's input over the tiles' *cores* (which partition the image, so the sums are the whole
+image's). ``gather_image_stats`` gathers exact statistics layer by layer with tiled recording
+passes; ``thumbnail_stats`` takes cheap, approximate ones from an untiled pass over a thumbnail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..devices import autocast
+from .cache import Frontier
+from .geometry import size_multiple
+
+if TYPE_CHECKING:  # the passes drive a TiledRun, which itself normalises through this module
+    from .tiled import TiledRun
+
+
+def shareable_norms(net: nn.Module) -> dict[str, nn.Module]:
+    """Norm layers whose statistics depend on the input extent (InstanceNorm and GroupNorm).
+
+    InstanceNorm with running statistics in eval mode, and BatchNorm in eval mode, already use
+    fixed statistics and need nothing.
+    """
+    found = {}
+    for name, module in net.named_modules():
+        if isinstance(module, nn.GroupNorm):
+            found[name] = module
+        elif isinstance(module, nn.modules.instancenorm._InstanceNorm):
+            if not (module.track_running_stats and not module.training and module.running_mean is not None):
+                found[name] = module
+    return found
+
+
+@dataclass
+class Moments:
+    """Per-channel sums of one norm layer's input, in float64 so millions of pixels add exactly."""
+
+    total: torch.Tensor
+    total_sq: torch.Tensor
+    count: int = 0
+
+    @classmethod
+    def zeros(cls, channels: int) -> Moments:
+        return cls(torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64))
+
+    def add(self, x: torch.Tensor) -> None:
+        """Add a 1×C×h×w region."""
+        x = x.detach().to(torch.float64)
+        self.total += x.sum(dim=(0, 2, 3)).cpu()
+        self.total_sq += x.square().sum(dim=(0, 2, 3)).cpu()
+        self.count += x.shape[0] * x.shape[2] * x.shape[3]
+
+    def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.total / self.count
+        return mean, (self.total_sq / self.count - mean.square()).clamp_min(0.0)
+
+
+Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def normalise(module: nn.Module, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """What ``module`` computes on ``x``, but with the given per-channel mean and (biased) variance."""
+    c = x.shape[1]
+    if isinstance(module, nn.GroupNorm):
+        # GroupNorm's statistics pool the channels of a group; equal counts make that a plain mean
+        g = module.num_groups
+        g_mean = mean.view(g, -1).mean(dim=1)
+        g_var = (var + mean.square()).view(g, -1).mean(dim=1) - g_mean.square()
+        mean = g_mean.repeat_interleave(c // g)
+        var = g_var.clamp_min(0.0).repeat_interleave(c // g)
+    scale = (var + module.eps).rsqrt()
+    weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+    shift = -mean * scale
+    if weight is not None:
+        scale, shift = scale * weight.detach().double().cpu(), shift * weight.detach().double().cpu()
+    if bias is not None:
+        shift = shift + bias.detach().double().cpu()
+    scale = scale.to(device=x.device, dtype=torch.float32).view(1, c, 1, 1)
+    shift = shift.to(device=x.device, dtype=torch.float32).view(1, c, 1, 1)
+    return (x.float() * scale + shift).to(x.dtype)
+
+
+class StopForward(Exception):
+    """Raised by a hook to end a recording pass early, once the layers it records have been seen."""
+
+
+class SharedNormStats:
+    """Forward hooks that let tiles share whole-image normalisation statistics.
+
+    ``use``: statistics to normalise with, by layer name; a layer not in ``use`` normalises with
+    the statistics of whatever it is given (the tile's own). ``record``: names of the layers whose
+    input moments to accumulate over the current core (``None``: all), set with ``set_core``
+    before each forward pass. ``stop_after``: a layer after whose recording the forward pass is
+    cut short with ``StopForward`` (the rest of the network would only cost time).
+    Used as a context manager; the hooks are removed on exit, leaving the network untouched.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        use: Stats | None = None,
+        record: set[str] | None = frozenset(),
+        stop_after: str | None = None,
+    ) -> None:
+        self.norms = shareable_norms(net)
+        self.use = use or {}
+        self.record = record
+        self.stop_after = stop_after
+        self.moments: dict[str, Moments] = {}
+        #: the norm layers in the order the forward pass calls them (module order may differ)
+        self.order: list[str] = []
+        #: the network step (see ``TiledRun.steps``) set by the caller, and each layer's first one
+        self.step = 0
+        self.step_of: dict[str, int] = {}
+        self._core: tuple[int, int, int, int, int, int] | None = None  # tile h, w; core y0, y1, x0, x1
+        self._handles: list = []
+
+    def set_core(self, tile_hw: tuple[int, int], core: tuple[int, int, int, int] | None) -> None:
+        """The input tile's size and its core (y0, y1, x0, x1) in tile pixels; ``None``: all of it."""
+        h, w = tile_hw
+        self._core = (h, w, *(core if core is not None else (0, h, 0, w)))
+
+    def statistics(self) -> Stats:
+        return {name: m.mean_var() for name, m in self.moments.items()}
+
+    def __enter__(self) -> SharedNormStats:
+        for name, module in self.norms.items():
+            self._handles.append(module.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor | None:
+            x = inputs[0]
+            if name not in self.order:
+                self.order.append(name)
+                self.step_of[name] = self.step
+            if self.record is None or name in self.record:
+                self._accumulate(name, x)
+            if name == self.stop_after:
+                raise StopForward
+            if name not in self.use:
+                return None  # the layer normalises with this tile's own statistics
+            mean, var = self.use[name]
+            return normalise(module, x, mean, var)
+
+        return hook
+
+    def _accumulate(self, name: str, x: torch.Tensor) -> None:
+        if self._core is None:
+            raise RuntimeError("SharedNormStats.set_core must be called before a recording pass")
+        th, tw, y0, y1, x0, x1 = self._core
+        h, w = x.shape[-2:]
+        # the core, mapped to this layer's resolution; exact because cores are stride-aligned
+        region = x[..., y0 * h // th : y1 * h // th, x0 * w // tw : x1 * w // tw]
+        if name not in self.moments:
+            self.moments[name] = Moments.zeros(x.shape[1])
+        self.moments[name].add(region)
+
+
+def gather_image_stats(run: TiledRun, passes: int | None = None, frontier: Frontier | None = None) -> Stats:
+    """The whole image's statistics at every norm layer, by sequential tiled recording passes.
+
+    Layer k's input depends on how layers before k were normalised, so its statistics are exact
+    only once theirs are. Pass i normalises layers before the i-th with their exact statistics and
+    records the i-th, stopping the forward pass right after it. One pass per norm layer is exact.
+
+    Each pass resumes every tile from ``frontier``, the tile's state cached by the previous pass
+    just before the step that holds the previous layer, so pass i computes only the network
+    between layers i-1 and i, and all passes together cost about one full tiled pass (plus what
+    the frontier does not cache, see ``FRONTIER_VALUES_PER_PIXEL``). A generator without
+    ``stages()`` is one step: each pass then runs it from the image up to layer i (about half a
+    full pass per norm layer). The frontier is left where the last pass put it, for the output
+    pass to resume from.
+
+    With ``passes`` below the number of layers, the last pass also records every later layer
+    (normalised with tile-own statistics), a cheaper approximation that improves with each pass.
+    Re-estimating all layers from the previous pass's estimates (a fixed-point iteration) is not
+    used: it diverges, because the estimates of deep layers go stale as shallow ones change.
+    """
+    order, step_of = run.trace()
+    if not order:
+        return {}
+    frontier = frontier if frontier is not None else Frontier()
+    passes = len(order) if passes is None else min(passes, len(order))
+    stats: Stats = {}
+    for i in range(passes):
+        last = i == passes - 1
+        targets = set(order[i:]) if last else {order[i]}
+        recorded = run.record(stats, targets, order[-1] if last else order[i], frontier, step_of[order[i]]).statistics()
+        stats.update({name: recorded[name] for name in targets})
+    return stats
+
+
+def thumbnail_stats(generator: nn.Module, padded: torch.Tensor, tile: int, device: torch.device, amp: str = "off") -> Stats:
+    """Statistics of an untiled pass over the image shrunk to fit ``tile``: a cheap first estimate."""
+    h, w = padded.shape[-2:]
+    multiple = size_multiple(generator)
+    scale = tile / max(h, w)
+    size = (max(multiple, round(h * scale / multiple) * multiple), max(multiple, round(w * scale / multiple) * multiple))
+    thumb = F.interpolate(padded, size=size, mode="bilinear", antialias=True, align_corners=False)
+    with SharedNormStats(generator, record=None) as hooks, autocast(device, amp):
+        hooks.set_core(size, None)
+        generator(thumb.to(device))
+    return hooks.statistics()
