@@ -1,34 +1,18 @@
-"""Device and mixed-precision names used by the augment hooks.
-
-A private resolver until the toolkit has one shared home for it; it accepts the same names as the
-rest of the toolkit ("auto", "cpu", "cuda", "cuda:N") plus "mps".
-"""
+"""Device and mixed-precision names of the augment hooks: the toolkit's own (``translate.devices``),
+plus the hooks' "auto" precision policy."""
 
 from __future__ import annotations
 
-import contextlib
-import re
-
 import torch
 
+from translate.devices import AMP_DTYPES, autocast, resolve_device
 from translate.errors import ConfigError
 
-DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
-AMP_NAMES = ("auto", "off", "bf16", "fp16")
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+__all__ = ["AMP_NAMES", "DEVICE_PATTERN", "autocast", "resolve_amp", "resolve_device"]
 
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """A concrete device; "auto" is the first CUDA device when there is one, else the CPU."""
-    if isinstance(device, torch.device):
-        return device
-    if not re.match(DEVICE_PATTERN, str(device)):
-        raise ConfigError(f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' was asked for but no CUDA device is available")
-    return torch.device(device)
+#: what the transforms' schemas accept; ``resolve_device`` checks that a named GPU exists
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
+AMP_NAMES = ("auto", *AMP_DTYPES)
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
@@ -41,10 +25,3 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     if device.type != "cuda":
         return "off"
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """Autocast for a concrete precision name ("off" gives a no-op context)."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_AMP_DTYPES[amp])

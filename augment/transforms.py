@@ -60,7 +60,7 @@ class GANTranslate(A.ImageOnlyTransform):
             a number is fixed, a ``(low, high)`` pair is drawn uniformly per call from the
             transform's own random generator (seeded by ``A.Compose(seed=...)``). Default 1.
         device: where the generator runs: ``"cpu"`` (default, safe in DataLoader workers),
-            ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
+            ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         tile: images with a side above it are translated tile by tile (bounded memory); a stack of
             ``images`` no larger than it is translated in one batched call.
         amp: ``"off"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16/fp16 on CUDA only).

@@ -20,7 +20,8 @@ from ..distributed import DistEnv, all_reduce_mean, any_rank, init_distributed, 
 from ..errors import ConfigError
 from ..models import MODELS, GANModel
 from ..tracking import MetricsLog, save_grid, visuals_grid
-from .runtime import Runtime, build_runtime, device_spec, move_batch, train_step
+from ..devices import resolve_device
+from .runtime import Runtime, build_runtime, move_batch, train_step
 from .state import RunPaths, export_nets, resolve_resume, restore_training_state, save_training_state
 
 # --- data -----------------------------------------------------------------------------------
@@ -101,7 +102,7 @@ class TrainResult:
 
 def train(cfg: ExperimentConfig) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data``; resumes from the run folder's latest checkpoint."""
-    env = init_distributed(torch.device(device_spec(cfg.engine.device)).type)
+    env = init_distributed(resolve_device(cfg.engine.device).type)
     try:
         return _train(cfg, env)
     finally:

@@ -19,27 +19,20 @@ import torch
 from torch import nn
 
 from ..config import ExperimentConfig
+from ..devices import AMP_DTYPES, autocast, resolve_device
 from ..distributed import DistEnv, average_gradients, broadcast_module
 from ..ema import EMA
 from ..errors import ConfigError
 from ..models import GANModel, build_model
 
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 SCHEDULES = ("constant", "linear", "cosine")
 
 
-def device_spec(spec: str) -> str:
-    """``auto`` resolved to ``cuda`` when a GPU is present, else ``cpu``; other specs unchanged."""
-    if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return spec
-
-
 def select_device(spec: str, env: DistEnv) -> torch.device:
-    device = torch.device(device_spec(spec))
+    """``engine.device`` resolved (see ``translate.devices``); an unnumbered GPU under torchrun is
+    this process's own, ``cuda:LOCAL_RANK``."""
+    device = resolve_device(spec)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("engine.device asks for CUDA but no GPU is available")
         if device.index is None:
             device = torch.device("cuda", env.local_rank)
         torch.cuda.set_device(device)
@@ -95,10 +88,7 @@ class EngineStepContext:
         self.step = runtime.step
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        dtype = AMP_DTYPES[self.rt.cfg.engine.amp]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.rt.device.type, dtype=dtype)
+        return autocast(self.rt.device, self.rt.cfg.engine.amp)
 
     def optimize(self, groups: str | Sequence[str], loss: torch.Tensor) -> None:
         rt = self.rt
