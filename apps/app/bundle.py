@@ -1,0 +1,124 @@
+"""Copy trained generators into the app's package data, each with its model card.
+
+The card (title, domains, training data, limitations) is written into the export's metadata, so
+the app needs nothing but the ``.safetensors`` file. Run after training the three configs named
+below (see docs/app.md, "Retraining the bundled models"):
+
+    python3 -m apps.app.bundle            # reads runs/app_*/export, writes apps/app/models/
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from translate.errors import CheckpointError
+from translate.io import export_network, load_network
+
+from .catalogue import BUNDLED_DIR
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    file: str  # name under apps/app/models/
+    export: str  # the training run's exported generator
+    config: str  # the config that trains it
+    title: str
+    source: str
+    target: str
+    trained_on: str
+    notes: str
+
+
+_STYLE_DATA = (
+    "8 photos shipped with scikit-image and scikit-learn (astronaut, coffee, rocket, motorcycle, china, "
+    "camera, clock, coins) at 3 scales, random 96×96 crops, paired with the same photos through OpenCV's "
+    "stylization filter; the cat and flower photos are held out"
+)
+_SYNTH_DATA = (
+    "300 procedural game-like street scenes and 300 unrelated photo-like scenes from `i2i data synth` "
+    "(64×128 px), unpaired"
+)
+
+BUNDLE = (
+    BundledModel(
+        file="photo_to_ink.safetensors",
+        export="runs/app_photo2ink/export/G.safetensors",
+        config="configs/app_photo2ink.yaml",
+        title="Photo → ink & wash",
+        source="photo",
+        target="ink & wash",
+        trained_on=_STYLE_DATA,
+        notes="flattens colour into washes and inks the strong edges; strokes have a fixed size in pixels, "
+        "so downscale very large photos for a bolder look. Faces and fine text lose detail, as in the filter it imitates.",
+    ),
+    BundledModel(
+        file="ink_to_photo.safetensors",
+        export="runs/app_ink2photo/export/G.safetensors",
+        config="configs/app_ink2photo.yaml",
+        title="Ink & wash → photo",
+        source="ink & wash",
+        target="photo",
+        trained_on=_STYLE_DATA + " (the pairs reversed)",
+        notes="softens ink outlines and restores some shading in images made by the same filter; it cannot "
+        "invent detail the filter removed, and other drawing styles are outside what it has seen.",
+    ),
+    BundledModel(
+        file="sim_to_real.safetensors",
+        export="runs/app_sim2real/export/G_AB.safetensors",
+        config="configs/app_sim2real.yaml",
+        title="Synthetic street → photo-like",
+        source="game-like street scene",
+        target="photo-like street scene",
+        trained_on=_SYNTH_DATA,
+        notes="the benchmark's translator (CycleGAN): changes colour, lighting and texture of synthetic scenes "
+        "like those of `i2i data synth`; on real photos it only shifts colours.",
+    ),
+    BundledModel(
+        file="real_to_sim.safetensors",
+        export="runs/app_sim2real/export/G_BA.safetensors",
+        config="configs/app_sim2real.yaml",
+        title="Photo-like street → synthetic",
+        source="photo-like street scene",
+        target="game-like street scene",
+        trained_on=_SYNTH_DATA,
+        notes="the reverse generator of the same CycleGAN: gives photo-like benchmark scenes the flat game look; "
+        "on real photos it only shifts colours.",
+    ),
+)
+
+
+def bundle_one(model: BundledModel, root: Path, out_dir: Path) -> Path:
+    export = root / model.export
+    if not export.is_file():
+        raise CheckpointError(f"{export} not found: train and export {model.config} first")
+    net, meta = load_network(export)
+    card = {
+        "title": model.title,
+        "source": model.source,
+        "target": model.target,
+        "trained_on": model.trained_on,
+        "notes": model.notes,
+        "config": model.config,
+    }
+    info = {**meta["info"], "card": card}
+    return export_network(out_dir / model.file, net, meta["architecture"], meta["family"], info)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="copy trained generators into the app with their cards")
+    parser.add_argument("--root", default=".", help="project root holding runs/")
+    parser.add_argument("--out", default=str(BUNDLED_DIR))
+    parser.add_argument("--only", nargs="*", help="bundle only these files (e.g. photo_to_ink.safetensors)")
+    args = parser.parse_args(argv)
+    for model in BUNDLE:
+        if args.only and model.file not in args.only:
+            continue
+        path = bundle_one(model, Path(args.root), Path(args.out))
+        print(f"{path} ({path.stat().st_size / 1024:.0f} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
