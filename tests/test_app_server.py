@@ -17,6 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
+pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
 from apps.app.imaging import Limits
 from apps.app.server import ServerOptions, launch
 from apps.app.service import InferenceSettings
@@ -24,7 +27,6 @@ from translate.io import export_network
 from translate.nets import build_generator
 
 pytestmark = pytest.mark.slow
-gradio_client = pytest.importorskip("gradio_client")
 
 TINY = {"name": "resnet", "ngf": 4, "n_blocks": 1, "in_channels": 3, "out_channels": 3}
 MAX_MB, MAX_MP = 6.0, 6.0

@@ -89,7 +89,7 @@ BUNDLE = (
 )
 
 
-def bundle_one(model: BundledModel, root: Path, out_dir: Path) -> Path:
+def bundle_one(model: BundledModel, root: Path, out_dir: Path, order: int = 0) -> Path:
     export = root / model.export
     if not export.is_file():
         raise CheckpointError(f"{export} not found: train and export {model.config} first")
@@ -101,6 +101,7 @@ def bundle_one(model: BundledModel, root: Path, out_dir: Path) -> Path:
         "trained_on": model.trained_on,
         "notes": model.notes,
         "config": model.config,
+        "order": order,
     }
     info = {**meta["info"], "card": card}
     return export_network(out_dir / model.file, net, meta["architecture"], meta["family"], info)
@@ -112,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(BUNDLED_DIR))
     parser.add_argument("--only", nargs="*", help="bundle only these files (e.g. photo_to_ink.safetensors)")
     args = parser.parse_args(argv)
-    for model in BUNDLE:
+    for order, model in enumerate(BUNDLE):
         if args.only and model.file not in args.only:
             continue
-        path = bundle_one(model, Path(args.root), Path(args.out))
+        path = bundle_one(model, Path(args.root), Path(args.out), order)
         print(f"{path} ({path.stat().st_size / 1024:.0f} KB)")
     return 0
 

@@ -9,6 +9,7 @@ gets a plain card built from the facts every export holds (model, direction, ste
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class ModelCard:
     notes: str  # what it does well and what it cannot do
     model: str  # pix2pix, cyclegan, ...
     step: int | None
+    order: int = 0  # position in the model list (bundled models set it; others keep file order)
 
     @property
     def direction(self) -> str:
@@ -69,6 +71,7 @@ def read_card(path: Path) -> ModelCard:
         notes=str(card.get("notes") or ""),
         model=model,
         step=info.get("step"),
+        order=int(card.get("order", 0)),
     )
 
 
@@ -81,11 +84,13 @@ def discover(folders: Sequence[str | Path], include_bundled: bool = True) -> tup
     for root in roots:
         if not root.is_dir():
             raise ConfigError(f"model folder not found: {root}")
+        found = []
         for path in sorted(root.rglob("*.safetensors")):
             try:
-                cards.append(read_card(path.resolve()))
+                found.append(read_card(path.resolve()))
             except CheckpointError as exc:
                 skipped.append(str(exc))
+        cards += sorted(found, key=lambda card: card.order)  # stable: file order among equals
     if not cards:
         raise ConfigError("no exported generators found in " + ", ".join(str(r) for r in roots))
     return _unique_labels(cards), skipped
@@ -107,7 +112,7 @@ def _unique_labels(cards: list[ModelCard]) -> list[ModelCard]:
 
 
 def _relabel(card: ModelCard, label: str) -> ModelCard:
-    return ModelCard(label, card.path, card.source, card.target, card.trained_on, card.notes, card.model, card.step)
+    return dataclasses.replace(card, label=label)
 
 
 class GeneratorPool:

@@ -121,17 +121,20 @@ class ResultFolder:
         folder.mkdir(parents=True, exist_ok=True)
 
     def write_png(self, rgb: np.ndarray, stem: str) -> Path:
+        """Write ``rgb`` as ``STEM.png`` in a folder of its own (so names never collide)."""
         self._prune()
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60] or "image"
-        target = self.folder / f"{safe}_{time.time_ns()}.png"
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80] or "image"
+        target = self.folder / str(time.time_ns()) / f"{safe}.png"
+        target.parent.mkdir()
         Image.fromarray(rgb).save(target, format="PNG", compress_level=3)
         return target
 
     def _prune(self) -> None:
         cutoff = time.time() - self.keep_s
-        for old in self.folder.glob("*.png"):
+        for old in self.folder.glob("*/*.png"):
             try:
                 if old.stat().st_mtime < cutoff:
                     os.remove(old)
-            except FileNotFoundError:  # another request removed it first
+                    os.rmdir(old.parent)
+            except OSError:  # another request is removing it, or the folder is not empty
                 pass

@@ -90,7 +90,7 @@ class TranslationService:
             translated = self.translate(generator, rgb)
         result = blend(rgb, translated, float(strength))
         progress(0.85, "writing the PNG")
-        png = self.results.write_png(result, f"{Path(str(upload)).stem}_{card.label}")
+        png = self.results.write_png(result, f"{Path(str(upload)).stem}_{card.path.stem}")
         seconds = time.perf_counter() - started
         summary = (
             f"{width}×{height} px · {card.direction} · strength {float(strength):.2f} · "

@@ -115,9 +115,9 @@ def build_blocks(service: TranslationService, concurrency: int = 1) -> gr.Blocks
                 )
                 summary = gr.Markdown("", label="Summary", show_label=False, elem_id="i2i-summary")
                 download = gr.File(label="Result, full resolution (PNG)", interactive=False, elem_id="i2i-download")
-        rows = example_rows(service)
-        if rows:
-            gr.Examples(rows, inputs=[image, model], label="Examples (held out from training)", examples_per_page=8)
+                rows = example_rows(service)
+                if rows:
+                    gr.Examples(rows, inputs=[image, model], label="Examples (held out from training)", examples_per_page=6)
         with gr.Accordion("Limits and API", open=False):
             gr.Markdown(
                 f"Uploads up to **{service.limits.max_upload_mb:g} MB** and **{service.limits.max_megapixels:g} MP**. "
