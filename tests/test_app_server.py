@@ -6,11 +6,13 @@ local port and driven with ``gradio_client`` exactly as a user's script would.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +177,16 @@ def test_twenty_concurrent_requests_are_all_answered(server, tmp_path):
     assert len(results) == 20 and sizes == {(517, 333)}
     assert len({np.asarray(Image.open(png)).tobytes() for _, png, _ in results}) == 1
     assert translate(client, path)[1].size == (517, 333)  # still serving
+
+
+def test_a_server_path_cannot_be_passed_as_the_image(server):
+    # raw HTTP: gradio_client would upload a local path itself, hiding what the server does
+    url, _ = server
+    example = Path(__file__).resolve().parents[1] / "apps" / "app" / "examples" / "photo_to_ink__cat.jpg"
+    call = url + "gradio_api/call/translate"
+    for path in ("/etc/hostname", str(example)):
+        body = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "tiny", 1.0]}).encode()
+        request = urllib.request.Request(call, data=body, headers={"Content-Type": "application/json"})
+        event = json.load(urllib.request.urlopen(request, timeout=60))["event_id"]
+        stream = urllib.request.urlopen(f"{call}/{event}", timeout=120).read().decode()
+        assert "event: error" in stream and "not uploaded by a user" in stream, stream[:300]

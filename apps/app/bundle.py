@@ -50,8 +50,9 @@ BUNDLE = (
         source="photo",
         target="ink & wash",
         trained_on=_STYLE_DATA,
-        notes="flattens colour into washes and inks the strong edges; strokes have a fixed size in pixels, "
-        "so downscale very large photos for a bolder look. Faces and fine text lose detail, as in the filter it imitates.",
+        notes="inks strong edges and flattens shading into washes, like the filter; colours drift from the "
+        "photo's (teal turns slate, fur turns orange and white) since 800 steps on 8 photos is little training. "
+        "Strokes have a fixed size in pixels: downscale very large photos for a bolder look.",
     ),
     BundledModel(
         file="ink_to_photo.safetensors",
@@ -61,8 +62,8 @@ BUNDLE = (
         source="ink & wash",
         target="photo",
         trained_on=_STYLE_DATA + " (the pairs reversed)",
-        notes="softens ink outlines and restores some shading in images made by the same filter; it cannot "
-        "invent detail the filter removed, and other drawing styles are outside what it has seen.",
+        notes="softens the ink outlines and washes of images made by the same filter; it cannot restore the "
+        "detail the filter removed, colours drift and results are blurry; other drawing styles are outside what it has seen.",
     ),
     BundledModel(
         file="sim_to_real.safetensors",
@@ -72,8 +73,9 @@ BUNDLE = (
         source="game-like street scene",
         target="photo-like street scene",
         trained_on=_SYNTH_DATA,
-        notes="the benchmark's translator (CycleGAN): changes colour, lighting and texture of synthetic scenes "
-        "like those of `i2i data synth`; on real photos it only shifts colours.",
+        notes="the benchmark's translator (CycleGAN): turns flat game colours into grey, textured, photo-like "
+        "facades and roads, with visible noise and blur; made for 64×128 scenes like those of `i2i data synth`; "
+        "on real photos it only shifts colours and adds texture.",
     ),
     BundledModel(
         file="real_to_sim.safetensors",
@@ -83,8 +85,8 @@ BUNDLE = (
         source="photo-like street scene",
         target="game-like street scene",
         trained_on=_SYNTH_DATA,
-        notes="the reverse generator of the same CycleGAN: gives photo-like benchmark scenes the flat game look; "
-        "on real photos it only shifts colours.",
+        notes="the reverse generator of the same CycleGAN: gives photo-like benchmark scenes flat, saturated game "
+        "colours, blurred; on real photos it only shifts colours.",
     ),
 )
 

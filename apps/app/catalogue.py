@@ -98,7 +98,7 @@ def discover(folders: Sequence[str | Path], include_bundled: bool = True) -> tup
 
 def _unique_labels(cards: list[ModelCard]) -> list[ModelCard]:
     # two runs both export "G_AB": tell them apart by their folder
-    seen: dict[str, int] = {}
+    seen: set[str] = set()
     out = []
     for card in cards:
         label = card.label
@@ -106,13 +106,9 @@ def _unique_labels(cards: list[ModelCard]) -> list[ModelCard]:
             label = f"{card.label} ({card.path.parent.parent.name or card.path.parent.name})"
         while label in seen:
             label = f"{label}'"
-        seen[label] = 1
-        out.append(card if label == card.label else _relabel(card, label))
+        seen.add(label)
+        out.append(card if label == card.label else dataclasses.replace(card, label=label))
     return out
-
-
-def _relabel(card: ModelCard, label: str) -> ModelCard:
-    return dataclasses.replace(card, label=label)
 
 
 class GeneratorPool:

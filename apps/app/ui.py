@@ -34,20 +34,24 @@ at full resolution. Large images are translated in tiles; nothing leaves this ma
 """
 
 
-class UploadImage(gr.Image):
-    """An image input that hands the handler the uploaded file untouched.
+def raw_upload(image: gr.Image) -> gr.Image:
+    """Make ``image`` hand the handler the uploaded file untouched.
 
-    The stock component re-encodes uploads in its own way (and a broken file fails inside
-    Gradio with a stack trace); here the service decodes the file itself, so 16-bit, EXIF
-    rotation, transparency and non-images get the treatment and the message they need.
+    The stock component decodes uploads its own way (and a broken file fails inside Gradio with
+    a stack trace); here the service decodes the file itself, so 16-bit, EXIF rotation,
+    transparency and non-images get the treatment and the message they need. Gradio has already
+    checked that the path is an upload by then. Swapped on the instance rather than by a
+    subclass, because Gradio writes a type-stub file next to any module defining a component.
     """
+    stock = image.preprocess
 
-    is_template = True  # render with the stock image widget
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is None or (payload.url and payload.url.startswith("data:")):
-            return super().preprocess(payload)
+            return stock(payload)
         return payload.path
+
+    image.preprocess = preprocess
+    return image
 
 
 def theme() -> gr.themes.Base:
@@ -88,14 +92,14 @@ def build_blocks(service: TranslationService, concurrency: int = 1) -> gr.Blocks
         gr.Markdown(HEADER, elem_id="i2i-header")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                image = UploadImage(
+                image = raw_upload(gr.Image(
                     label="Input image",
                     type="filepath",
                     image_mode=None,
                     sources=["upload", "clipboard"],
                     height=360,
                     elem_id="i2i-input",
-                )
+                ))
                 model = gr.Dropdown(labels, value=labels[0], label="Translator", elem_id="i2i-model")
                 card = gr.Markdown(first.markdown(), elem_id="i2i-card")
                 strength = gr.Slider(
