@@ -8,6 +8,7 @@ gets a one-line ``DataError`` the UI shows as a message.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,11 +122,16 @@ class ResultFolder:
         folder.mkdir(parents=True, exist_ok=True)
 
     def write_png(self, rgb: np.ndarray, stem: str) -> Path:
-        """Write ``rgb`` as ``STEM.png`` in a folder of its own (so names never collide)."""
+        """Write ``rgb`` as ``STEM-TOKEN.png`` in a folder of its own.
+
+        The random token matters: Gradio caches a returned file under a hash of its content plus
+        its name, so two identical results with the same name would share one cache path, and one
+        request could rewrite the file while another is still sending it.
+        """
         self._prune()
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80] or "image"
-        target = self.folder / str(time.time_ns()) / f"{safe}.png"
-        target.parent.mkdir()
+        target = self.folder / str(time.time_ns()) / f"{safe}-{secrets.token_hex(4)}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rgb).save(target, format="PNG", compress_level=3)
         return target
 

@@ -36,8 +36,8 @@ class InferenceSettings:
 
 @dataclass(frozen=True)
 class Result:
-    before: np.ndarray  # preview of the input as translated (upright, RGB)
-    after: np.ndarray  # preview of the result
+    before: Path  # PNG preview of the input as translated (upright, RGB)
+    after: Path  # PNG preview of the result
     png: Path  # the full-resolution result
     summary: str
 
@@ -90,15 +90,18 @@ class TranslationService:
             translated = self.translate(generator, rgb)
         result = blend(rgb, translated, float(strength))
         progress(0.85, "writing the PNG")
-        png = self.results.write_png(result, f"{Path(str(upload)).stem}_{card.path.stem}")
+        stem = f"{Path(str(upload)).stem}_{card.path.stem}"
+        png = self.results.write_png(result, stem)
+        side = self.settings.preview_side
+        before = self.results.write_png(preview(rgb, side), f"{stem}-before")
+        after = png if max(height, width) <= side else self.results.write_png(preview(result, side), f"{stem}-after")
         seconds = time.perf_counter() - started
         summary = (
             f"{width}×{height} px · {card.direction} · strength {float(strength):.2f} · "
             f"{seconds:.1f} s on {self.device.type}" + (" (tiled)" if tiled else "")
         )
         progress(1.0, "done")
-        side = self.settings.preview_side
-        return Result(preview(rgb, side), preview(result, side), png, summary)
+        return Result(before, after, png, summary)
 
     def translate(self, generator: torch.nn.Module, rgb: np.ndarray) -> np.ndarray:
         """The full-strength translation of an H×W×3 uint8 image, same size, RGB uint8."""

@@ -80,7 +80,7 @@ def build_blocks(service: TranslationService, concurrency: int = 1) -> gr.Blocks
             result = service.run(image, model, strength, lambda f, text: progress(f, desc=text))
         except I2IError as exc:
             raise gr.Error(str(exc), title="Cannot translate this image", print_exception=False) from None
-        return (result.before, result.after), str(result.png), result.summary
+        return (str(result.before), str(result.after)), str(result.png), result.summary
 
     def describe(model):
         try:
@@ -110,8 +110,7 @@ def build_blocks(service: TranslationService, concurrency: int = 1) -> gr.Blocks
             with gr.Column(scale=3, min_width=360):
                 compare = gr.ImageSlider(
                     label="Before / after (drag the handle)",
-                    type="numpy",
-                    format="png",
+                    type="filepath",
                     interactive=False,
                     max_height=560,
                     buttons=["fullscreen"],
