@@ -150,6 +150,8 @@ def test_service_keeps_size_is_deterministic_and_strength_zero_is_identity(tmp_p
         service.run(path, "nope")
     with pytest.raises(DataError, match="upload an image"):
         service.run(None, "tiny")
+    with pytest.raises(DataError, match="strength"):
+        service.run(path, "tiny", 1.5)
 
 
 def test_large_images_are_tiled_to_the_same_size(tmp_path):

@@ -79,6 +79,9 @@ class TranslationService:
         if upload is None:
             raise DataError("upload an image (or pick an example) first")
         card = self.card(label)
+        strength = float(strength)
+        if not 0.0 <= strength <= 1.0:  # checked before the expensive part
+            raise DataError(f"strength must be between 0 and 1, got {strength}")
         started = time.perf_counter()
         progress(0.05, "reading the image")
         rgb = load_upload(upload, self.limits)
@@ -88,7 +91,7 @@ class TranslationService:
         with self.generators.borrow(card) as generator:
             progress(0.25, "translating in tiles" if tiled else "translating")
             translated = self.translate(generator, rgb)
-        result = blend(rgb, translated, float(strength))
+        result = blend(rgb, translated, strength)
         progress(0.85, "writing the PNG")
         stem = f"{Path(str(upload)).stem}_{card.path.stem}"
         png = self.results.write_png(result, stem)
@@ -97,7 +100,7 @@ class TranslationService:
         after = png if max(height, width) <= side else self.results.write_png(preview(result, side), f"{stem}-after")
         seconds = time.perf_counter() - started
         summary = (
-            f"{width}×{height} px · {card.direction} · strength {float(strength):.2f} · "
+            f"{width}×{height} px · {card.direction} · strength {strength:.2f} · "
             f"{seconds:.1f} s on {self.device.type}" + (" (tiled)" if tiled else "")
         )
         progress(1.0, "done")
