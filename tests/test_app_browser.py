@@ -17,6 +17,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("I2I_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+MAX_MB, MAX_MP = 1.0, 0.5
 EXAMPLE = Path(__file__).resolve().parents[1] / "apps" / "app" / "examples" / "photo_to_ink__cat.jpg"
 
 
@@ -31,11 +32,14 @@ def page_url():
     if CHROMIUM is None:
         pytest.skip("no Chromium installed (apt-get install chromium, or set I2I_CHROMIUM)")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    from apps.app.imaging import Limits
     from apps.app.server import ServerOptions, launch
     from apps.app.service import InferenceSettings
 
     port = free_port()
-    blocks = launch(ServerOptions(port=port, inference=InferenceSettings(device="cpu")), block=False)
+    # small limits, so the oversize messages can be shown with small files
+    limits = Limits(max_upload_mb=MAX_MB, max_megapixels=MAX_MP)
+    blocks = launch(ServerOptions(port=port, limits=limits, inference=InferenceSettings(device="cpu")), block=False)
     yield f"http://127.0.0.1:{port}/"
     blocks.close()
 
@@ -78,3 +82,23 @@ def test_a_non_image_upload_shows_a_message(page, tmp_path):
     message = page.get_by_text("not an image", exact=False)
     message.first.wait_for(timeout=60_000)
     assert message.first.is_visible()
+
+
+def test_oversized_uploads_show_a_message(page, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    many_pixels = tmp_path / "wide.png"
+    Image.fromarray(np.full((600, 1000, 3), 90, np.uint8)).save(many_pixels)  # 0.6 MP, a few KB
+    page.locator("#i2i-input input[type=file]").set_input_files(str(many_pixels))
+    page.wait_for_selector("#i2i-input img", timeout=30_000)
+    page.click("#i2i-translate")
+    message = page.get_by_text("accepts up to 0.5 MP", exact=False)
+    message.first.wait_for(timeout=60_000)
+
+    heavy = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)).save(heavy)
+    assert heavy.stat().st_size > MAX_MB * 2**20
+    page.locator("#i2i-input input[type=file]").set_input_files(str(heavy))
+    refused = page.get_by_text("exceed the maximum allowed size", exact=False)  # Gradio refuses it in the page
+    refused.first.wait_for(timeout=60_000)
