@@ -1,0 +1,138 @@
+"""Which exported generators the app offers, and what each one is.
+
+A model is any ``.safetensors`` file written by ``i2i export`` (or by ``apps.app.bundle``). Its
+card — title, the two domains, what it was trained on and what it cannot do — comes from the
+export's metadata: bundled models carry a full card under ``info["card"]``; a user's own export
+gets a plain card built from the facts every export holds (model, direction, step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from translate.errors import CheckpointError, ConfigError
+from translate.io import load_generator, read_metadata
+
+#: the models shipped with the app (package data)
+BUNDLED_DIR = Path(__file__).resolve().parent / "models"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a user needs to know to pick a model."""
+
+    label: str  # unique name shown in the model list and passed to the API
+    path: Path
+    source: str  # the input domain, e.g. "photo"
+    target: str  # the output domain
+    trained_on: str
+    notes: str  # what it does well and what it cannot do
+    model: str  # pix2pix, cyclegan, ...
+    step: int | None
+    order: int = 0  # position in the model list (bundled models set it; others keep file order)
+
+    @property
+    def direction(self) -> str:
+        return f"{self.source} → {self.target}"
+
+    def markdown(self) -> str:
+        step = f", {self.step} training steps" if self.step is not None else ""
+        lines = [
+            f"**{self.direction}** · {self.model}{step}",
+            f"*Trained on:* {self.trained_on}",
+        ]
+        if self.notes:
+            lines.append(f"*Good to know:* {self.notes}")
+        return "\n\n".join(lines)
+
+
+def read_card(path: Path) -> ModelCard:
+    """The card of one exported generator; an error if the file is not one."""
+    meta = read_metadata(path)
+    if meta["family"] != "generator":
+        raise CheckpointError(f"{path} holds a '{meta['family']}', not a generator")
+    info = meta["info"]
+    card = info.get("card") or {}
+    model = str(info.get("model", "unknown model"))
+    src, _, dst = str(info.get("direction", "A->B")).partition("->")
+    return ModelCard(
+        label=str(card.get("title") or path.stem),
+        path=path,
+        source=str(card.get("source") or f"domain {src.strip() or 'A'}"),
+        target=str(card.get("target") or f"domain {dst.strip() or 'B'}"),
+        trained_on=str(card.get("trained_on") or f"exported from '{path.parent.parent.name or path.parent}'"),
+        notes=str(card.get("notes") or ""),
+        model=model,
+        step=info.get("step"),
+        order=int(card.get("order", 0)),
+    )
+
+
+def discover(folders: Sequence[str | Path], include_bundled: bool = True) -> tuple[list[ModelCard], list[str]]:
+    """Cards of every exported generator under ``folders`` (and the bundled ones), and a list of
+    files that were skipped with the reason. A missing folder is an error: it is most likely a typo."""
+    roots = ([BUNDLED_DIR] if include_bundled else []) + [Path(f).expanduser() for f in folders]
+    cards: list[ModelCard] = []
+    skipped: list[str] = []
+    for root in roots:
+        if not root.is_dir():
+            raise ConfigError(f"model folder not found: {root}")
+        found = []
+        for path in sorted(root.rglob("*.safetensors")):
+            try:
+                found.append(read_card(path.resolve()))
+            except CheckpointError as exc:
+                skipped.append(str(exc))
+        cards += sorted(found, key=lambda card: card.order)  # stable: file order among equals
+    if not cards:
+        raise ConfigError("no exported generators found in " + ", ".join(str(r) for r in roots))
+    return _unique_labels(cards), skipped
+
+
+def _unique_labels(cards: list[ModelCard]) -> list[ModelCard]:
+    # two runs both export "G_AB": tell them apart by their folder
+    seen: set[str] = set()
+    out = []
+    for card in cards:
+        label = card.label
+        if label in seen:
+            label = f"{card.label} ({card.path.parent.parent.name or card.path.parent.name})"
+        while label in seen:
+            label = f"{label}'"
+        seen.add(label)
+        out.append(card if label == card.label else dataclasses.replace(card, label=label))
+    return out
+
+
+class GeneratorPool:
+    """Generators loaded on first use and lent out one request at a time.
+
+    Tiled inference temporarily hooks a network's normalisation layers, so two requests must
+    never run the same module at once; a request borrows an idle copy, and a new copy is loaded
+    only when every existing one is busy (at most one per concurrent request).
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self._idle: dict[Path, list[nn.Module]] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def borrow(self, card: ModelCard) -> Iterator[nn.Module]:
+        with self._lock:
+            idle = self._idle.setdefault(card.path, [])
+            net = idle.pop() if idle else None
+        if net is None:
+            net = load_generator(card.path, self.device)
+        try:
+            yield net
+        finally:
+            with self._lock:
+                self._idle[card.path].append(net)
