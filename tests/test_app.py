@@ -160,8 +160,14 @@ def test_large_images_are_tiled_to_the_same_size(tmp_path):
     service = service_for(tmp_path / "m", tmp_path)
     path = tmp_path / "wide.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (300, 700, 3), dtype=np.uint8)).save(path)
-    result = service.run(path, "tiny")
+    reports = []
+    result = service.run(path, "tiny", progress=lambda fraction, text: reports.append((fraction, text)))
     assert Image.open(result.png).size == (700, 300) and "tiled" in result.summary
+    # the progress bar moves with every tile pass, never backwards, from start to done
+    fractions = [f for f, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    passes = [text for _, text in reports if text.startswith("translating: tile pass")]
+    assert len(passes) > 4 and passes[-1].split(" of ")[0].split()[-1] == passes[-1].split(" of ")[1]
 
 
 def test_cli_has_the_app_command():

@@ -372,3 +372,21 @@ def test_bench_infer_prints_its_lines_and_table(capsys) -> None:
     seconds, peak_mb, mean, peak = map(float, row[1:5])
     assert seconds >= 0 and peak_mb >= 0 and row[5] == "disk"  # seconds print as 0.0 for so small a run
     assert mean < 2.0 and 0 <= mean <= peak  # tiled against untiled, in /255
+
+
+def test_progress_counts_every_tile_pass_towards_a_total_known_up_front():
+    torch.manual_seed(0)
+    g = build_generator({"name": "resnet", "ngf": 4, "n_blocks": 1}).eval()
+    calls = []
+    image = torch.rand(1, 3, 96, 96) * 2 - 1
+    out = translate_image(g, image, tile=64, overlap=16, device="cpu", progress=lambda d, t: calls.append((d, t)))
+    totals = {t for _, t in calls}
+    assert len(totals) == 1 and [d for d, _ in calls] == list(range(1, len(calls) + 1))
+    assert calls[-1][0] == calls[-1][1]  # it ends at the total it announced
+    # 4 tiles, one statistics pass per norm layer and one output pass
+    assert calls[-1][1] == 4 * (len(shareable_norms(g)) + 1)
+    same = translate_image(g, image, tile=64, overlap=16, device="cpu")
+    assert torch.equal(out, same)
+    small = []
+    translate_image(g, image[..., :32, :32], tile=64, overlap=16, device="cpu", progress=lambda d, t: small.append((d, t)))
+    assert small == [(1, 1)]

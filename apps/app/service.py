@@ -91,7 +91,11 @@ class TranslationService:
         tiled = max(height, width) > self.settings.tile
         with self.generators.borrow(card) as generator:
             progress(0.25, "translating in tiles" if tiled else "translating")
-            translated = self.translate(generator, rgb)
+
+            def tile_progress(done: int, total: int) -> None:
+                progress(0.25 + 0.6 * done / total, f"translating: tile pass {done} of {total}" if tiled else "translating")
+
+            translated = self.translate(generator, rgb, tile_progress)
         result = blend(rgb, translated, strength)
         progress(0.85, "writing the PNG")
         stem = f"{Path(str(upload)).stem}_{card.path.stem}"
@@ -107,12 +111,14 @@ class TranslationService:
         progress(1.0, "done")
         return Result(before, after, png, summary)
 
-    def translate(self, generator: torch.nn.Module, rgb: np.ndarray) -> np.ndarray:
-        """The full-strength translation of an H×W×3 uint8 image, same size, RGB uint8."""
+    def translate(self, generator: torch.nn.Module, rgb: np.ndarray, progress=None) -> np.ndarray:
+        """The full-strength translation of an H×W×3 uint8 image, same size, RGB uint8;
+        ``progress(done, total)`` hears of every tile pass (see ``translate_image``)."""
         s = self.settings
         with torch.inference_mode():
             out = translate_image(
-                generator, to_tensor(rgb).unsqueeze(0), tile=s.tile, overlap=s.overlap, device=self.device, amp=s.amp
+                generator, to_tensor(rgb).unsqueeze(0), tile=s.tile, overlap=s.overlap, device=self.device, amp=s.amp,
+                progress=progress,
             )
         if out.shape[1] == 1:  # a one-channel generator (e.g. to grey): show it as RGB
             out = out.expand(-1, 3, -1, -1)

@@ -42,8 +42,13 @@ class TiledRun:
     overlap: int
     device: torch.device
     amp: str = "off"
+    #: called as ``progress(done, total)`` after each tile's forward pass (statistics passes too)
+    progress: Callable[[int, int], None] | None = None
+    #: tile forward passes the whole run will make, set by the caller that plans the passes
+    total_passes: int = 0
 
     def __post_init__(self) -> None:
+        self.done_passes = 0
         stages = getattr(self.generator, "stages", None)
         steps = stages() if callable(stages) else None
         #: the generator as a chain of steps; tiles are multiples of its size_multiple, so no
@@ -67,6 +72,11 @@ class TiledRun:
             hooks.step = j
             state = self.steps[j](state)
         return state
+
+    def _tile_done(self) -> None:
+        self.done_passes += 1
+        if self.progress is not None:
+            self.progress(self.done_passes, max(self.total_passes, self.done_passes))
 
     def _resume(self, frontier: Frontier | None, index: int, ys: Span, xs: Span) -> tuple[Any, int]:
         """Tile ``index``'s state at the frontier (a copy: steps may work in place) and its step."""
@@ -112,6 +122,7 @@ class TiledRun:
                     self._run(hooks, state, step, len(self.steps))
                 except StopForward:
                     pass
+                self._tile_done()
         if advance:
             frontier.step = advance_to
         return hooks
@@ -133,6 +144,7 @@ class TiledRun:
                 win = blend_window(ys, h, self.overlap)[:, None] * blend_window(xs, w, self.overlap)[None, :]
                 out[..., ys.start : ys.stop, xs.start : xs.stop] += y * win
                 weight[..., ys.start : ys.stop, xs.start : xs.stop] += win
+                self._tile_done()
         missing = set(hooks.order) - set(use)
         if use and missing:
             raise RuntimeError(f"no statistics for norm layers {sorted(missing)}")
@@ -171,6 +183,7 @@ def translate_image(
     cache_mb: float = DEFAULT_CACHE_MB,
     cache: str = "auto",
     cache_dir: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Translate a 1×3×H×W image in [-1, 1] of any size; returns 1×C×H×W float32 on the CPU.
 
@@ -187,6 +200,9 @@ def translate_image(
     to a temporary file in ``cache_dir`` (the system's temporary folder by default), removed
     afterwards; ``"ram"``, ``"disk"`` force a store; ``"off"`` recomputes instead (the same
     output, several times slower). Every store gives the same output, bit for bit.
+
+    ``progress(done, total)`` is called after every tile's forward pass, statistics passes
+    included, with the total known from the first call (an untiled image counts as one pass).
     """
     if norm_stats not in NORM_STATS:
         raise ConfigError(f"unknown norm_stats '{norm_stats}'; known: {', '.join(NORM_STATS)}")
@@ -200,11 +216,17 @@ def translate_image(
     tile, overlap = effective_geometry(tile, overlap, multiple)
     if max(image.shape[-2:]) <= tile:
         with autocast(dev, amp):
-            return generator(image.to(dev)).float().cpu()
+            out = generator(image.to(dev)).float().cpu()
+        if progress is not None:
+            progress(1, 1)
+        return out
 
     padded, size = pad_to_multiple(image, multiple)
-    run = TiledRun(generator, padded, tile, overlap, dev, amp)
+    run = TiledRun(generator, padded, tile, overlap, dev, amp, progress)
     mode = frontier_cache_mode(generator, *padded.shape[-2:], tile, overlap, cache, cache_mb, cache_dir)
+    tiles, norms = sum(1 for _ in run.tiles()), len(shareable_norms(generator))
+    stat_passes_run = 0 if norm_stats != "image" else (norms if stat_passes is None else min(stat_passes, norms))
+    run.total_passes = tiles * (stat_passes_run + 1)
     if not shareable_norms(generator) or norm_stats == "tile":
         return crop_to(run.blend({}), size)
     if norm_stats == "thumbnail":
