@@ -3,7 +3,7 @@ file, so an interrupted sweep keeps what it finished and a rerun skips it.
 
   python3 scripts/sampler_experiments.py ring  --out runs/samplers   # 12 ring configs × 3 seeds
   python3 scripts/sampler_experiments.py digits --out runs/samplers --configs configs/cgan_digits.yaml ...
-  python3 scripts/sampler_experiments.py downstream --out runs/samplers --sampler runs/.../G.safetensors
+  python3 scripts/sampler_experiments.py downstream --out runs/samplers --sampler runs/samplers/cgan_digits_s0/export/G.safetensors
 """
 
 from __future__ import annotations
@@ -109,16 +109,47 @@ def digits(args) -> None:
             append(results, row)
 
 
+def downstream(args) -> None:
+    """A classifier trained on a small real subset, alone and mixed with cGAN samples through
+    SyntheticMix, both for the same number of optimiser steps, tested on the real test split."""
+    from augment.mixing import SyntheticMix
+    from translate.data.sampling_sets import Digits
+    from translate.measures import accuracy, train_classifier
+    from translate.sampling import load_sampler
+
+    results = args.out / "downstream.jsonl"
+    done = done_keys(results)
+    sampler = load_sampler(args.sampler)
+    test = Digits("test")
+    for seed in args.seeds:
+        real = Digits("train", fraction=args.fraction, seed=seed)
+        for mode in ("real only", f"real + cGAN (ratio {args.ratio})"):
+            key = f"{mode}/s{seed}"
+            if key in done:
+                continue
+            data = real if mode == "real only" else SyntheticMix(real, sampler, ratio=args.ratio, seed=seed,
+                                                                labels=real.labels.tolist())
+            images = torch.stack([data[i]["image"] for i in range(len(data))])
+            labels = torch.stack([torch.as_tensor(data[i]["label"]) for i in range(len(data))])
+            clf = train_classifier(images, labels, seed=seed, steps=args.classifier_steps)
+            append(results, {"key": key, "mode": mode, "seed": seed, "train_items": len(data),
+                             "real_items": len(real), "test_accuracy": round(accuracy(clf, test.images, test.labels), 4)})
+
+
 def main() -> None:
     torch.set_num_threads(1)  # the sweep shares a small machine; one thread is also the fastest here
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=["ring", "digits"])
+    parser.add_argument("part", choices=["ring", "digits", "downstream"])
     parser.add_argument("--out", type=Path, default=Path("runs/samplers"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--configs", nargs="*", default=[])
     parser.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
+    parser.add_argument("--sampler", help="downstream: the exported cGAN sampler")
+    parser.add_argument("--fraction", type=float, default=0.1, help="downstream: share of the real training split")
+    parser.add_argument("--ratio", type=float, default=0.5, help="downstream: generated share of the mix")
+    parser.add_argument("--classifier-steps", type=int, default=600)
     args = parser.parse_args()
-    {"ring": ring, "digits": digits}[args.part](args)
+    {"ring": ring, "digits": digits, "downstream": downstream}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -70,26 +70,31 @@ class DigitClassifier(nn.Module):
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 30, seed: int = 0,
-                     batch_size: int = 64, lr: float = 2e-3, augment: bool = True) -> DigitClassifier:
+                     batch_size: int = 64, lr: float = 2e-3, augment: bool = True, steps: int | None = None,
+                     classes: int = 10) -> DigitClassifier:
     """Train a ``DigitClassifier`` on N×1×H×W images in [-1, 1]. ``augment`` shifts images by up
-    to 2 pixels, which small training sets need."""
+    to 2 pixels, which small training sets need. ``steps`` (optimiser steps) replaces ``epochs``
+    when given, so that training sets of different sizes get the same training budget."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    net = DigitClassifier(int(labels.max()) + 1 if len(labels) else 10)
+    net = DigitClassifier(classes)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(images), generator=g)
-        for start in range(0, len(images), batch_size):
-            idx = order[start:start + batch_size]
-            x = images[idx]
-            if augment:
-                dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()
-                x = torch.roll(x, (dy, dx), (2, 3))
-            loss = F.cross_entropy(net(x), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    per_epoch = -(-len(images) // batch_size)
+    total = steps if steps is not None else epochs * per_epoch
+    for step in range(total):
+        if step % per_epoch == 0:
+            order = torch.randperm(len(images), generator=g)
+        start = (step % per_epoch) * batch_size
+        idx = order[start:start + batch_size]
+        x = images[idx]
+        if augment:
+            dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()
+            x = torch.roll(x, (dy, dx), (2, 3))
+        loss = F.cross_entropy(net(x), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     return net.eval()
 
 

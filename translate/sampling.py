@@ -84,8 +84,24 @@ class Sampler:
         """``n`` samples (a fixed label or one per sample, a fixed code or one per sample)."""
         if n < 1:
             raise ConfigError(f"n must be >= 1, got {n}")
+        if self.takes_label_maps:
+            raise ConfigError("this sampler draws images for label maps: use from_label_maps(labels, seed)")
         z = self.noise(n, seed) if noise is None else noise.to(self.device)
         return self.net(z, self.labels(n, label, seed), self.codes(n, code, seed)).float().cpu()
+
+    @property
+    def takes_label_maps(self) -> bool:
+        return self.info.get("input") == "label map"
+
+    @torch.no_grad()
+    def from_label_maps(self, labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """Images (N×C×H×W in [-1, 1]) for N×H×W class-id label maps; the seed picks the noise."""
+        if not self.takes_label_maps:
+            raise ConfigError("this sampler draws from noise, not from label maps: use sample(n, ...)")
+        labels = torch.as_tensor(labels)
+        if labels.ndim != 3:
+            raise ConfigError(f"label maps must be N×H×W class ids, got shape {tuple(labels.shape)}")
+        return self.net(labels.long().to(self.device), self.noise(labels.shape[0], seed)).float().cpu()
 
     @torch.no_grad()
     def interpolate(self, rows: int, steps: int, seed: int = 0, label=None) -> torch.Tensor:
