@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,6 +22,17 @@ def done_keys(results: Path) -> set[str]:
     if not results.is_file():
         return set()
     return {json.loads(line)["key"] for line in results.read_text().splitlines() if line.strip()}
+
+
+def claim(out: Path, key: str) -> bool:
+    """True for the one process that may run ``key``: several sweep processes can share a folder."""
+    path = out / "claims" / key.replace("/", "__")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL))
+        return True
+    except FileExistsError:
+        return False
 
 
 def append(results: Path, row: dict) -> None:
@@ -52,7 +64,7 @@ def ring(args) -> None:
     for seed in args.seeds:
         for config in configs:
             key = f"{Path(config).stem}/s{seed}"
-            if key in done:
+            if key in done or not claim(args.out, key):
                 continue
             result, seconds = train_config(config, args.out, seed, [])
             points = load_sampler(result.exports["G"]).sample(2500, seed=1234)
@@ -84,7 +96,7 @@ def digits(args) -> None:
     for seed in args.seeds:
         for config in args.configs:
             key = f"{Path(config).stem}/s{seed}"
-            if key in done:
+            if key in done or not claim(args.out, key):
                 continue
             result, seconds = train_config(config, args.out, seed, args.set)
             sampler = load_sampler(result.exports["G"])
