@@ -60,7 +60,7 @@ def ring(args) -> None:
 
     results = args.out / "ring.jsonl"
     done = done_keys(results)
-    configs = sorted(glob.glob("configs/gan_ring8_*.yaml"))
+    configs = args.configs or sorted(glob.glob("configs/gan_ring8_*.yaml"))
     for seed in args.seeds:
         for config in configs:
             key = f"{Path(config).stem}/s{seed}"
