@@ -154,7 +154,8 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, extractor: nn.Module | None 
             inception_weights: str | Path | None = None, kid_subset: int = 100) -> dict[str, float | str]:
     """FID and KID between real and generated N×C×H×W images in [-1, 1]. With
     ``inception_weights`` (a local torchmetrics FID Inception file) the standard Inception
-    features are used; otherwise ``extractor`` (e.g. ``real_digit_classifier()``) provides them."""
+    features are used; otherwise ``extractor.features`` (e.g. of ``real_digit_classifier()``)
+    provides them."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -171,7 +172,9 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, extractor: nn.Module | None 
         if extractor is None:
             raise ConfigError("fid_kid needs a feature extractor or a local Inception weights path")
         real, fake = to_unit(real), to_unit(fake)
-        feature = _Features(extractor, extractor.out.in_features)
+        with torch.no_grad():  # any net with a ``features`` method will do; its width is measured
+            width = extractor.features(real[:1].float() * 2 - 1).shape[1]
+        feature = _Features(extractor, width)
         kwargs = {}
     fid = FrechetInceptionDistance(feature=feature, normalize=True, **kwargs)
     kid = KernelInceptionDistance(feature=feature, normalize=True, subset_size=min(kid_subset, len(real), len(fake)), **kwargs)

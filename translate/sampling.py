@@ -110,7 +110,9 @@ class Sampler:
         a, b = self.noise(rows, seed), self.noise(rows, seed + 10_007)
         t = torch.linspace(0, 1, steps)
         walks = torch.stack([slerp(a, b, float(v)) for v in t], 1).reshape(rows * steps, -1)
-        labels = None if label is None and not self.classes else (label if label is not None else self.labels(rows, None, seed).repeat_interleave(steps))
+        labels = None
+        if self.classes:  # one class per walk: the given one, or drawn from the seed
+            labels = label if label is not None else self.labels(rows, None, seed).repeat_interleave(steps)
         codes = None if not self.code_dim else self.random_codes(rows, seed).repeat_interleave(steps, 0)
         return self.sample(rows * steps, labels, codes, seed, noise=walks)
 

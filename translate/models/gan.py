@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.sampling_sets import GaussianRing
 from ..errors import ConfigError
 from ..nets import SAMPLER_CRITICS, SAMPLERS
 from ..nets.layers import init_weights
@@ -183,8 +184,6 @@ class GAN(GANModel):
         generator = torch.Generator(device=device).manual_seed(0)  # same noise at every step, global RNG untouched
         if self.cfg.data_key == "point":
             noise = torch.randn(1024, g.noise_dim, generator=generator, device=device)
-            from ..data.sampling_sets import GaussianRing
-
             ring = GaussianRing(size=1024)
             fake = g(noise, None, self.visual_code(1024, device))
             return {"real": points_image(ring.points), "fake": points_image(fake)}
