@@ -217,7 +217,11 @@ def test_digit_models_take_a_step_and_export(tmp_path, model, extra):
     sampler = load_sampler(result.exports["G"])
     assert (tmp_path / "samples/step_00000002.png").is_file()
     if model == "infogan":
-        assert set(result.last_logs) >= {"info_cat", "info_cont"} and sampler.code_dim == 4
+        assert set(result.last_logs) >= {"info_cat", "info_cont", "D_info_cat"} and sampler.code_dim == 4
+        # Q is stepped in D's step and in G's step: 2 steps per training step
+        state = io.load_checkpoint(tmp_path / "checkpoints/ckpt_00000002.pt")["optimizers"]
+        assert {int(s["step"]) for s in state["Q"]["state"].values()} == {4}
+        assert {int(s["step"]) for s in state["G"]["state"].values()} == {2}
         assert sampler.sample(3).shape == (3, 1, 32, 32)
     else:
         assert sampler.classes == 10 and sampler.class_grid(2).shape == (20, 1, 32, 32)

@@ -105,6 +105,9 @@ class GAN(GANModel):
     def generator_groups(self) -> list[str]:
         return ["G"]
 
+    def discriminator_groups(self) -> list[str]:
+        return ["D"]
+
     # --- the contract ---------------------------------------------------------------------
 
     def optimizer_groups(self) -> dict[str, OptimGroup]:
@@ -157,7 +160,7 @@ class GAN(GANModel):
     def _discriminator_step(self, ctx, real, label, noise_std: float) -> dict[str, torch.Tensor]:
         cfg, obj = self.cfg, self.objective
         with torch.no_grad():
-            fake, fake_label, _ = self.generate(real.shape[0], real.device)
+            fake, fake_label, code = self.generate(real.shape[0], real.device)
         with ctx.autocast():
             real_in, fake_in = with_instance_noise(real, noise_std), with_instance_noise(fake, noise_std)
             judged_real, judged_fake = self.D(real_in, label), self.D(fake_in, fake_label)
@@ -165,12 +168,15 @@ class GAN(GANModel):
             if judged_real.class_logits is not None:
                 terms["D_aux"] = cfg.lambda_aux * (F.cross_entropy(judged_real.class_logits.float(), label)
                                                    + F.cross_entropy(judged_fake.class_logits.float(), fake_label))
+            # InfoGAN: D's body and the Q head also learn to read the codes back (as in the paper,
+            # where Q shares D's layers); G is stepped on the same term in its own step
+            terms.update({f"D_{k}": v for k, v in self.code_loss(judged_fake.features, code).items()})
         if obj.gp_weight:
             # interpolates keep the real label: the penalty is on D's input, its condition fixed
             terms["gp"] = obj.gp_weight * gradient_penalty(lambda x: self.D(x, label).logit, real_in, fake_in)
         if self.history is not None:
             terms["D_hist"] = cfg.historical_averaging * self.history["D"].penalty(self.D)
-        ctx.optimize("D", torch.stack(list(terms.values())).sum())
+        ctx.optimize(self.discriminator_groups(), torch.stack(list(terms.values())).sum())
         if obj.clip_weights:
             clip_weights([self.D], obj.clip_weights)
         if self.history is not None:

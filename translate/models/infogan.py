@@ -4,7 +4,10 @@ bound on their mutual information with the samples.
 G takes categorical codes (one-hot) and continuous codes (uniform in [-1, 1]) beside the noise;
 a Q head on D's penultimate features predicts them back. The information loss (cross-entropy for
 the categorical codes, squared error — a fixed-variance Gaussian log-likelihood — for the
-continuous ones) steps G and Q in one backward, its own optimiser group "Q".
+continuous ones) steps G and Q in one backward in G's step, and D's body and Q in D's step (Q
+shares D's layers, as in the paper; without that, Q on a body trained only to tell real from
+fake did not learn the codes at all in 1,200 steps: its loss stayed at ln 10). Q is its own
+optimiser group "Q".
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ class InfoGAN(GAN):
 
     def generator_groups(self) -> list[str]:
         return ["G", "Q"]
+
+    def discriminator_groups(self) -> list[str]:
+        return ["D", "Q"]
 
     def draw_code(self, n: int, device: torch.device) -> torch.Tensor:
         cats = [torch.randint(0, k, (n,), device=device) for k in self.cfg.cat_codes]
