@@ -81,17 +81,36 @@ def ring_plots(out: Path, plots: Path, configs: list[str], seed: int = 0) -> Non
     fig.savefig(plots / "ring_samples.png", dpi=110)
 
 
+def code_grid(sampler_path: Path, plots: Path, per_code: int = 8) -> None:
+    """InfoGAN: row k shows the first categorical code set to k (other codes random, seeded)."""
+    import torch
+    from torchvision.utils import make_grid, save_image
+
+    from translate.sampling import load_sampler
+
+    sampler = load_sampler(sampler_path)
+    k = sampler.info["cat_codes"][0]
+    codes = sampler.random_codes(k * per_code, seed=0)
+    codes[:, :k] = torch.nn.functional.one_hot(torch.arange(k).repeat_interleave(per_code), k).float()
+    images = sampler.sample(len(codes), code=codes, seed=0)
+    plots.mkdir(parents=True, exist_ok=True)
+    save_image(make_grid(images.add(1).div(2), nrow=per_code, padding=2, pad_value=1.0), str(plots / "infogan_codes.png"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("runs/samplers"))
     parser.add_argument("--plots", type=Path)
     parser.add_argument("--ring-configs", nargs="*", default=[])
+    parser.add_argument("--infogan", type=Path, help="an exported InfoGAN sampler to draw a code grid from")
     args = parser.parse_args()
     print("## ring\n\n" + ring_table(rows(args.out / "ring.jsonl")))
     print("\n## digits\n\n" + digits_table(rows(args.out / "digits.jsonl")))
     print("\n## downstream\n\n" + downstream_table(rows(args.out / "downstream.jsonl")))
     if args.plots and args.ring_configs:
         ring_plots(args.out, args.plots, args.ring_configs)
+    if args.plots and args.infogan:
+        code_grid(args.infogan, args.plots)
 
 
 if __name__ == "__main__":
