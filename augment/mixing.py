@@ -115,5 +115,7 @@ class SyntheticMix(Dataset):
         if isinstance(like_label, torch.Tensor):
             label = torch.tensor(label, dtype=like_label.dtype)
         if isinstance(self.template, dict):
+            # other entries (e.g. a path) are the first real item's: same keys and types, so batches collate
             return {**self.template, self.image_key: image, self.label_key: label}
-        return type(self.template)((image, label, *self.template[2:])) if isinstance(self.template, tuple) else [image, label, *self.template[2:]]
+        parts = [image, label, *self.template[2:]]
+        return tuple(parts) if isinstance(self.template, tuple) else parts
