@@ -12,21 +12,26 @@ from typing import Any
 from torch import nn
 
 from ..registry import Registry
-from . import discriminators, generators  # noqa: F401  (fills the registries)
+from . import discriminators, generators, label_maps, samplers  # noqa: F401  (fills the registries)
 from .discriminators import DISCRIMINATORS
 from .generators import GENERATORS, Generator, ImageGenerator
 from .layers import init_weights
+from .samplers import SAMPLER_CRITICS, SAMPLERS
 
 #: network families an exported file can hold, each the registry that rebuilds its nets from the
 #: architecture spec stored in the file; a new family (samplers, CUT's heads) registers here
 NETWORK_FAMILIES: Registry[Registry] = Registry("network family")
 NETWORK_FAMILIES.register("generator")(GENERATORS)
 NETWORK_FAMILIES.register("discriminator")(DISCRIMINATORS)
+NETWORK_FAMILIES.register("sampler")(SAMPLERS)
+NETWORK_FAMILIES.register("sampler_discriminator")(SAMPLER_CRITICS)
 
 __all__ = [
     "DISCRIMINATORS",
     "GENERATORS",
     "NETWORK_FAMILIES",
+    "SAMPLERS",
+    "SAMPLER_CRITICS",
     "Generator",
     "ImageGenerator",
     "build_discriminator",

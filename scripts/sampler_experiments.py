@@ -1,0 +1,168 @@
+"""The experiments behind docs/samplers.md. Each part appends one JSON line per run to a results
+file, so an interrupted sweep keeps what it finished and a rerun skips it.
+
+  python3 scripts/sampler_experiments.py ring  --out runs/samplers   # 12 ring configs × 3 seeds
+  python3 scripts/sampler_experiments.py digits --out runs/samplers --configs configs/cgan_digits.yaml ...
+  python3 scripts/sampler_experiments.py downstream --out runs/samplers --sampler runs/samplers/cgan_digits_s0/export/G.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+
+def done_keys(results: Path) -> set[str]:
+    if not results.is_file():
+        return set()
+    return {json.loads(line)["key"] for line in results.read_text().splitlines() if line.strip()}
+
+
+def claim(out: Path, key: str) -> bool:
+    """True for the one process that may run ``key``: several sweep processes can share a folder."""
+    path = out / "claims" / key.replace("/", "__")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL))
+        return True
+    except FileExistsError:
+        return False
+
+
+def append(results: Path, row: dict) -> None:
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with results.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def train_config(config: str, out: Path, seed: int, extra: list[str]):
+    from translate.config import load_config
+    from translate.engine import train
+
+    name = Path(config).stem
+    cfg = load_config(config, [f"out_dir={out / f'{name}_s{seed}'}", f"engine.seed={seed}",
+                               "engine.progress=false", "resume=never", *extra])
+    start = time.perf_counter()
+    result = train(cfg)
+    return result, time.perf_counter() - start
+
+
+def ring(args) -> None:
+    from translate.measures import ring_coverage
+    from translate.sampling import load_sampler
+
+    results = args.out / "ring.jsonl"
+    done = done_keys(results)
+    configs = args.configs or sorted(glob.glob("configs/gan_ring8_*.yaml"))
+    for seed in args.seeds:
+        for config in configs:
+            key = f"{Path(config).stem}/s{seed}"
+            if key in done or not claim(args.out, key):
+                continue
+            result, seconds = train_config(config, args.out, seed, [])
+            points = load_sampler(result.exports["G"]).sample(2500, seed=1234)
+            cov = ring_coverage(points)
+            append(results, {"key": key, "config": Path(config).stem, "seed": seed, "modes": cov.modes_covered,
+                             "high_quality": round(cov.high_quality, 4), "seconds": round(seconds, 1)})
+
+
+def digits(args) -> None:
+    from translate.data.sampling_sets import digits_split, digits_tensor
+    from translate.measures import best_code_accuracy, conditional_accuracy, fid_kid, real_digit_classifier
+    from translate.sampling import load_sampler
+
+    results = args.out / "digits.jsonl"
+    done = done_keys(results)
+    clf_path = args.out / "digit_classifier.pt"
+    if clf_path.is_file():
+        from translate.measures import DigitClassifier
+
+        clf = DigitClassifier()
+        clf.load_state_dict(torch.load(clf_path, weights_only=True))
+        clf.eval()
+    else:
+        clf = real_digit_classifier()
+        clf_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(clf.state_dict(), clf_path)
+    test_x, _ = digits_split("test")
+    real = digits_tensor(test_x, 32)
+    for seed in args.seeds:
+        for config in args.configs:
+            key = f"{Path(config).stem}/s{seed}"
+            if key in done or not claim(args.out, key):
+                continue
+            result, seconds = train_config(config, args.out, seed, args.set)
+            sampler = load_sampler(result.exports["G"])
+            row = {"key": key, "config": Path(config).stem, "seed": seed, "seconds": round(seconds, 1)}
+            if sampler.classes:
+                labels = torch.arange(10).repeat_interleave(100)
+                fake = sampler.sample(len(labels), labels, seed=99)
+                row["label_accuracy"] = round(conditional_accuracy(clf, fake, labels), 4)
+            else:
+                fake = sampler.sample(1000, seed=99)
+            if sampler.code_dim:
+                k = sampler.info["cat_codes"][0]
+                cats = torch.arange(k).repeat_interleave(100)
+                codes = sampler.random_codes(len(cats), 7)
+                codes[:, :k] = torch.nn.functional.one_hot(cats, k).float()
+                with torch.no_grad():
+                    predicted = clf(sampler.sample(len(cats), code=codes, seed=98)).argmax(1)
+                acc, mapping = best_code_accuracy(cats, predicted)
+                row.update(code_accuracy=round(acc, 4), code_to_class=mapping)
+            scores = fid_kid(real, fake, clf)
+            row.update(fid=round(scores["fid"], 2), kid=round(scores["kid"], 4), features="digits-cnn")
+            append(results, row)
+
+
+def downstream(args) -> None:
+    """A classifier trained on a small real subset, alone and mixed with cGAN samples through
+    SyntheticMix, both for the same number of optimiser steps, tested on the real test split."""
+    from augment.mixing import SyntheticMix
+    from translate.data.sampling_sets import Digits
+    from translate.measures import accuracy, train_classifier
+    from translate.sampling import load_sampler
+
+    results = args.out / "downstream.jsonl"
+    done = done_keys(results)
+    sampler = load_sampler(args.sampler)
+    test = Digits("test")
+    for seed in args.seeds:
+        real = Digits("train", fraction=args.fraction, seed=seed)
+        for mode in ("real only", f"real + cGAN (ratio {args.ratio})"):
+            key = f"{mode}/s{seed}"
+            if key in done:
+                continue
+            data = real if mode == "real only" else SyntheticMix(real, sampler, ratio=args.ratio, seed=seed,
+                                                                labels=real.labels.tolist())
+            images = torch.stack([data[i]["image"] for i in range(len(data))])
+            labels = torch.stack([torch.as_tensor(data[i]["label"]) for i in range(len(data))])
+            clf = train_classifier(images, labels, seed=seed, steps=args.classifier_steps)
+            append(results, {"key": key, "mode": mode, "seed": seed, "train_items": len(data),
+                             "real_items": len(real), "test_accuracy": round(accuracy(clf, test.images, test.labels), 4)})
+
+
+def main() -> None:
+    torch.set_num_threads(1)  # the sweep shares a small machine; one thread is also the fastest here
+    parser = argparse.ArgumentParser()
+    parser.add_argument("part", choices=["ring", "digits", "downstream"])
+    parser.add_argument("--out", type=Path, default=Path("runs/samplers"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--configs", nargs="*", default=[])
+    parser.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
+    parser.add_argument("--sampler", help="downstream: the exported cGAN sampler")
+    parser.add_argument("--fraction", type=float, default=0.1, help="downstream: share of the real training split")
+    parser.add_argument("--ratio", type=float, default=0.5, help="downstream: generated share of the mix")
+    parser.add_argument("--classifier-steps", type=int, default=600)
+    args = parser.parse_args()
+    {"ring": ring, "digits": digits, "downstream": downstream}[args.part](args)
+
+
+if __name__ == "__main__":
+    main()
