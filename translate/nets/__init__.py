@@ -12,21 +12,25 @@ from typing import Any
 from torch import nn
 
 from ..registry import Registry
-from . import discriminators, generators  # noqa: F401  (fills the registries)
+from . import discriminators, generators, segmenters  # noqa: F401  (fills the registries)
 from .discriminators import DISCRIMINATORS
 from .generators import GENERATORS, Generator, ImageGenerator
 from .layers import init_weights
+from .segmenters import SEGMENTERS, Segmenter
 
 #: network families an exported file can hold, each the registry that rebuilds its nets from the
 #: architecture spec stored in the file; a new family (samplers, CUT's heads) registers here
 NETWORK_FAMILIES: Registry[Registry] = Registry("network family")
 NETWORK_FAMILIES.register("generator")(GENERATORS)
 NETWORK_FAMILIES.register("discriminator")(DISCRIMINATORS)
+NETWORK_FAMILIES.register("segmenter")(SEGMENTERS)
 
 __all__ = [
     "DISCRIMINATORS",
     "GENERATORS",
     "NETWORK_FAMILIES",
+    "SEGMENTERS",
+    "Segmenter",
     "Generator",
     "ImageGenerator",
     "build_discriminator",
