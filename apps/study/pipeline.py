@@ -54,7 +54,6 @@ class Study:
     def __init__(self, cfg: StudyConfig) -> None:
         self.cfg = cfg
         self.root = Path(cfg.out_dir)
-        self.stages = StageRunner(self.root)
         self.data_dir = self.root / "data"
 
     # --- stages ---------------------------------------------------------------------------------
@@ -176,8 +175,8 @@ class Study:
         from .metrics import present_classes
         from .report import write_report
 
-        check_sources(self.cfg)
-        self.root.mkdir(parents=True, exist_ok=True)
+        check_sources(self.cfg)  # before anything is written or trained
+        self.stages = StageRunner(self.root)
         write_setup(self.cfg, self.root)
         self.prepare_data()
         self.data = load_data(self.data_dir)

@@ -23,7 +23,7 @@ class StageRunner:
     def __init__(self, root: Path, echo: Callable[[str], None] = print) -> None:
         self.root = root
         self.records = root / "stages"
-        self.records.mkdir(parents=True, exist_ok=True)
+        self.records.mkdir(parents=True, exist_ok=True)  # the run folder too
         self.echo = echo
         self._reported: set[str] = set()  # a cached stage is announced once, however often it is asked for
 
