@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
+#: exit status of a study stopped on purpose by its ``interrupt`` setting (a rerun continues it)
+INTERRUPTED = 3
+
 
 def register(sub) -> None:
     parser = sub.add_parser(
@@ -22,6 +27,7 @@ def run(args) -> int:
     # the study lives in apps/, above the toolkit: imported only when the command runs
     from apps.study.config import load_study_config
     from apps.study.pipeline import run_study
+    from apps.study.stages import Interrupted
 
     cfg = load_study_config(args.config, args.overrides)
     if args.print_config:
@@ -29,6 +35,10 @@ def run(args) -> int:
 
         print(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
         return 0
-    run_study(cfg)
+    try:
+        run_study(cfg)
+    except Interrupted as exc:
+        print(f"i2i study: {exc}; run the same command again to continue", file=sys.stderr)
+        return INTERRUPTED
     print(f"results: {cfg.out_dir}/results.md")
     return 0
