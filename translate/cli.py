@@ -13,11 +13,11 @@ from .errors import I2IError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import bench, data, export, study, train, translate
+    from .commands import augment, bench, data, export, study, train, translate
 
     parser = argparse.ArgumentParser(prog="i2i", description="GAN image-to-image translation toolkit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train, translate, export, data, study, bench):
+    for module in (train, translate, export, data, augment, study, bench):
         module.register(sub)
     return parser
 

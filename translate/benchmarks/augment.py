@@ -1,0 +1,157 @@
+"""`i2i bench augment`: images/s of the augmentation hooks, so a user sees what they cost.
+
+Measured for each generator (randomly initialised: speed does not depend on the weights):
+
+* ``GANTranslate`` inside an albumentations pipeline in a ``DataLoader`` with 0 and 2 workers
+  (CPU, persistent workers; a warm-up epoch lets every worker load its model before timing);
+* ``TranslateBatch`` on a uint8 batch on ``--device`` (autocast "auto": bf16/fp16 on CUDA).
+
+This module sits with the commands: it is the one place under ``translate`` that imports
+``augment`` (the hook is built on the toolkit, never the other way round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+GENERATORS = {
+    "reference": {"name": "resnet", "ngf": 64, "n_blocks": 9},
+    "small": {"name": "resnet", "ngf": 16, "n_blocks": 6},
+}
+MODES = ("loader0", "loader2", "batch")
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("augment", help="images/s of GANTranslate in a DataLoader and of TranslateBatch")
+    parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    parser.add_argument("--images", type=int, default=16, help="timed images per measurement")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--generators", default=",".join(GENERATORS), help=f"comma-separated subset of {','.join(GENERATORS)}")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
+    parser.add_argument("--device", default="auto", help="device of TranslateBatch (GANTranslate runs on the CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the main process (default torch's; DataLoader workers use 1 each)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.set_defaults(func=run)
+
+
+class _Images:
+    """A map-style dataset of photographs run through an albumentations pipeline."""
+
+    def __init__(self, size: int, n: int, pipeline) -> None:
+        import cv2
+        from skimage import data
+
+        base = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+        self.images = [base, base[:, ::-1].copy(), base[::-1].copy(), base.transpose(1, 0, 2).copy()]
+        self.n, self.pipeline = n, pipeline
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int):
+        return self.pipeline(image=self.images[index % len(self.images)])["image"]
+
+
+class _Indices:
+    """A sampler whose indices the main process changes between epochs (warm-up, then timed)."""
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _loader_rate(checkpoint: Path, size: int, n: int, batch_size: int, workers: int) -> float:
+    import albumentations as A
+    from torch.utils.data import DataLoader
+
+    from augment import GANTranslate
+
+    pipeline = A.Compose([A.HorizontalFlip(p=0.5), GANTranslate(checkpoint, p=1.0, device="cpu")], seed=0)
+    sampler = _Indices()
+    loader = DataLoader(_Images(size, n, pipeline), batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        persistent_workers=workers > 0)
+    sampler.indices = list(range(batch_size * max(1, workers)))  # each worker loads its model here
+    for _ in loader:
+        pass
+    sampler.indices = list(range(n))
+    start = time.perf_counter()
+    for _ in loader:
+        pass
+    return n / (time.perf_counter() - start)
+
+
+def _batch_rate(checkpoint: Path, size: int, n: int, batch_size: int, device: str) -> tuple[float, str]:
+    import torch
+
+    from augment import TranslateBatch
+    from augment._runtime import resolve_amp, resolve_device
+
+    dev = resolve_device(device)
+    hook = TranslateBatch(checkpoint, p=1.0).train()
+    batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8, device=dev)
+    hook(batch)  # moves the generator, warms kernels
+    calls = max(1, -(-n // batch_size))
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        hook(batch)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return calls * batch_size / (time.perf_counter() - start), f"{dev}, amp {resolve_amp('auto', dev)}"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..errors import ConfigError
+    from ..io import export_network
+    from ..nets import build_generator
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    names = [g for g in args.generators.split(",") if g]
+    modes = [m for m in args.modes.split(",") if m]
+    for value, known, what in [(names, GENERATORS, "generator"), (modes, MODES, "mode")]:
+        unknown = [v for v in value if v not in known]
+        if unknown:
+            raise ConfigError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            spec = GENERATORS[name]
+            torch.manual_seed(0)
+            net = build_generator(spec)
+            params = sum(p.numel() for p in net.parameters())
+            checkpoint = export_network(Path(tmp) / f"{name}.safetensors", net, spec, "generator", {})
+            for mode in modes:
+                if mode == "batch":
+                    rate, where = _batch_rate(checkpoint, args.size, args.images, args.batch_size, args.device)
+                    hook = f"TranslateBatch ({where})"
+                else:
+                    workers = int(mode[len("loader"):])
+                    rate = _loader_rate(checkpoint, args.size, args.images, args.batch_size, workers)
+                    hook = f"GANTranslate, DataLoader {workers} workers (cpu)"
+                result = {"generator": name, "spec": spec, "params_m": params / 1e6, "hook": hook, "images_per_s": rate}
+                results.append(result)
+                print(f"{name:9s} {hook:45s} {rate:8.2f} images/s", flush=True)
+    print(f"\n{args.size}² uint8 RGB, batch {args.batch_size}, {args.images} timed images each, torch threads {torch.get_num_threads()} (workers 1 each)")
+    print(f"{'generator':28s} {'hook':45s} {'images/s':>9s} {'s/image':>8s}")
+    for r in results:
+        label = f"{r['generator']} ({r['params_m']:.1f} M)"
+        print(f"{label:28s} {r['hook']:45s} {r['images_per_s']:9.2f} {1 / r['images_per_s']:8.3f}")
+    if args.json:
+        print(json.dumps({"settings": vars(args) | {"func": None}, "results": results}, indent=2))
+    return 0
