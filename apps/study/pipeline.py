@@ -75,19 +75,19 @@ class Study:
     def _train_segmenter(self, recipe: Recipe, seed: int, key: str) -> dict:
         from translate.io import export_network, load_checkpoint
 
-        from .segmenter import SegmenterConfig, TrainConfig, evaluate, photometric_augmentation, segmenter_spec, train_segmenter
+        from .segmenter import SegmenterConfig, TrainConfig, chain, evaluate, photometric_augmentation, segmenter_spec, train_segmenter
 
         s = self.cfg.segmenter
-        images, labels, mix = self._training_set(recipe)
+        images, labels, online = self._training_set(recipe)
         folder = self.root / "segmenters" / key
         state = folder / "train_state.pt"
         resumed_at = int(load_checkpoint(state)["step"]) if state.is_file() else 0
         model_cfg = SegmenterConfig(s.encoder, s.encoder_depth, tuple(s.decoder_channels))
         model = train_segmenter(
             images, labels, TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed), model_cfg,
-            augment=photometric_augmentation(s.photometric_strength) if recipe.photometric else None,
+            augment=chain(online, photometric_augmentation(s.photometric_strength) if recipe.photometric else None),
             checkpoint=state, save_every=s.save_every, progress=f"segmenter {key}" if self.cfg.progress else None,
-            mix=mix, device=self.cfg.device, stop_at=interrupt_step(self.cfg, f"segmenter:{key}"), log=None,
+            device=self.cfg.device, stop_at=interrupt_step(self.cfg, f"segmenter:{key}"), log=None,
         )
         if model is None:
             raise Interrupted(f"segmenter {key} stopped as asked")
@@ -98,16 +98,19 @@ class Study:
         return {"file": str(file), "resumed_at": resumed_at, "target_test": evaluate(model, test_images, test_labels, self.classes)}
 
     def _training_set(self, recipe: Recipe):
+        """(images, labels, online augmentation or None) a recipe's segmenters train on."""
+        from .translators import online_translation
+
         d = self.data
         if recipe.train_on == "source":
             return *d.source_train, None
         if recipe.train_on == "target":
             return *d.target_train, None
-        translated = self.translated_images(recipe.translator)
-        if recipe.p_translated >= 1:
-            return translated, d.source_train[1], None
-        # online mixing: each drawn source sample is swapped for its translation with probability p
-        return *d.source_train, (translated, recipe.p_translated)
+        if recipe.p_translated >= 1:  # always translated: translate once, offline
+            return self.translated_images(recipe.translator), d.source_train[1], None
+        # online mixing: each drawn source sample is translated with probability p
+        generator = Path(self.translator(recipe.translator)["generator"])
+        return *d.source_train, online_translation(generator, recipe.p_translated, self.cfg.device)
 
     def translator(self, name: str) -> dict:
         from .translators import train_translator

@@ -24,8 +24,6 @@ from translate.nets.layers import crop_to, pad_to_multiple
 from translate.segdata.classes import CLASS_NAMES, IGNORE, NUM_CLASSES
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-#: (alternative images aligned with the training images, probability of drawing the alternative)
-Mix = tuple[np.ndarray, float]
 
 
 @dataclass
@@ -82,17 +80,12 @@ def _logits(model: torch.nn.Module, images: np.ndarray, multiple: int) -> torch.
 
 def training_batch(
     images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, batch_size: int,
-    augment: Augment | None = None, flip: bool = True, mix: Mix | None = None,
+    augment: Augment | None = None, flip: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``batch_size`` samples, augment each image (photometric: labels unchanged) and flip
-    image and label together; all randomness from ``rng``. ``mix = (alternatives, p)``: each
-    drawn sample is replaced by its alternative image (same label) with probability ``p``."""
+    image and label together; all randomness from ``rng``."""
     idx = rng.integers(0, len(images), batch_size)
     batch = images[idx]
-    if mix is not None:
-        alternatives, p = mix
-        swap = rng.random(batch_size) < p
-        batch = np.where(swap[:, None, None, None], alternatives[idx], batch)
     target = labels[idx]
     if augment is not None:
         batch = np.stack([augment(img, rng) for img in batch])
@@ -113,7 +106,6 @@ def train_segmenter(
     checkpoint: str | Path | None = None,
     save_every: int = 100,
     progress: str | None = None,
-    mix: Mix | None = None,
     device: str = "cpu",
     stop_at: int | None = None,
 ) -> torch.nn.Module | None:
@@ -160,7 +152,7 @@ def train_segmenter(
     running, seen = 0.0, 0
     bar = _bar(cfg.steps, start_step, progress)
     for step in range(start_step + 1, cfg.steps + 1):
-        batch, target = training_batch(images, labels, rng, cfg.batch_size, augment, cfg.flip, mix)
+        batch, target = training_batch(images, labels, rng, cfg.batch_size, augment, cfg.flip)
         y = torch.from_numpy(np.ascontiguousarray(target)).long().to(device)
         loss = F.cross_entropy(_logits(model, batch, multiple), y, ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
@@ -256,5 +248,19 @@ def photometric_augmentation(strength: float = 1.0) -> Augment:
     def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         transform.set_random_seed(int(rng.integers(0, 2**31 - 1)))
         return transform(image=image)["image"]
+
+    return augment
+
+
+def chain(*augments: Augment | None) -> Augment | None:
+    """Apply the given augmentations in order (None entries skipped); None when there are none."""
+    steps = [a for a in augments if a is not None]
+    if not steps:
+        return None
+
+    def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for step in steps:
+            image = step(image, rng)
+        return image
 
     return augment

@@ -79,3 +79,18 @@ def translate_arrays(generator_file: Path, images: np.ndarray, device: str, batc
             y = generator(to_tensor(images[i : i + batch_size]).to(device))
             out.append(y.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(out)
+
+
+def online_translation(generator_file: Path, p: float, device: str):
+    """An augmentation that translates each drawn training image with probability ``p`` through
+    ``augment.GANTranslate`` (online mixing of source and translated samples); its random draws
+    come from the training loop's generator, so a resumed run replays them."""
+    from augment import GANTranslate
+
+    transform = GANTranslate(str(generator_file), device=device, p=p)
+
+    def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        transform.set_random_seed(int(rng.integers(0, 2**31 - 1)))
+        return transform(image=image)["image"]
+
+    return augment
