@@ -140,7 +140,13 @@ def write_report(study, rows: dict, quality: dict) -> dict:
     oracle = next(c.name for c in cfg.conditions if c.train_on == "target")
     summary = summarise(rows)
     add_gap_shares(summary, baseline, oracle)
-    text = markdown(summary, quality, baseline, oracle, list(cfg.segmenter.seeds))
+    translators = [name for name in quality if name != "none"]
+    paired = study.data.quality[2] is not None
+    text = markdown(summary, quality, baseline, oracle, list(cfg.segmenter.seeds)) + (
+        "\nImages: `miou_bars.png`, `per_class_iou.png`; `translator_samples.png` columns: source | "
+        + " | ".join(translators) + (" | paired target" if paired else "")
+        + "; `example_predictions.png` columns: target image | ground truth | " + " | ".join(rows) + ".\n"
+    )
     (root / "results.md").write_text(text)
     write_csv(root / "results.csv", summary)
     write_quality_csv(root / "translator_quality.csv", quality)
@@ -150,7 +156,7 @@ def write_report(study, rows: dict, quality: dict) -> dict:
     # translator samples: source | translated by each translator | paired target (when there is one)
     source, _, paired = study.data.quality
     n = min(cfg.n_examples, len(source))
-    translations = {name: np.load(root / "quality" / f"{name}.npy") for name in quality if name != "none"}
+    translations = {name: np.load(root / "quality" / f"{name}.npy") for name in translators}
     rows_img = []
     for i in range(n):
         row = [source[i], *(t[i] for t in translations.values())] + ([paired[i]] if paired is not None else [])
@@ -163,6 +169,5 @@ def write_report(study, rows: dict, quality: dict) -> dict:
     preds = {name: predict(study.load_segmenter(Path(seeds[seed]["file"])), images[:n]) for name, seeds in rows.items()}
     grid = [_row([images[i], colorize(labels[i]), *(colorize(p[i]) for p in preds.values())]) for i in range(n)]
     write_image(root / "example_predictions.png", _stack(grid))
-    (root / "example_predictions.txt").write_text("columns: target image | ground truth | " + " | ".join(preds) + "\n")
     print(text)
     return {"summary": summary, "quality": quality}
