@@ -128,7 +128,7 @@ class StudyConfig:
     conditions: List[Condition] = field(default_factory=default_conditions)
     n_examples: int = 4  # scenes in the example grid
     # stop as if killed after this many steps of one stage ("translator:cyclegan@40",
-    # "segmenter:source-only#0@20"): for checking that a rerun continues from the checkpoint
+    # "segmenter:source-seed0@20", named as in stages/): a rerun must continue from the checkpoint
     interrupt: Optional[str] = None
 
 
