@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded default data: render synthetic source/target street scenes,
-# train a small CycleGAN between them, and translate held-out source scenes. CPU, a few minutes.
+# train a small CycleGAN between them, and translate held-out source scenes. CPU, about ten minutes.
 # Re-running it resumes training where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -10,7 +10,9 @@ from translate.cli import main
 from translate.config import load_config
 from translate.errors import ConfigError
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+# experiment configs of `i2i train`; study_*.yaml are `i2i study` configs, checked below
+CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").glob("*.yaml") if not p.name.startswith("study_"))
+STUDY_CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("study_*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -20,6 +22,14 @@ def test_shipped_configs_load_and_build(path):
     cfg = load_config(path)
     model = build_model(cfg.model)
     assert model.averaged_nets()  # every shipped model declares a generator group
+
+
+@pytest.mark.parametrize("path", STUDY_CONFIGS, ids=lambda p: p.name)
+def test_shipped_study_configs_load(path):
+    from apps.study.config import load_study_config
+
+    cfg = load_study_config(path)
+    assert cfg.conditions and cfg.translators and len(cfg.segmenter.seeds) >= 1
 
 
 def test_reference_defaults_are_the_published_ones():

@@ -9,9 +9,11 @@ uint8), which any dataset of translate.segdata can fill.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,31 +47,34 @@ class TrainConfig:
     log_every: int = 50
 
 
-def build_segmenter(cfg: SegmenterConfig | None = None) -> torch.nn.Module:
-    import segmentation_models_pytorch as smp
-
+def segmenter_spec(cfg: SegmenterConfig | None = None) -> dict:
+    """The plain-data architecture spec of the ``segmenter`` network family (stored in exports)."""
     cfg = cfg or SegmenterConfig()
-    return smp.Unet(
-        encoder_name=cfg.encoder,
-        encoder_weights=None,  # never download weights: the study must measure the data, not ImageNet
-        encoder_depth=cfg.encoder_depth,
-        decoder_channels=tuple(cfg.decoder_channels),
-        classes=cfg.num_classes,
-    )
+    return {
+        "name": "smp_unet", "num_classes": cfg.num_classes, "encoder": cfg.encoder,
+        "encoder_depth": cfg.encoder_depth, "decoder_channels": list(cfg.decoder_channels),
+    }
+
+
+def build_segmenter(cfg: SegmenterConfig | None = None) -> torch.nn.Module:
+    from translate.nets import build_network
+
+    return build_network("segmenter", segmenter_spec(cfg))
 
 
 def input_multiple(model: torch.nn.Module) -> int:
     """What the input's height and width are padded to a multiple of: the encoder's output stride
     (2**encoder_depth), the same in training and prediction."""
-    stride = getattr(getattr(model, "encoder", None), "output_stride", None)
-    if stride is None:
+    multiple = getattr(model, "input_multiple", None)
+    if multiple is None:
         raise ValueError(f"cannot tell the input multiple of a {type(model).__name__}; pass multiple=")
-    return int(stride)
+    return int(multiple)
 
 
 def _logits(model: torch.nn.Module, images: np.ndarray, multiple: int) -> torch.Tensor:
     """N×classes×H×W logits of N×H×W×3 uint8 images, padded to ``multiple`` and cropped back."""
-    padded, size = pad_to_multiple(to_tensor(images), multiple)
+    device = next(model.parameters()).device
+    padded, size = pad_to_multiple(to_tensor(images).to(device), multiple)
     return crop_to(model(padded), size)
 
 
@@ -98,39 +103,91 @@ def train_segmenter(
     model_cfg: SegmenterConfig | None = None,
     augment: Augment | None = None,
     log: Callable[[str], None] | None = print,
-) -> torch.nn.Module:
-    """Train from scratch on ``images``/``labels`` (255 = ignore) with AdamW and a cosine schedule.
+    checkpoint: str | Path | None = None,
+    save_every: int = 100,
+    progress: str | None = None,
+    device: str = "cpu",
+    stop_at: int | None = None,
+) -> torch.nn.Module | None:
+    """Train from scratch on ``images``/``labels`` (255 = ignore) with AdamW and a one-cycle schedule.
 
     ``augment(image, rng)`` is applied to each training image (photometric augmentation); the
-    draw order depends only on ``cfg.seed``.
+    draw order depends only on ``cfg.seed``. With ``checkpoint``, the complete state (weights,
+    optimiser, schedule, both random generators, step) is written there atomically every
+    ``save_every`` steps and training continues from it when it exists, with the same result as
+    an uninterrupted run. ``progress``: a tqdm bar with this description. ``stop_at``: save and
+    return None after this step, as if killed there (to check resuming).
     """
+    from translate.io import load_checkpoint, save_checkpoint
+
     cfg = cfg or TrainConfig()
     model_cfg = model_cfg or SegmenterConfig()
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need equally many images and labels, got {len(images)} and {len(labels)}")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = build_segmenter(model_cfg)
+    model = build_segmenter(model_cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    start_step = 0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["model"])
+        model.to(device)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = json.loads(state["numpy_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start_step = int(state["step"])
+
+    def save(step: int) -> None:
+        save_checkpoint(checkpoint, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "numpy_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(), "step": step,
+        })
+
     multiple = input_multiple(model)
     model.train()
     start = time.time()
     running, seen = 0.0, 0
-    for step in range(1, cfg.steps + 1):
+    bar = _bar(cfg.steps, start_step, progress)
+    for step in range(start_step + 1, cfg.steps + 1):
         batch, target = training_batch(images, labels, rng, cfg.batch_size, augment, cfg.flip)
-        y = torch.from_numpy(np.ascontiguousarray(target)).long()
+        y = torch.from_numpy(np.ascontiguousarray(target)).long().to(device)
         loss = F.cross_entropy(_logits(model, batch, multiple), y, ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         running, seen = running + loss.item(), seen + 1
-        if log and (step % cfg.log_every == 0 or step == cfg.steps):
-            log(f"  step {step}/{cfg.steps}  loss {running / seen:.3f}  ({time.time() - start:.0f}s)")
+        if bar is not None:
+            bar.update(1)
+        if checkpoint is not None and (step % save_every == 0 or step == cfg.steps):
+            save(step)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            if bar is not None:
+                bar.set_postfix(loss=f"{running / seen:.3f}")
+            elif log:
+                log(f"  step {step}/{cfg.steps}  loss {running / seen:.3f}  ({time.time() - start:.0f}s)")
             running, seen = 0.0, 0
+        if stop_at is not None and step >= stop_at:
+            if checkpoint is not None:
+                save(step)
+            if bar is not None:
+                bar.close()
+            return None
+    if bar is not None:
+        bar.close()
     model.eval()
     return model
+
+
+def _bar(total: int, initial: int, description: str | None):
+    if description is None:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=description, unit="step", dynamic_ncols=True)
 
 
 @torch.no_grad()
@@ -141,7 +198,7 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32, mu
     multiple = multiple or input_multiple(model)
     out = []
     for i in range(0, len(images), batch_size):
-        out.append(_logits(model, images[i : i + batch_size], multiple).argmax(1).to(torch.uint8).numpy())
+        out.append(_logits(model, images[i : i + batch_size], multiple).argmax(1).to(torch.uint8).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -167,8 +224,10 @@ def iou_report(conf: np.ndarray, classes: Sequence[int] | None = None) -> dict:
 
 
 def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, classes: Sequence[int] | None = None) -> dict:
-    pred = predict(model, images)
-    return iou_report(confusion(pred, labels), classes)
+    """Per-class IoU, mIoU over ``classes`` (default: those present in ``labels``) and pixel accuracy."""
+    from .metrics import score
+
+    return score(predict(model, images), labels, classes)
 
 
 def photometric_augmentation(strength: float = 1.0) -> Augment:
@@ -189,5 +248,19 @@ def photometric_augmentation(strength: float = 1.0) -> Augment:
     def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         transform.set_random_seed(int(rng.integers(0, 2**31 - 1)))
         return transform(image=image)["image"]
+
+    return augment
+
+
+def chain(*augments: Augment | None) -> Augment | None:
+    """Apply the given augmentations in order (None entries skipped); None when there are none."""
+    steps = [a for a in augments if a is not None]
+    if not steps:
+        return None
+
+    def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for step in steps:
+            image = step(image, rng)
+        return image
 
     return augment

@@ -27,6 +27,7 @@ from .base import (
     set_requires_grad,
 )
 from .pool import ImagePool
+from .semantic import semantic_term
 
 
 @dataclass
@@ -44,6 +45,9 @@ class CycleGANConfig:
     init_gain: float = 0.02
     channels_a: int = 3
     channels_b: int = 3
+    # semantic consistency (CyCADA): weight of the frozen segmenter's agreement on A and G_AB(A)
+    lambda_semantic: float = 0.0
+    semantic_segmenter: str = ""  # an exported segmenter (.safetensors) trained on domain A
 
 
 @MODELS.register("cyclegan")
@@ -67,6 +71,7 @@ class CycleGAN(GANModel):
         self.batch_discriminator_calls = normalises_per_sample(DISCRIMINATORS, cfg.discriminator)
         self.pool_A = ImagePool(cfg.pool_size, seed=1)
         self.pool_B = ImagePool(cfg.pool_size, seed=2)
+        self.semantic = semantic_term(cfg.lambda_semantic, cfg.semantic_segmenter)
 
     def generators(self) -> dict[str, nn.Module]:
         return {"G_AB": self.G_AB, "G_BA": self.G_BA}
@@ -105,6 +110,9 @@ class CycleGAN(GANModel):
             identity = reconstruction(idt_b, real_b) + reconstruction(idt_a, real_a)
             loss_g = loss_g + cfg.lambda_cycle * cfg.lambda_identity * identity
             logs["identity"] = identity
+        if self.semantic is not None:
+            logs["semantic"] = self.semantic(real_a, fake_b)
+            loss_g = loss_g + cfg.lambda_semantic * logs["semantic"]
         ctx.optimize("G", loss_g)
 
         set_requires_grad(discs, True)

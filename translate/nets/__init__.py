@@ -12,11 +12,12 @@ from typing import Any
 from torch import nn
 
 from ..registry import Registry
-from . import discriminators, generators, label_maps, samplers  # noqa: F401  (fills the registries)
+from . import discriminators, generators, label_maps, samplers, segmenters  # noqa: F401  (fills the registries)
 from .discriminators import DISCRIMINATORS
 from .generators import GENERATORS, Generator, ImageGenerator
 from .layers import init_weights
 from .samplers import SAMPLER_CRITICS, SAMPLERS
+from .segmenters import SEGMENTERS, Segmenter
 
 #: network families an exported file can hold, each the registry that rebuilds its nets from the
 #: architecture spec stored in the file; a new family (samplers, CUT's heads) registers here
@@ -25,6 +26,7 @@ NETWORK_FAMILIES.register("generator")(GENERATORS)
 NETWORK_FAMILIES.register("discriminator")(DISCRIMINATORS)
 NETWORK_FAMILIES.register("sampler")(SAMPLERS)
 NETWORK_FAMILIES.register("sampler_discriminator")(SAMPLER_CRITICS)
+NETWORK_FAMILIES.register("segmenter")(SEGMENTERS)
 
 __all__ = [
     "DISCRIMINATORS",
@@ -32,6 +34,8 @@ __all__ = [
     "NETWORK_FAMILIES",
     "SAMPLERS",
     "SAMPLER_CRITICS",
+    "SEGMENTERS",
+    "Segmenter",
     "Generator",
     "ImageGenerator",
     "build_discriminator",

@@ -1,0 +1,183 @@
+"""The study's typed config: a YAML is a small diff over these defaults, merged strictly (an
+unknown key is an error naming it), then checked as a whole before any training starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import OmegaConf
+
+from translate.errors import ConfigError
+from translate.strict import strict_merge
+
+#: where a condition's segmenter gets its training images
+TRAIN_ON = ("source", "target", "translated")
+DATA_KINDS = ("synthetic", "gta5_cityscapes")
+
+
+@dataclass
+class SyntheticData:
+    """Procedural scenes: unpaired source/target training sets, a labelled target test set, and
+    paired scenes (same layout in both domains) to score translators."""
+
+    size: str = "64x128"
+    n_train: int = 400  # per domain
+    n_test: int = 200
+    n_quality: int = 64  # paired scenes for the translator-quality table
+    seed: int = 0
+    source: str = "game"  # appearance preset name or appearance YAML path
+    target: str = "real"  # the target domain: any preset name or appearance YAML path
+
+
+@dataclass
+class RealData:
+    """GTA5 (source, labelled) → Cityscapes (target: unlabelled train split, labelled test split)."""
+
+    gta5_root: str = "data/gta5"
+    cityscapes_root: str = "data/cityscapes"
+    target_train_split: str = "train"
+    target_test_split: str = "val"
+    size: str = "256x512"  # every image and label is resized to this HxW
+    n_train: Optional[int] = None  # first n of each training set (None: all)
+    n_test: Optional[int] = None
+    n_quality: int = 64  # source images used to score translators (no pairs exist)
+    mismatched: str = "skip"  # GTA5 frames whose label has another size: error | skip | resize_label
+
+
+@dataclass
+class DataSection:
+    kind: str = "synthetic"  # synthetic | gta5_cityscapes
+    synthetic: SyntheticData = field(default_factory=SyntheticData)
+    real: RealData = field(default_factory=RealData)
+
+
+@dataclass
+class SegmenterSection:
+    """The fixed instrument: one network and one budget for every row."""
+
+    encoder: str = "resnet18"
+    encoder_depth: int = 3
+    decoder_channels: List[int] = field(default_factory=lambda: [64, 32, 16])
+    steps: int = 450
+    batch_size: int = 12
+    lr: float = 2e-3
+    seeds: List[int] = field(default_factory=lambda: [0, 1])
+    save_every: int = 50
+    photometric_strength: float = 1.0
+
+
+@dataclass
+class TranslatorSection:
+    """One translator trained by the engine on source (A) → target (B) training images."""
+
+    model: Dict[str, Any] = field(default_factory=lambda: {
+        "name": "cyclegan",
+        "generator": {"name": "resnet", "ngf": 16, "n_blocks": 4, "upsample": "resize"},
+        "discriminator": {"name": "patchgan", "ndf": 16, "n_layers": 2},
+    })
+    steps: int = 2500
+    batch_size: int = 2
+    lr: float = 5e-4
+    ema_decay: float = 0.99
+    # > 0: CyCADA's semantic consistency with the frozen source-only segmenter (first seed)
+    lambda_semantic: float = 0.0
+    save_every: int = 100
+    sample_every: int = 250
+
+
+@dataclass
+class Condition:
+    """One row of the results table: what its segmenters train on."""
+
+    name: str = "source"
+    train_on: str = "source"  # source | target | translated
+    translator: str = ""  # for train_on=translated: a key of `translators`
+    photometric: bool = False  # classic photometric augmentation on top
+    # for train_on=translated: probability that a drawn sample is the translated one (1: always;
+    # 0.5: online mixing of source and translated samples)
+    p_translated: float = 1.0
+
+
+def default_conditions() -> List[Condition]:
+    return [
+        Condition("source-only", "source"),
+        Condition("source + photometric", "source", photometric=True),
+        Condition("CycleGAN", "translated", "cyclegan"),
+        Condition("CycleGAN + photometric", "translated", "cyclegan", photometric=True),
+        Condition("CycleGAN mixed p=0.5", "translated", "cyclegan", p_translated=0.5),
+        Condition("CyCADA (CycleGAN + semantic)", "translated", "cycada"),
+        Condition("oracle", "target"),
+    ]
+
+
+@dataclass
+class StudyConfig:
+    name: str = "study"
+    out_dir: str = "runs/${name}"
+    device: str = "cpu"  # cpu | cuda | cuda:N (segmenters, translators and translation)
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    progress: bool = True
+    data: DataSection = field(default_factory=DataSection)
+    segmenter: SegmenterSection = field(default_factory=SegmenterSection)
+    translators: Dict[str, TranslatorSection] = field(default_factory=lambda: {
+        "cyclegan": TranslatorSection(),
+        "cycada": TranslatorSection(lambda_semantic=1.0),
+    })
+    conditions: List[Condition] = field(default_factory=default_conditions)
+    n_examples: int = 4  # scenes in the example grid
+    # stop as if killed after this many steps of one stage ("translator:cyclegan@40",
+    # "segmenter:source-seed0@20", named as in stages/): a rerun must continue from the checkpoint
+    interrupt: Optional[str] = None
+
+
+def load_study_config(path: str | Path, overrides: List[str] | None = None) -> StudyConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        layers = [OmegaConf.load(path)]
+    except Exception as exc:
+        raise ConfigError(f"cannot parse {path}: {exc}") from None
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"overrides must look like key=value, got {bad}")
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+    cfg: StudyConfig = strict_merge(StudyConfig, *layers, where=str(path))
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: StudyConfig) -> None:
+    """Errors that would otherwise surface after hours of training, raised now."""
+    from translate.models import model_config
+
+    if cfg.data.kind not in DATA_KINDS:
+        raise ConfigError(f"data.kind must be one of {', '.join(DATA_KINDS)}, got '{cfg.data.kind}'")
+    if not cfg.segmenter.seeds:
+        raise ConfigError("segmenter.seeds must list at least one seed")
+    if len(cfg.segmenter.decoder_channels) != cfg.segmenter.encoder_depth:
+        raise ConfigError("segmenter.decoder_channels needs one entry per encoder stage (segmenter.encoder_depth)")
+    for name, t in cfg.translators.items():
+        model_config(t.model)  # strict: a misspelt option names itself
+        if t.steps < 1:
+            raise ConfigError(f"translators.{name}.steps must be >= 1")
+    names = [c.name for c in cfg.conditions]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"condition names must be unique, got {names}")
+    if not any(c.train_on == "source" and not c.photometric for c in cfg.conditions):
+        raise ConfigError("conditions need a source-only row (train_on: source): it is the baseline of the gap")
+    if not any(c.train_on == "target" for c in cfg.conditions):
+        raise ConfigError("conditions need an oracle row (train_on: target): it closes the gap")
+    for c in cfg.conditions:
+        if c.train_on not in TRAIN_ON:
+            raise ConfigError(f"condition '{c.name}': train_on must be one of {', '.join(TRAIN_ON)}, got '{c.train_on}'")
+        if c.train_on == "translated" and c.translator not in cfg.translators:
+            raise ConfigError(
+                f"condition '{c.name}' uses translator '{c.translator}', which is not in translators "
+                f"(known: {', '.join(cfg.translators) or 'none'})"
+            )
+        if not 0.0 <= c.p_translated <= 1.0:
+            raise ConfigError(f"condition '{c.name}': p_translated must be in [0, 1], got {c.p_translated}")

@@ -1,0 +1,96 @@
+"""Translator stages: train a source→target translator with the engine (which resumes a killed
+run from its latest checkpoint), then translate the source training set offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .config import StudyConfig, TranslatorSection
+
+
+def experiment(cfg: StudyConfig, name: str, t: TranslatorSection, data_dir: Path, out_dir: Path,
+               segmenter_file: Path | None, stop_at: int | None = None):
+    """The engine's experiment config for translator ``name``."""
+    from translate.config import config_from_dict
+
+    model = dict(t.model)
+    if t.lambda_semantic > 0:
+        model.update(lambda_semantic=t.lambda_semantic, semantic_segmenter=str(segmenter_file))
+    return config_from_dict({
+        "name": name,
+        "out_dir": str(out_dir),
+        "data": {
+            "dataset": {"name": "unpaired_folders", "root_a": str(data_dir / "source_train"), "root_b": str(data_dir / "target_train")},
+            "preprocess": "none", "flip": True, "batch_size": t.batch_size,
+        },
+        "model": model,
+        "optim": {"lr_g": t.lr, "lr_d": t.lr, "max_steps": t.steps, "schedule": "linear", "epochs_constant": 1, "epochs_decay": 1},
+        "engine": {
+            "device": cfg.device, "ema_decay": t.ema_decay, "seed": 0, "log_every": 20,
+            "sample_every": t.sample_every, "save_every": t.save_every, "tensorboard": False,
+            "progress": cfg.progress, "stop_at_step": stop_at,
+        },
+    }, where=f"translators.{name}")
+
+
+def train_translator(cfg: StudyConfig, name: str, data_dir: Path, out_dir: Path, segmenter_file: Path | None,
+                     stop_at: int | None = None) -> dict:
+    """Train (or continue) translator ``name``; returns {"generator": export path or None, "resumed_at": step}."""
+    from translate.engine import train
+    from translate.io import checkpoint_step, latest_checkpoint
+
+    exp = experiment(cfg, name, cfg.translators[name], data_dir, out_dir, segmenter_file, stop_at)
+    last = latest_checkpoint(out_dir / "checkpoints") if (out_dir / "checkpoints").is_dir() else None
+    resumed_at = checkpoint_step(last) if last is not None else 0
+    result = train(exp)
+    generator = result.exports.get("G_AB")
+    return {"generator": str(generator) if generator else None, "resumed_at": resumed_at, "step": result.step,
+            "last_logs": result.last_logs}
+
+
+def translate_folder(generator_file: Path, source_dir: Path, out_dir: Path, device: str, progress: bool) -> None:
+    """Every source training image translated into ``out_dir`` (same names); a rerun skips finished files."""
+    from translate.infer import TranslateOptions, translate_path
+    from translate.io import load_generator
+
+    generator = load_generator(generator_file, device=device if device != "auto" else "cpu")
+    translate_path(generator, source_dir, out_dir, TranslateOptions(device=device), skip_existing=True, progress=progress)
+
+
+def read_folder(folder: Path) -> np.ndarray:
+    from translate.data.images import read_image
+
+    return np.stack([read_image(p) for p in sorted(folder.glob("*.png"))])
+
+
+def translate_arrays(generator_file: Path, images: np.ndarray, device: str, batch_size: int = 16) -> np.ndarray:
+    """Whole small images through the generator in batches (for scoring: no files involved)."""
+    import torch
+
+    from translate.data.images import to_tensor
+    from translate.io import load_generator
+
+    generator = load_generator(generator_file, device=device)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            y = generator(to_tensor(images[i : i + batch_size]).to(device))
+            out.append(y.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def online_translation(generator_file: Path, p: float, device: str):
+    """An augmentation that translates each drawn training image with probability ``p`` through
+    ``augment.GANTranslate`` (online mixing of source and translated samples); its random draws
+    come from the training loop's generator, so a resumed run replays them."""
+    from augment import GANTranslate
+
+    transform = GANTranslate(str(generator_file), device=device, p=p)
+
+    def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        transform.set_random_seed(int(rng.integers(0, 2**31 - 1)))
+        return transform(image=image)["image"]
+
+    return augment

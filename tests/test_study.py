@@ -1,0 +1,194 @@
+"""The domain-adaptation study (`i2i study`): end to end on the smoke config, resume of killed
+stages, early errors, and the real-dataset config on fixture trees in the GTA5/Cityscapes layouts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from translate.cli import main
+from translate.data.images import read_image, write_image
+
+SMOKE = "configs/study_synth_smoke.yaml"
+OUTPUTS = [
+    "results.md", "results.csv", "results.json", "translator_quality.csv", "miou_bars.png", "per_class_iou.png",
+    "translator_samples.png", "example_predictions.png", "config.yaml", "versions.json",
+]
+
+
+def _events(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / "stages.log").read_text().splitlines()]
+
+
+def _study(out: Path, *overrides: str, config: str = SMOKE) -> int:
+    return main(["study", config, f"out_dir={out}", "progress=false", *overrides])
+
+
+@pytest.mark.slow
+def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert _study(out) == 0
+    for name in OUTPUTS:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    summary = results["summary"]
+    assert list(summary) == ["source-only", "source + photometric", "CycleGAN", "CycleGAN + photometric",
+                             "CycleGAN mixed p=0.5", "CyCADA (CycleGAN + semantic)", "oracle"]
+    for row in summary.values():
+        assert 0.0 <= row["miou_mean"] <= 1.0 and len(row["per_seed_miou"]) == 2
+        assert row["per_class"], "per-class IoU always listed"
+    assert summary["source-only"]["gap_recovered"] == 0.0 and summary["oracle"]["gap_recovered"] == 1.0
+    assert set(results["quality"]) == {"none", "cyclegan", "cycada"}
+    assert results["quality"]["none"]["class_flip_rate"] == 0.0  # nothing translated, nothing flips
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 7 and csv_lines[0].startswith("condition,miou_mean,miou_std")
+    # sample grid: 2 scenes × [source | cyclegan | cycada | paired target] of 32×64 with 2-pixel gaps
+    grid = read_image(out / "translator_samples.png")
+    assert grid.shape == (2 * 32 + 2, 4 * 64 + 3 * 2, 3)
+    # segmenters of the same recipe and seed are shared, not retrained per row
+    started = [e["stage"] for e in _events(out) if e["event"] == "started"]
+    assert len(started) == len(set(started))
+
+    before = {p: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    assert _study(out) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")} == before
+    rerun = _events(out)[len(started) * 2:]
+    assert rerun and all(e["event"] == "cached" for e in rerun)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage,step,checkpoint", [
+    ("translator:cyclegan", 4, "translators/cyclegan/checkpoints/ckpt_00000004.pt"),
+    ("segmenter:source-seed0", 4, "segmenters/source-seed0/train_state.pt"),
+])
+def test_killed_stage_continues_from_its_checkpoint(tmp_path: Path, stage: str, step: int, checkpoint: str) -> None:
+    out = tmp_path / "run"
+    # keep it short: one seed and the rows this stage feeds
+    only = ["segmenter.seeds=[0]"]
+    assert _study(out, *only, f"interrupt={stage}@{step}") == 3
+    assert (out / checkpoint).is_file()
+    assert not (out / "stages" / f"{stage.replace(':', '_')}.json").exists()
+    finished_before = {e["stage"] for e in _events(out) if e["event"] == "finished"}
+    assert _study(out, *only) == 0
+    record = json.loads((out / "stages" / f"{stage.replace(':', '_')}.json").read_text())
+    assert record["resumed_at"] == step
+    events = _events(out)
+    restarted = [e["stage"] for e in events if e["event"] == "started"]
+    for done in finished_before:  # a finished stage is never redone
+        assert restarted.count(done) == 1
+
+
+def test_bad_config_key_is_a_clear_error_before_training(tmp_path: Path, capsys) -> None:
+    assert _study(tmp_path / "run", "segmenter.stepz=3") == 2
+    err = capsys.readouterr().err
+    assert "stepz" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_target_preset_is_a_clear_error_before_training(tmp_path: Path, capsys) -> None:
+    assert _study(tmp_path / "run", "data.synthetic.target=mars") == 2
+    err = capsys.readouterr().err
+    assert "unknown appearance preset 'mars'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_dataset_path_is_a_clear_error_before_training(tmp_path: Path, capsys) -> None:
+    code = _study(tmp_path / "run", f"data.real.gta5_root={tmp_path / 'nowhere'}", config="configs/study_gta5_cityscapes.yaml")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "GTA5 root not found" in err and "nowhere" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_condition_naming_an_unknown_translator_is_an_error(tmp_path: Path) -> None:
+    from apps.study.config import load_study_config
+    from translate.errors import ConfigError
+
+    config = tmp_path / "study.yaml"
+    config.write_text("conditions:\n  - {name: source-only, train_on: source}\n  - {name: oracle, train_on: target}\n"
+                      "  - {name: MUNIT, train_on: translated, translator: munit}\n")
+    with pytest.raises(ConfigError, match="translator 'munit'"):
+        load_study_config(config)
+
+
+def test_target_domain_is_a_preset_name_or_an_appearance_file(tmp_path: Path) -> None:
+    from apps.study.data import appearance_of
+
+    assert appearance_of("dusk", "real") != appearance_of("real", "real")
+    assert appearance_of("configs/synthetic/foggy_evening.yaml", "real") != appearance_of("real", "real")
+
+
+# ----------------------------------------------------------------------------- real-data layout
+def _labels(h: int, w: int, ids: list[int], seed: int) -> np.ndarray:
+    """Horizontal bands of Cityscapes label ids (road at the bottom, sky on top, ...)."""
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(2, h - 2), len(ids) - 1, replace=False))
+    out = np.empty((h, w), np.uint8)
+    for band, (lo, hi) in enumerate(zip([0, *cuts], [*cuts, h])):
+        out[lo:hi] = ids[band]
+    return out
+
+
+def _render(label_ids: np.ndarray, palette: dict[int, tuple[int, int, int]]) -> np.ndarray:
+    img = np.zeros((*label_ids.shape, 3), np.uint8)
+    for k, colour in palette.items():
+        img[label_ids == k] = colour
+    return img
+
+
+IDS = [23, 11, 21, 8, 7]  # sky, building, vegetation, sidewalk, road
+GAME = {23: (90, 160, 255), 11: (200, 80, 60), 21: (40, 200, 40), 8: (230, 230, 90), 7: (60, 60, 60)}
+REAL = {23: (180, 190, 200), 11: (120, 110, 100), 21: (70, 100, 60), 8: (140, 140, 130), 7: (100, 100, 105)}
+
+
+def _gta5_tree(root: Path, n: int, h: int, w: int) -> None:
+    for i in range(n):
+        ids = _labels(h, w, IDS, i)
+        ids[0, 0] = 3  # out of roi -> ignore
+        write_image(root / "images" / f"{i + 1:05d}.png", _render(ids, GAME))
+        (root / "labels").mkdir(parents=True, exist_ok=True)
+        im = Image.fromarray(ids, mode="P")
+        im.putpalette([v for k in range(256) for v in ((k * 7) % 256, (k * 13) % 256, (k * 29) % 256)])
+        im.save(root / "labels" / f"{i + 1:05d}.png")
+
+
+def _cityscapes_tree(root: Path, split: str, n: int, h: int, w: int) -> None:
+    for i in range(n):
+        city = ["aachen", "bremen"][i % 2]
+        stem = f"{city}_{i:06d}_000019"
+        ids = _labels(h, w, IDS, 100 + i + (0 if split == "train" else 1000))
+        ids[-1, -1] = 1  # ego vehicle -> ignore
+        write_image(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", _render(ids, REAL))
+        (root / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(ids, mode="L").save(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
+
+
+@pytest.mark.slow
+def test_real_dataset_config_runs_end_to_end_on_fixture_trees(tmp_path: Path) -> None:
+    gta, cs = tmp_path / "gta5", tmp_path / "cityscapes"
+    _gta5_tree(gta, 8, 40, 72)
+    _cityscapes_tree(cs, "train", 8, 40, 72)
+    _cityscapes_tree(cs, "val", 4, 40, 72)
+    tiny_net = "{name: cyclegan, generator: {name: resnet, ngf: 4, n_blocks: 1}, discriminator: {name: patchgan, ndf: 4, n_layers: 1}, pool_size: 2}"
+    overrides = [
+        f"data.real.gta5_root={gta}", f"data.real.cityscapes_root={cs}", "data.real.size=32x64", "data.real.n_quality=2",
+        "device=cpu", "segmenter.encoder=resnet18", "segmenter.encoder_depth=3", "segmenter.decoder_channels=[8,8,8]",
+        "segmenter.steps=3", "segmenter.batch_size=2", "segmenter.seeds=[0]", "segmenter.save_every=2", "n_examples=2",
+    ]
+    for t in ("cyclegan", "cycada"):
+        overrides += [f"translators.{t}.model={tiny_net}", f"translators.{t}.steps=3", f"translators.{t}.save_every=2",
+                      f"translators.{t}.sample_every=3", f"translators.{t}.ema_decay=0"]
+    out = tmp_path / "run"
+    assert _study(out, *overrides, config="configs/study_gta5_cityscapes.yaml") == 0
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    # scored over the classes the Cityscapes test split shows, nothing else
+    assert set(results["summary"]["oracle"]["per_class"]) == {"sky", "building", "vegetation", "sidewalk", "road"}
+    assert np.isnan(results["quality"]["cyclegan"]["l1_to_paired_target"])  # no pairs in real data
+    translated = sorted((out / "data" / "translated" / "cyclegan").glob("*.png"))
+    assert len(translated) == 8 and read_image(translated[0]).shape == (32, 64, 3)
