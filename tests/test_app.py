@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from apps.app.catalogue import BUNDLED_DIR, discover, read_card
+from apps.app.catalogue import BUNDLED_DIR, discover
 from apps.app.imaging import Limits, ResultFolder, blend, load_upload, preview, to_rgb8
 from apps.app.service import InferenceSettings, TranslationService
 from translate.errors import ConfigError, DataError

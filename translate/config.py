@@ -15,9 +15,8 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import OmegaConf
 
-from .errors import ConfigError
 from .models import model_config
-from .strict import strict_merge
+from .strict import config_layers, strict_merge
 
 
 @dataclass
@@ -81,20 +80,7 @@ class ExperimentConfig:
 
 def load_config(path: str | Path | None = None, overrides: List[str] | None = None) -> ExperimentConfig:
     """Load an experiment YAML (optional), apply ``key=value`` overrides, and check every key."""
-    layers = []
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            layers.append(OmegaConf.load(path))
-        except Exception as exc:  # yaml errors carry line numbers in their message
-            raise ConfigError(f"cannot parse {path}: {exc}") from None
-    if overrides:
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"overrides must look like key=value, got {bad}")
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
+    layers = config_layers(path, overrides)
     return _resolve(layers, where=str(path or "config"))
 
 

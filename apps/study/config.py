@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from omegaconf import OmegaConf
 
 from translate.errors import ConfigError
-from translate.strict import strict_merge
+from translate.strict import config_layers, strict_merge
 
 #: where a condition's segmenter gets its training images
 TRAIN_ON = ("source", "target", "translated")
@@ -133,18 +132,7 @@ class StudyConfig:
 
 
 def load_study_config(path: str | Path, overrides: List[str] | None = None) -> StudyConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        layers = [OmegaConf.load(path)]
-    except Exception as exc:
-        raise ConfigError(f"cannot parse {path}: {exc}") from None
-    if overrides:
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"overrides must look like key=value, got {bad}")
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
+    layers = config_layers(Path(path), overrides)
     cfg: StudyConfig = strict_merge(StudyConfig, *layers, where=str(path))
     check_config(cfg)
     return cfg

@@ -44,7 +44,6 @@ def appearance_of(spec: str, default_preset: str):
 
 def check_sources(cfg: StudyConfig) -> None:
     """Fail before training when a preset, appearance file or dataset folder does not exist."""
-    from translate.segdata import CityscapesDataset, GTA5Dataset  # noqa: F401
     from translate.segdata.cityscapes import cityscapes_pairs
     from translate.segdata.datasets import folder_pairs
     from translate.synthetic import parse_size
