@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import io
+from . import cpu_memory, io
 from .config import ExperimentConfig, config_from_dict, to_yaml
 from .data import EpochSampler, TranslationDataset, build_dataset
 from .distributed import (
@@ -209,6 +209,7 @@ def build_runtime(cfg: ExperimentConfig, env: DistEnv, steps_per_epoch: int) -> 
     if eng.amp not in AMP_DTYPES:
         raise ConfigError(f"engine.amp must be one of {', '.join(AMP_DTYPES)}, got '{eng.amp}'")
     device = select_device(eng.device, env)
+    cpu_memory.retain_freed_memory(device)  # CPU steps reuse freed buffers instead of faulting in pages
     if eng.deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
