@@ -5,9 +5,9 @@ step (a 64-channel 256×256 map at batch 2 is 32 MiB). glibc's malloc serves blo
 mmap threshold (at most 32 MiB, adjusted at run time) with a fresh ``mmap`` and returns them to the
 system on ``free``, and trims the top of its heap once enough is free, so each step faults in and
 zeroes about 1 GB of new pages again (≈ 250,000 minor page faults per CycleGAN step at 256²).
-Raising both thresholds keeps those pages in the process for the next step: the numbers computed
-are the same, the process's peak memory is not raised, but its resident memory stays near that
-peak between steps instead of shrinking.
+Raising both thresholds keeps those pages in the process for the next step (freed blocks
+coalesce within the first few steps): the numbers computed are the same and the peak memory is
+not raised, but resident memory stays near that peak between steps instead of shrinking.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import torch
 # mallopt parameter numbers from glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-# glibc refuses an mmap threshold above half its maximum heap size (32 MiB by default); larger
-# values are tried first because newer versions may accept them
+# largest first: some glibc versions refuse a threshold above half their maximum heap size (32 MiB)
 _MMAP_THRESHOLDS = (1 << 30, 1 << 28, 32 << 20)
 _NEVER_TRIM = 2**31 - 1  # the largest value mallopt's int argument takes
 
