@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..config import ExperimentConfig
+from ..cpu_memory import retain_freed_memory
 from ..devices import AMP_DTYPES, autocast, resolve_device
 from ..distributed import DistEnv, average_gradients, broadcast_module
 from ..ema import EMA
@@ -133,6 +134,7 @@ def build_runtime(cfg: ExperimentConfig, env: DistEnv, steps_per_epoch: int) -> 
     if eng.amp not in AMP_DTYPES:
         raise ConfigError(f"engine.amp must be one of {', '.join(AMP_DTYPES)}, got '{eng.amp}'")
     device = select_device(eng.device, env)
+    retain_freed_memory(device)  # CPU steps reuse freed buffers instead of faulting in fresh pages
     if eng.deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
