@@ -166,3 +166,32 @@ def test_crops_too_small_for_the_discriminator_are_a_one_line_error(tiny_unpaire
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["i2i train: error: patchgan discriminator (n_layers=3) needs images of at least 24×24 pixels, "
                    "got 16×16; use a larger data.crop_size or fewer discriminator n_layers"]
+
+
+PIX2PIX = Path(__file__).parents[1] / "configs" / "pix2pix_reference.yaml"
+
+
+def test_pix2pix_resume_is_exact(tmp_path):
+    """Dropout, batch norm and the conditional D all resume exactly (RNG and running statistics)."""
+    from helpers import smooth_images, write_folder
+
+    images = smooth_images(12, 24, seed=3)
+    a, b = write_folder(tmp_path / "A", images[:6]), write_folder(tmp_path / "B", images[6:])
+
+    def pix2pix(out, *extra):
+        return train(load_config(PIX2PIX, [
+            f"out_dir={out}", "data.dataset.root=null", f"data.dataset.root_a={a}", f"data.dataset.root_b={b}",
+            "data.load_size=20", "data.crop_size=16", "model.generator={name: unet, ngf: 4, num_downs: 6, dropout: 0.5}",  # dropout at level 4
+            "model.discriminator={name: patchgan, ndf: 4, n_layers: 2, norm: batch}", "optim.max_steps=6",
+            "engine.save_every=100", "engine.sample_every=100", "engine.progress=false", "engine.tensorboard=false",
+            "engine.deterministic=true", *extra]))
+
+    pix2pix(tmp_path / "straight")
+    pix2pix(tmp_path / "split", "engine.stop_at_step=3")
+    pix2pix(tmp_path / "split")
+    ref, got = checkpoint(tmp_path / "straight", 6), checkpoint(tmp_path / "split", 6)
+    assert_same_tensors(ref["model"], got["model"])
+    assert any("running_mean" in k for k in ref["model"])  # batch-norm statistics are compared too
+    for group in ("G", "D"):
+        for pid, state in ref["optimizers"][group]["state"].items():
+            assert torch.equal(state["exp_avg_sq"], got["optimizers"][group]["state"][pid]["exp_avg_sq"]), group

@@ -92,19 +92,19 @@ def test_sigterm_saves_and_resumes(tiny_unpaired, tmp_path):
     ckpt = io.latest_checkpoint(out / "checkpoints")
     assert ckpt is not None and io.checkpoint_step(ckpt) >= 3
     saved = io.checkpoint_step(ckpt)
+    # mark the checkpoint: a run that really resumes from it carries the mark, a fresh one cannot
+    state = io.load_checkpoint(ckpt)
+    marked = "G_AB.decoder.0.bias"
+    state["model"][marked] = state["model"][marked] + 0.5
+    io.save_checkpoint(ckpt, state)
     resumed = train(load_config(REFERENCE, [*overrides, f"engine.stop_at_step={saved + 1}"]))
     assert resumed.step == saved + 1
-    # the resumed run continued from the checkpoint, not from a fresh start: Adam has counted
-    # every step since the beginning, and each weight moved by at most about lr in one step
     after = io.load_checkpoint(io.latest_checkpoint(out / "checkpoints"))
     assert io.checkpoint_step(io.latest_checkpoint(out / "checkpoints")) == saved + 1
-    adam_steps = {int(s["step"]) for s in after["optimizers"]["G"]["state"].values()}
-    assert adam_steps == {saved + 1}
-    before = io.load_checkpoint(ckpt)["model"]
-    lr = load_config(REFERENCE, overrides).optim.lr_g
-    for key, value in after["model"].items():
-        if key.startswith("G_AB") and isinstance(value, torch.Tensor) and value.is_floating_point():
-            assert (value - before[key]).abs().max() <= 1.5 * lr, key
+    # one Adam step moves a weight by a few lr (2e-4) at most: the mark of 0.5 is still there
+    torch.testing.assert_close(after["model"][marked], state["model"][marked], rtol=0, atol=0.01)
+    # and the optimiser state came from the checkpoint too: Adam counted every step since the start
+    assert {int(s["step"]) for s in after["optimizers"]["G"]["state"].values()} == {saved + 1}
 
 
 def test_incomplete_checkpoint_is_a_clear_error(tiny_unpaired, tmp_path):
