@@ -13,7 +13,8 @@ from translate.engine import build_runtime, train, train_step
 from translate.distributed import DistEnv
 from translate.errors import CheckpointError, ConfigError
 from translate.measures import best_code_accuracy, ring_coverage
-from translate.models.tricks import HistoricalAverage, gradient_penalty, instance_noise_std
+from translate.models.tricks import HistoricalAverage, instance_noise_std
+from translate.objectives import gradient_penalty
 from translate.nets.samplers import SAMPLER_CRITICS, SAMPLERS, minibatch_stddev
 from translate.sampling import load_sampler
 

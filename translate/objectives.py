@@ -9,12 +9,11 @@ log/square of half-precision logits loses the small differences the gradients de
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .errors import ConfigError
 from .registry import Registry
@@ -158,12 +157,17 @@ def reconstruction(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(output.float(), target.float())
 
 
-def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP: E[(‖∇D(x̂)‖₂ − 1)²] on random interpolates x̂ between real and fake samples."""
-    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=torch.float32)
+def gradient_penalty(discriminator: Callable[[torch.Tensor], Any], real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: E[(‖∇D(x̂)‖₂ − 1)²] on random interpolates x̂ between real and fake samples of any
+    rank (2-D points or images). ``discriminator`` returns either multi-scale features (the
+    logits of every scale are summed) or a plain tensor of logits."""
+    eps = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=torch.float32)
     mixed = (eps * real.detach().float() + (1 - eps) * fake.detach().float()).requires_grad_(True)
     with torch.autocast(device_type=real.device.type, enabled=False):
         outputs = discriminator(mixed)
-        score = sum(scale[-1].float().sum() for scale in outputs)
+        if isinstance(outputs, torch.Tensor):
+            score = outputs.float().sum()
+        else:
+            score = sum(scale[-1].float().sum() for scale in outputs)
     (grad,) = torch.autograd.grad(score, mixed, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()

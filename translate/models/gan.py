@@ -21,13 +21,12 @@ from ..data.sampling_sets import GaussianRing
 from ..errors import ConfigError
 from ..nets import SAMPLER_CRITICS, SAMPLERS
 from ..nets.layers import init_weights
-from ..objectives import build_objective
+from ..objectives import build_objective, gradient_penalty
 from ..registry import resolved_spec
 from .base import MODELS, GANModel, OptimGroup, clip_weights, set_requires_grad
 from .tricks import (
     HistoricalAverage,
     feature_matching_loss,
-    gradient_penalty,
     instance_noise_std,
     with_instance_noise,
 )

@@ -4,8 +4,6 @@ Gulrajani et al. 2017)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
@@ -29,17 +27,6 @@ def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tens
     """Salimans et al.'s feature matching: squared distance between the batch means of D's
     penultimate features on real and on generated data (real detached)."""
     return (real_features.detach().float().mean(0) - fake_features.float().mean(0)).pow(2).sum()
-
-
-def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP's E[(‖∇D(x̂)‖₂ − 1)²] on interpolates between real and fake samples of any rank
-    (points or images); ``critic`` maps a batch to N×1 logits."""
-    eps = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device)
-    mixed = (eps * real.detach().float() + (1 - eps) * fake.detach().float()).requires_grad_(True)
-    with torch.autocast(device_type=real.device.type, enabled=False):
-        score = critic(mixed).float().sum()
-    (grad,) = torch.autograd.grad(score, mixed, create_graph=True)
-    return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
 
 
 class HistoricalAverage(nn.Module):
