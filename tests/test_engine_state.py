@@ -195,3 +195,40 @@ def test_pix2pix_resume_is_exact(tmp_path):
     for group in ("G", "D"):
         for pid, state in ref["optimizers"][group]["state"].items():
             assert torch.equal(state["exp_avg_sq"], got["optimizers"][group]["state"][pid]["exp_avg_sq"]), group
+
+
+def _net_weights(state: dict, net: str) -> dict:
+    return {k: v for k, v in state["model"].items() if k.startswith(net + ".")}
+
+
+def test_init_from_starts_the_nets_from_another_run_and_the_rest_fresh(tiny_unpaired, tmp_path):
+    a, b = tiny_unpaired
+    run(a, b, tmp_path / "first", 3, "engine.ema_decay=0.5")
+    start = tmp_path / "first/checkpoints/ckpt_00000003.pt"
+    # learning rates of 0 leave the weights where they started
+    run(a, b, tmp_path / "tuned", 2, f"init_from={start}", "optim.lr_g=0", "optim.lr_d=0", "engine.ema_decay=0.5")
+    run(a, b, tmp_path / "fresh", 2, "optim.lr_g=0", "optim.lr_d=0")
+    first, tuned, fresh = checkpoint(tmp_path / "first", 3), checkpoint(tmp_path / "tuned", 2), checkpoint(tmp_path / "fresh", 2)
+    assert tuned["step"] == 2  # step and schedule start fresh
+    for net in ("G_AB", "G_BA", "D_A", "D_B"):
+        assert_same_tensors(_net_weights(first, net), _net_weights(tuned, net))
+        # without init_from the same seed starts elsewhere, so the match above is not an accident
+        assert any(not torch.equal(v, first["model"][k]) for k, v in _net_weights(fresh, net).items()), net
+    # the EMA copies start from the first run's averages, then take two steps of decay 0.5 towards
+    # the (unchanged) weights; buffers are copied
+    for k, v in tuned["ema"]["G_AB"].items():
+        live = first["model"][f"G_AB.{k}"]
+        buffer = "running_" in k or "num_batches" in k
+        expected = live if buffer else first["ema"]["G_AB"][k].lerp(live, 0.5).lerp(live, 0.5)
+        assert torch.allclose(v, expected), k
+
+def test_init_from_another_architecture_or_a_missing_file_is_an_error(tiny_unpaired, tmp_path):
+    from translate.errors import CheckpointError
+
+    a, b = tiny_unpaired
+    run(a, b, tmp_path / "first", 3)
+    start = tmp_path / "first/checkpoints/ckpt_00000003.pt"
+    with pytest.raises(CheckpointError, match=r"init_from .*\(G_AB\).*of another shape"):
+        run(a, b, tmp_path / "wider", 2, f"init_from={start}", "model.generator.ngf=8")
+    with pytest.raises(CheckpointError, match="init_from checkpoint not found"):
+        run(a, b, tmp_path / "missing", 2, f"init_from={tmp_path / 'nope.pt'}")

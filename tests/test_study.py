@@ -49,6 +49,9 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
     # sample grid: 2 scenes × [source | cyclegan | cycada | paired target] of 32×64 with 2-pixel gaps
     grid = read_image(out / "translator_samples.png")
     assert grid.shape == (2 * 32 + 2, 4 * 64 + 3 * 2, 3)
+    # CyCADA fine-tunes the finished CycleGAN (init_from), as its config says
+    cycada = (out / "translators/cycada/config.yaml").read_text()
+    assert "init_from: " + str(out / "translators/cyclegan/checkpoints/ckpt_00000006.pt") in cycada
     # segmenters of the same recipe and seed are shared, not retrained per row
     started = [e["stage"] for e in _events(out) if e["event"] == "started"]
     assert len(started) == len(set(started))
@@ -113,6 +116,16 @@ def test_condition_naming_an_unknown_translator_is_an_error(tmp_path: Path) -> N
                       "  - {name: MUNIT, train_on: translated, translator: munit}\n")
     with pytest.raises(ConfigError, match="translator 'munit'"):
         load_study_config(config)
+
+
+def test_translator_init_from_must_name_another_translator(tmp_path: Path) -> None:
+    from apps.study.config import load_study_config
+    from translate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"translators.cycada.init_from must name another translator, got 'cycle'"):
+        load_study_config(SMOKE, ["translators.cycada.init_from=cycle"])
+    with pytest.raises(ConfigError, match="must name another translator, got 'cycada'"):
+        load_study_config(SMOKE, ["translators.cycada.init_from=cycada"])
 
 
 def test_target_domain_is_a_preset_name_or_an_appearance_file(tmp_path: Path) -> None:

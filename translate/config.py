@@ -72,6 +72,9 @@ class ExperimentConfig:
     name: str = "experiment"
     out_dir: str = "runs/${name}"
     resume: str = "auto"  # auto | never | path to a checkpoint
+    # fine-tuning: a training checkpoint of another run whose net weights (and EMA copies) this
+    # run starts from; step, optimisers and schedule start fresh. Ignored when the run resumes.
+    init_from: Optional[str] = None
     data: DataConfig = field(default_factory=DataConfig)
     model: Dict[str, Any] = field(default_factory=lambda: {"name": "cyclegan"})
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -82,6 +82,9 @@ class TranslatorSection:
     ema_decay: float = 0.99
     # > 0: CyCADA's semantic consistency with the frozen source-only segmenter (first seed)
     lambda_semantic: float = 0.0
+    # another translator (a key of `translators`) whose final weights this one starts from,
+    # CyCADA's staging: image-level translation first, then fine-tuning with the semantic term
+    init_from: str = ""
     save_every: int = 100
     sample_every: int = 250
 
@@ -152,6 +155,12 @@ def check_config(cfg: StudyConfig) -> None:
         model_config(t.model)  # strict: a misspelt option names itself
         if t.steps < 1:
             raise ConfigError(f"translators.{name}.steps must be >= 1")
+        if t.init_from and (t.init_from == name or t.init_from not in cfg.translators):
+            raise ConfigError(f"translators.{name}.init_from must name another translator, got '{t.init_from}' "
+                              f"(known: {', '.join(k for k in cfg.translators if k != name) or 'none'})")
+        if t.init_from and cfg.translators[t.init_from].init_from:
+            raise ConfigError(f"translators.{name}.init_from: '{t.init_from}' starts from another translator itself; "
+                              "chain at most one level")
     names = [c.name for c in cfg.conditions]
     if len(set(names)) != len(names):
         raise ConfigError(f"condition names must be unique, got {names}")

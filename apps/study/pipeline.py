@@ -116,14 +116,23 @@ class Study:
         from .translators import train_translator
 
         def work() -> dict:
-            semantic_from = self.source_segmenter_file() if self.cfg.translators[name].lambda_semantic > 0 else None
+            section = self.cfg.translators[name]
+            semantic_from = self.source_segmenter_file() if section.lambda_semantic > 0 else None
+            start = self.final_checkpoint(section.init_from) if section.init_from else None
             out = train_translator(self.cfg, name, self.data_dir, self.root / "translators" / name, semantic_from,
-                                   interrupt_step(self.cfg, f"translator:{name}"))
+                                   interrupt_step(self.cfg, f"translator:{name}"), start)
             if out["generator"] is None:
                 raise Interrupted(f"translator {name} stopped at step {out['step']}")
             return out
 
         return self.stages.run(f"translator:{name}", work)
+
+    def final_checkpoint(self, name: str) -> Path:
+        """The last training checkpoint of translator ``name`` (trained first if need be)."""
+        from translate.io import latest_checkpoint
+
+        self.translator(name)
+        return latest_checkpoint(self.root / "translators" / name / "checkpoints")
 
     def translation(self, name: str) -> Path:
         from .translators import translate_folder

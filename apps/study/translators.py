@@ -11,8 +11,9 @@ from .config import StudyConfig, TranslatorSection
 
 
 def experiment(cfg: StudyConfig, name: str, t: TranslatorSection, data_dir: Path, out_dir: Path,
-               segmenter_file: Path | None, stop_at: int | None = None):
-    """The engine's experiment config for translator ``name``."""
+               segmenter_file: Path | None, stop_at: int | None = None, init_from: Path | None = None):
+    """The engine's experiment config for translator ``name`` (``init_from``: the checkpoint of
+    the translator it fine-tunes)."""
     from translate.config import config_from_dict
 
     model = dict(t.model)
@@ -21,6 +22,7 @@ def experiment(cfg: StudyConfig, name: str, t: TranslatorSection, data_dir: Path
     return config_from_dict({
         "name": name,
         "out_dir": str(out_dir),
+        "init_from": str(init_from) if init_from else None,
         "data": {
             "dataset": {"name": "unpaired_folders", "root_a": str(data_dir / "source_train"), "root_b": str(data_dir / "target_train")},
             "preprocess": "none", "flip": True, "batch_size": t.batch_size,
@@ -36,12 +38,12 @@ def experiment(cfg: StudyConfig, name: str, t: TranslatorSection, data_dir: Path
 
 
 def train_translator(cfg: StudyConfig, name: str, data_dir: Path, out_dir: Path, segmenter_file: Path | None,
-                     stop_at: int | None = None) -> dict:
+                     stop_at: int | None = None, init_from: Path | None = None) -> dict:
     """Train (or continue) translator ``name``; returns {"generator": export path or None, "resumed_at": step}."""
     from translate.engine import train
     from translate.io import checkpoint_step, latest_checkpoint
 
-    exp = experiment(cfg, name, cfg.translators[name], data_dir, out_dir, segmenter_file, stop_at)
+    exp = experiment(cfg, name, cfg.translators[name], data_dir, out_dir, segmenter_file, stop_at, init_from)
     last = latest_checkpoint(out_dir / "checkpoints") if (out_dir / "checkpoints").is_dir() else None
     resumed_at = checkpoint_step(last) if last is not None else 0
     result = train(exp)

@@ -22,7 +22,7 @@ from ..models import MODELS, GANModel
 from ..tracking import MetricsLog, save_grid, visuals_grid
 from ..devices import resolve_device
 from .runtime import Runtime, build_runtime, move_batch, train_step
-from .state import RunPaths, export_nets, resolve_resume, restore_training_state, save_training_state
+from .state import RunPaths, export_nets, initialise_from, resolve_resume, restore_training_state, save_training_state
 
 # --- data -----------------------------------------------------------------------------------
 
@@ -120,6 +120,8 @@ def _train(cfg: ExperimentConfig, env: DistEnv) -> TrainResult:
     resume_from = resolve_resume(cfg, paths)
     if resume_from is not None:
         restore_training_state(rt, io.load_checkpoint(resume_from), str(resume_from))
+    elif cfg.init_from:
+        initialise_from(rt, Path(cfg.init_from))
     if env.is_main:
         paths.root.mkdir(parents=True, exist_ok=True)
         (paths.root / "config.yaml").write_text(to_yaml(cfg))

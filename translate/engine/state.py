@@ -141,6 +141,28 @@ def restore_training_state(rt: Runtime, state: Mapping[str, Any], source: str) -
     rt.model.load_state_dict(own["extra"], strict=False)
 
 
+def initialise_from(rt: Runtime, path: Path) -> None:
+    """Start ``rt``'s nets (and their EMA copies) from another run's checkpoint, for fine-tuning:
+    every net of this model must be in it with the same architecture; parts that are not nets
+    (a frozen helper such as a semantic segmenter) and the training state are not taken."""
+    if not path.is_file():
+        raise CheckpointError(f"init_from checkpoint not found: {path}")
+    state = io.load_checkpoint(path)
+    if "model" not in state:
+        raise CheckpointError(f"{path} is not a training checkpoint (no model weights)")
+    nets = rt.model.all_nets()
+    weights = {name: {k[len(name) + 1:]: v for k, v in state["model"].items() if k.startswith(name + ".")} for name in nets}
+    absent = sorted(name for name, found in weights.items() if not found)
+    if absent:
+        raise CheckpointError(f"init_from: {path} has no weights for net(s) {absent} of this model")
+    for name, net in nets.items():
+        io.load_state_strict(net, weights[name], f"init_from {path} ({name})")
+    if rt.ema is not None:
+        averaged = state.get("ema") or {}
+        for name, copy in rt.ema.copies.items():
+            copy.load_state_dict(averaged.get(name, nets[name].state_dict()))
+
+
 def save_training_state(rt: Runtime, paths: RunPaths, keep: int = 2) -> Path | None:
     """Collective: every rank contributes its local state; rank 0 writes the file."""
     per_rank = all_gather_objects(rank_local_state(rt.model), rt.env)
