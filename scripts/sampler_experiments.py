@@ -3,7 +3,8 @@ file, so an interrupted sweep keeps what it finished and a rerun skips it.
 
   python3 scripts/sampler_experiments.py ring  --out runs/samplers   # 12 ring configs × 3 seeds
   python3 scripts/sampler_experiments.py digits --out runs/samplers --configs configs/cgan_digits.yaml ...
-  python3 scripts/sampler_experiments.py downstream --out runs/samplers --sampler runs/samplers/cgan_digits_s0/export/G.safetensors
+  python3 scripts/sampler_experiments.py downstream --out runs/samplers   # a cGAN per seed on that seed's subset
+  python3 scripts/sampler_experiments.py label-maps --out runs/samplers   # SPADE pairs vs real pairs
 """
 
 from __future__ import annotations
@@ -131,10 +132,17 @@ def downstream(args) -> None:
 
     results = args.out / "downstream.jsonl"
     done = done_keys(results)
-    sampler = load_sampler(args.sampler)
+    fixed = load_sampler(args.sampler) if args.sampler else None
     test = Digits("test")
     for seed in args.seeds:
         real = Digits("train", fraction=args.fraction, seed=seed)
+        if fixed is None and f"real + cGAN (ratio {args.ratio})/s{seed}" not in done:
+            # the honest low-data check: the cGAN sees the same real subset as the classifier
+            subset = [f"data.dataset.fraction={args.fraction}", f"data.dataset.seed={seed}", *args.set]
+            result, _ = train_config(args.sampler_config, args.out / f"subset{args.fraction:g}", seed, subset)
+            sampler = load_sampler(result.exports["G"])
+        else:
+            sampler = fixed
         for mode in ("real only", f"real + cGAN (ratio {args.ratio})"):
             key = f"{mode}/s{seed}"
             if key in done:
@@ -148,20 +156,76 @@ def downstream(args) -> None:
                              "real_items": len(real), "test_accuracy": round(accuracy(clf, test.images, test.labels), 4)})
 
 
+def label_maps(args) -> None:
+    """The label map -> image sampler as a data source: a SPADE sampler trained on the real
+    training pairs draws an image for each of a set of new layouts (label maps of other scenes,
+    their images unused); one segmenter is trained on those sampled pairs only and one on the real
+    pairs, with the same budget, and both are scored on held-out real pairs."""
+    import numpy as np
+    from PIL import Image
+
+    from apps.study.metrics import present_classes
+    from apps.study.segmenter import TrainConfig, evaluate, train_segmenter
+    from translate.sampling import load_sampler
+
+    results = args.out / "label_maps.jsonl"
+    done = done_keys(results)
+    root = Path(args.label_maps)
+
+    def pairs(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+        names = sorted((folder / "labels").glob("*.png"))
+        images = np.stack([np.asarray(Image.open(folder / "images" / n.name).convert("RGB")) for n in names])
+        return images, np.stack([np.asarray(Image.open(n)) for n in names])
+
+    train, test, (_, layouts) = pairs(root / "train"), pairs(root / "test"), pairs(root / "layouts")
+    export = args.out / "spade_synth_s0" / "export" / "G.safetensors"
+    if not export.is_file():
+        result, seconds = train_config(args.sampler_config, args.out, 0, [f"data.dataset.root={root / 'train'}", *args.set])
+        export = Path(result.exports["G"])
+        print(f"sampler trained in {seconds:.0f} s", flush=True)
+    sampler = load_sampler(export)
+    drawn = torch.cat([sampler.from_label_maps(torch.from_numpy(layouts[i:i + 50].astype(np.int64)), seed=i)
+                       for i in range(0, len(layouts), 50)])
+    sampled = ((drawn.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    Image.fromarray(np.concatenate([np.concatenate(list(sampled[r * 4:r * 4 + 4]), 1) for r in range(4)], 0)).save(
+        args.out / "label_map_samples.png")
+    classes = present_classes(test[1])
+    for seed in args.seeds:
+        for mode, (images, labels) in (("real pairs", train), ("sampled pairs", (sampled, layouts))):
+            key = f"{mode}/s{seed}"
+            if key in done:
+                continue
+            model = train_segmenter(images, labels, TrainConfig(steps=args.segmenter_steps, seed=seed), log=None)
+            report = evaluate(model, *test, classes=classes)
+            append(results, {"key": key, "mode": mode, "seed": seed, "train_pairs": len(images),
+                             "test_pairs": len(test[0]), "miou": round(report["miou"], 4),
+                             "pixel_accuracy": round(report["pixel_accuracy"], 4),
+                             "per_class": {k: round(v, 3) for k, v in report["per_class"].items()}})
+
+
 def main() -> None:
     torch.set_num_threads(1)  # the sweep shares a small machine; one thread is also the fastest here
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=["ring", "digits", "downstream"])
+    parser.add_argument("part", choices=["ring", "digits", "downstream", "label-maps"])
     parser.add_argument("--out", type=Path, default=Path("runs/samplers"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--configs", nargs="*", default=[])
     parser.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
-    parser.add_argument("--sampler", help="downstream: the exported cGAN sampler")
+    parser.add_argument("--sampler", help="downstream: one exported cGAN for every seed (default: train one per "
+                        "seed on that seed's real subset with --sampler-config)")
+    parser.add_argument("--sampler-config", default=None,
+                        help="downstream: configs/cgan_digits.yaml; label-maps: configs/spade_synth.yaml")
+    parser.add_argument("--label-maps", default="data/labelmaps",
+                        help="label-maps: a folder with train/, test/ and layouts/ as `i2i data synth` writes them")
+    parser.add_argument("--segmenter-steps", type=int, default=400)
     parser.add_argument("--fraction", type=float, default=0.1, help="downstream: share of the real training split")
     parser.add_argument("--ratio", type=float, default=0.5, help="downstream: generated share of the mix")
     parser.add_argument("--classifier-steps", type=int, default=600)
     args = parser.parse_args()
-    {"ring": ring, "digits": digits, "downstream": downstream}[args.part](args)
+    if args.sampler_config is None:
+        args.sampler_config = "configs/spade_synth.yaml" if args.part == "label-maps" else "configs/cgan_digits.yaml"
+    parts = {"ring": ring, "digits": digits, "downstream": downstream, "label-maps": label_maps}
+    parts[args.part](args)
 
 
 if __name__ == "__main__":
