@@ -59,6 +59,26 @@ def downstream_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+
+def label_maps_table(results: list[dict]) -> str:
+    by_mode = defaultdict(list)
+    for r in results:
+        by_mode[r["mode"]].append(r)
+    if not by_mode:
+        return "(no results)"
+    classes = list(next(iter(by_mode.values()))[0]["per_class"])
+    lines = ["| segmenter trained on | pairs | target-domain test mIoU per seed | mean ± std | pixel acc. | "
+             + " | ".join(classes) + " |", "|---|---|---|---|---|" + "---|" * len(classes)]
+    for mode, rs in by_mode.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        mious = [r["miou"] for r in rs]
+        spread = statistics.stdev(mious) if len(mious) > 1 else 0.0
+        per_class = [statistics.mean(r["per_class"][c] for r in rs) for c in classes]
+        lines.append(f"| {mode} | {rs[0]['train_pairs']} | " + ", ".join(f"{m:.3f}" for m in mious)
+                     + f" | {statistics.mean(mious):.3f} ± {spread:.3f} | {statistics.mean(r['pixel_accuracy'] for r in rs):.3f} | "
+                     + " | ".join(f"{v:.2f}" for v in per_class) + " |")
+    return "\n".join(lines)
+
 def ring_plots(out: Path, plots: Path, configs: list[str], seed: int = 0) -> None:
     import matplotlib
 
@@ -107,6 +127,7 @@ def main() -> None:
     print("## ring\n\n" + ring_table(rows(args.out / "ring.jsonl")))
     print("\n## digits\n\n" + digits_table(rows(args.out / "digits.jsonl")))
     print("\n## downstream\n\n" + downstream_table(rows(args.out / "downstream.jsonl")))
+    print("\n## label maps\n\n" + label_maps_table(rows(args.out / "label_maps.jsonl")))
     if args.plots and args.ring_configs:
         ring_plots(args.out, args.plots, args.ring_configs)
     if args.plots and args.infogan:
