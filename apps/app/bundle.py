@@ -1,8 +1,8 @@
 """Copy trained generators into the app's package data, each with its model card.
 
 The card (title, domains, training data, limitations) is written into the export's metadata, so
-the app needs nothing but the ``.safetensors`` file. Run after training the three configs named
-below (see docs/app.md, "Retraining the bundled models"):
+the app needs nothing but the ``.safetensors`` file. Run after training the configs named below
+(the sim <-> real pair is the quickstart's run; see docs/app.md, "Retraining the bundled models"):
 
     python3 -m apps.app.bundle            # reads runs/app_*/export, writes apps/app/models/
 """
@@ -50,9 +50,10 @@ BUNDLE = (
         source="photo",
         target="ink & wash",
         trained_on=_STYLE_DATA,
-        notes="inks strong edges and flattens shading into washes, like the filter; colours drift from the "
-        "photo's (teal turns slate, fur turns orange and white) since 800 steps on 8 photos is little training. "
-        "Strokes have a fixed size in pixels: downscale very large photos for a bolder look.",
+        notes="keeps the photo's colours, draws dark ink outlines along strong edges and flattens shading into "
+        "washes, close to the filter itself; outlines are thinner and more broken than the filter's, fine texture "
+        "(fur) turns to speckle and dark teal shifts towards blue. Strokes have a fixed size in pixels: downscale "
+        "very large photos for a bolder look.",
     ),
     BundledModel(
         file="ink_to_photo.safetensors",
@@ -62,31 +63,33 @@ BUNDLE = (
         source="ink & wash",
         target="photo",
         trained_on=_STYLE_DATA + " (the pairs reversed)",
-        notes="softens the ink outlines and washes of images made by the same filter; it cannot restore the "
-        "detail the filter removed, colours drift and results are blurry; other drawing styles are outside what it has seen.",
+        notes="removes the ink outlines and softens the washes of images made by the same filter, giving back a "
+        "photo-like image with the original colours; it cannot restore detail the filter removed (results look "
+        "painted and smooth) and other drawing styles are outside what it has seen.",
     ),
     BundledModel(
         file="sim_to_real.safetensors",
-        export="runs/app_sim2real/export/G_AB.safetensors",
-        config="configs/app_sim2real.yaml",
+        export="runs/quickstart/export/G_AB.safetensors",
+        config="configs/quickstart.yaml",
         title="Synthetic street → photo-like",
         source="game-like street scene",
         target="photo-like street scene",
         trained_on=_SYNTH_DATA,
-        notes="the benchmark's translator (CycleGAN): turns flat game colours into grey, textured, photo-like "
-        "facades and roads, with visible noise and blur; made for 64×128 scenes like those of `i2i data synth`; "
-        "on real photos it only shifts colours and adds texture.",
+        notes="the quickstart's translator (CycleGAN): turns flat game colours into grey, textured, photo-like "
+        "facades and cobbled roads while keeping cars, people, trees and windows in place; the grain is partly "
+        "the target domain's own texture and partly blotchy artefacts; made for 64×128 scenes like those of "
+        "`i2i data synth`; on real photos it only shifts colours and adds texture.",
     ),
     BundledModel(
         file="real_to_sim.safetensors",
-        export="runs/app_sim2real/export/G_BA.safetensors",
-        config="configs/app_sim2real.yaml",
+        export="runs/quickstart/export/G_BA.safetensors",
+        config="configs/quickstart.yaml",
         title="Photo-like street → synthetic",
         source="photo-like street scene",
         target="game-like street scene",
         trained_on=_SYNTH_DATA,
         notes="the reverse generator of the same CycleGAN: gives photo-like benchmark scenes flat, saturated game "
-        "colours, blurred; on real photos it only shifts colours.",
+        "colours with blurred edges; on real photos it only shifts colours.",
     ),
 )
 
