@@ -166,6 +166,7 @@ def label_maps(args) -> None:
 
     from apps.study.metrics import present_classes
     from apps.study.segmenter import TrainConfig, evaluate, train_segmenter
+    from translate.data.images import read_image, to_images
     from translate.sampling import load_sampler
 
     results = args.out / "label_maps.jsonl"
@@ -174,7 +175,7 @@ def label_maps(args) -> None:
 
     def pairs(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         names = sorted((folder / "labels").glob("*.png"))
-        images = np.stack([np.asarray(Image.open(folder / "images" / n.name).convert("RGB")) for n in names])
+        images = np.stack([read_image(folder / "images" / n.name) for n in names])
         return images, np.stack([np.asarray(Image.open(n)) for n in names])
 
     train, test, (_, layouts) = pairs(root / "train"), pairs(root / "test"), pairs(root / "layouts")
@@ -184,9 +185,8 @@ def label_maps(args) -> None:
         export = Path(result.exports["G"])
         print(f"sampler trained in {seconds:.0f} s", flush=True)
     sampler = load_sampler(export)
-    drawn = torch.cat([sampler.from_label_maps(torch.from_numpy(layouts[i:i + 50].astype(np.int64)), seed=i)
-                       for i in range(0, len(layouts), 50)])
-    sampled = ((drawn.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    sampled = np.concatenate([to_images(sampler.from_label_maps(torch.from_numpy(layouts[i:i + 50].astype(np.int64)), seed=i))
+                              for i in range(0, len(layouts), 50)])
     Image.fromarray(np.concatenate([np.concatenate(list(sampled[r * 4:r * 4 + 4]), 1) for r in range(4)], 0)).save(
         args.out / "label_map_samples.png")
     classes = present_classes(test[1])

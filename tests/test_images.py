@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from translate.data.images import image_size, list_images, read_image, to_image, to_tensor, write_image
+from translate.data.images import image_size, list_images, read_image, to_image, to_images, to_tensor, write_image
 from translate.errors import DataError
 
 
@@ -154,6 +154,15 @@ def test_tensor_round_trip_is_exact() -> None:
     assert t.min().item() == -1.0 and t.max().item() == 1.0
     np.testing.assert_array_equal(to_image(t), img)
     np.testing.assert_array_equal(to_image(t[None]), img)
+
+
+def test_batch_round_trip_is_exact_and_to_image_takes_one() -> None:
+    batch = np.stack([np.full((4, 6, 3), v, np.uint8) for v in (0, 77, 255)])
+    np.testing.assert_array_equal(to_images(to_tensor(batch)), batch)
+    with pytest.raises(ValueError, match="N×C×H×W"):
+        to_images(to_tensor(batch[0]))
+    with pytest.raises(ValueError, match="takes one image"):
+        to_image(to_tensor(batch))
 
 
 def test_to_image_clamps_out_of_range() -> None:

@@ -71,15 +71,13 @@ def translate_arrays(generator_file: Path, images: np.ndarray, device: str, batc
     """Whole small images through the generator in batches (for scoring: no files involved)."""
     import torch
 
-    from translate.data.images import to_tensor
+    from translate.data.images import to_images, to_tensor
     from translate.io import load_generator
 
     generator = load_generator(generator_file, device=device)
-    out = []
     with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            y = generator(to_tensor(images[i : i + batch_size]).to(device))
-            out.append(y.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        out = [to_images(generator(to_tensor(images[i : i + batch_size]).to(device)))
+               for i in range(0, len(images), batch_size)]
     return np.concatenate(out)
 
 

@@ -179,11 +179,16 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(*channels_first).float().div_(127.5).sub_(1.0)
 
 
+def to_images(batch: torch.Tensor) -> np.ndarray:
+    """N×3×H×W float in [-1, 1] -> N×H×W×3 uint8, rounded (``to_tensor``'s inverse on a batch)."""
+    if batch.ndim != 4:
+        raise ValueError(f"to_images expects N×C×H×W, got shape {tuple(batch.shape)}")
+    arr = batch.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return arr.permute(0, 2, 3, 1).cpu().numpy()
+
+
 def to_image(tensor: torch.Tensor) -> np.ndarray:
     """3×H×W (or 1×3×H×W) float in [-1, 1] -> H×W×3 uint8, rounded."""
-    if tensor.ndim == 4:
-        if tensor.shape[0] != 1:
-            raise ValueError("to_image takes one image")
-        tensor = tensor[0]
-    arr = tensor.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return arr.permute(1, 2, 0).cpu().numpy()
+    if tensor.ndim == 4 and tensor.shape[0] != 1:
+        raise ValueError("to_image takes one image")
+    return to_images(tensor if tensor.ndim == 4 else tensor[None])[0]
