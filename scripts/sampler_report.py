@@ -46,38 +46,45 @@ def digits_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def downstream_table(results: list[dict]) -> str:
-    by_mode = defaultdict(list)
+def by_mode(results: list[dict]) -> dict[str, list[dict]]:
+    """Result rows grouped by their "mode" (in first-seen order), each group sorted by seed."""
+    groups = defaultdict(list)
     for r in results:
-        by_mode[r["mode"]].append(r)
-    lines = ["| training data | items | test accuracy per seed | mean ± std |", "|---|---|---|---|"]
-    for mode, rs in by_mode.items():
-        accs = [r["test_accuracy"] for r in sorted(rs, key=lambda r: r["seed"])]
-        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        lines.append(f"| {mode} | {rs[0]['train_items']} | " + ", ".join(f"{100 * a:.1f}" for a in accs)
-                     + f" | {100 * statistics.mean(accs):.1f} ± {100 * spread:.1f} % |")
-    return "\n".join(lines)
+        groups[r["mode"]].append(r)
+    return {mode: sorted(rs, key=lambda r: r["seed"]) for mode, rs in groups.items()}
 
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def downstream_table(results: list[dict]) -> str:
+    lines = ["| training data | items | test accuracy per seed | mean ± std |", "|---|---|---|---|"]
+    for mode, rs in by_mode(results).items():
+        accs = [r["test_accuracy"] for r in rs]
+        mean, spread = mean_std(accs)
+        lines.append(f"| {mode} | {rs[0]['train_items']} | " + ", ".join(f"{100 * a:.1f}" for a in accs)
+                     + f" | {100 * mean:.1f} ± {100 * spread:.1f} % |")
+    return "\n".join(lines)
 
 
 def label_maps_table(results: list[dict]) -> str:
-    by_mode = defaultdict(list)
-    for r in results:
-        by_mode[r["mode"]].append(r)
-    if not by_mode:
+    groups = by_mode(results)
+    if not groups:
         return "(no results)"
-    classes = list(next(iter(by_mode.values()))[0]["per_class"])
+    classes = list(next(iter(groups.values()))[0]["per_class"])
     lines = ["| segmenter trained on | pairs | target-domain test mIoU per seed | mean ± std | pixel acc. | "
              + " | ".join(classes) + " |", "|---|---|---|---|---|" + "---|" * len(classes)]
-    for mode, rs in by_mode.items():
-        rs = sorted(rs, key=lambda r: r["seed"])
+    for mode, rs in groups.items():
         mious = [r["miou"] for r in rs]
-        spread = statistics.stdev(mious) if len(mious) > 1 else 0.0
+        mean, spread = mean_std(mious)
         per_class = [statistics.mean(r["per_class"][c] for r in rs) for c in classes]
         lines.append(f"| {mode} | {rs[0]['train_pairs']} | " + ", ".join(f"{m:.3f}" for m in mious)
-                     + f" | {statistics.mean(mious):.3f} ± {spread:.3f} | {statistics.mean(r['pixel_accuracy'] for r in rs):.3f} | "
+                     + f" | {mean:.3f} ± {spread:.3f} | {statistics.mean(r['pixel_accuracy'] for r in rs):.3f} | "
                      + " | ".join(f"{v:.2f}" for v in per_class) + " |")
     return "\n".join(lines)
+
 
 def ring_plots(out: Path, plots: Path, configs: list[str], seed: int = 0) -> None:
     import matplotlib

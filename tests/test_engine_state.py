@@ -222,6 +222,7 @@ def test_init_from_starts_the_nets_from_another_run_and_the_rest_fresh(tiny_unpa
         expected = live if buffer else first["ema"]["G_AB"][k].lerp(live, 0.5).lerp(live, 0.5)
         assert torch.allclose(v, expected), k
 
+
 def test_init_from_another_architecture_or_a_missing_file_is_an_error(tiny_unpaired, tmp_path):
     from translate.errors import CheckpointError
 
