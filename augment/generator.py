@@ -13,6 +13,7 @@ Channel rule (an image's channels against the generator's, which are 3 for every
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from translate.errors import CheckpointError, DataError
 from translate.infer import translate_image
 from translate.io import load_generator, read_metadata
 
-from ._runtime import autocast
+from ._runtime import autocast, check_cuda_usable_here
 
 #: weights of R, G, B in BT.601 luma, the usual RGB -> gray conversion (OpenCV's too)
 LUMA = (0.299, 0.587, 0.114)
@@ -31,6 +32,11 @@ LUMA = (0.299, 0.587, 0.114)
 MAX_PROBE_SIDE = 256
 #: the smallest tile accepted: below it the tiles' overlap leaves almost no core
 MIN_TILE = 16
+#: what torch says when an input is too small for a layer: a pad, kernel or pooling window larger
+#: than the input, norm statistics of one value, skip connections of mismatched sizes
+_SIZE_ERROR = re.compile(r"size|shape|dimension|spatial element|value per channel|padding|kernel", re.IGNORECASE)
+#: what allocators say when memory runs out (CUDA, MPS, the CPU's), whatever the exception type
+_OUT_OF_MEMORY = re.compile(r"out of memory|can't allocate memory|cannot allocate memory", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -101,15 +107,29 @@ class ChannelPlan:
         return colour
 
 
+def is_size_error(error: BaseException) -> bool:
+    """Whether a forward pass failed because its input was too small for a layer. Running out of
+    memory is never one, even where its message mentions sizes."""
+    message = str(error)
+    if isinstance(error, torch.OutOfMemoryError) or _OUT_OF_MEMORY.search(message):
+        return False
+    return isinstance(error, (RuntimeError, ValueError, IndexError)) and bool(_SIZE_ERROR.search(message))
+
+
 def smallest_side(net: nn.Module, channels: int, device: torch.device) -> int:
-    """The smallest square side the generator accepts (reflection pads and norms set a floor)."""
+    """The smallest square side the generator accepts (reflection pads and norms set a floor).
+
+    Only errors about the input's size mean "too small, try larger"; any other error (out of
+    memory, a wrong dtype or device) is the generator's and propagates as it is.
+    """
     for side in range(1, MAX_PROBE_SIDE + 1):
         try:
             with torch.inference_mode():
                 net(torch.zeros(1, channels, side, side, device=device))
             return side
-        except (RuntimeError, ValueError, IndexError):
-            continue
+        except (RuntimeError, ValueError, IndexError) as error:
+            if not is_size_error(error):
+                raise
     raise CheckpointError(f"the generator accepts no image up to {MAX_PROBE_SIDE}×{MAX_PROBE_SIDE}")
 
 
@@ -137,8 +157,10 @@ class LazyGenerator:
     """An exported generator that is loaded on first use, once per process, and never pickled.
 
     Pickling (spawned DataLoader workers, ``copy.deepcopy``) keeps only the path and the device.
-    A forked copy notices the process id changed and loads its own, so a CUDA model is never
-    shared across a fork.
+    A forked copy notices the process id changed and loads its own, so a model is never shared
+    across a fork. On a CUDA device that works in spawned workers, and in forked ones only while
+    the parent has not initialised CUDA: a fork of a process that has is refused with an error
+    naming the fixes (``check_cuda_usable_here``), since CUDA cannot start again in it.
     """
 
     def __init__(self, path: str | Path, device: torch.device) -> None:
@@ -160,6 +182,7 @@ class LazyGenerator:
         if self._pid != os.getpid():
             self._forget()
         if self._net is None:
+            check_cuda_usable_here(self.device)
             net = load_generator(self.facts.path, self.device).eval()
             net.requires_grad_(False)
             self._min_side = smallest_side(net, self.facts.in_channels, self.device)

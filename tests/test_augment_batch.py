@@ -131,3 +131,41 @@ def test_cuda_batch_stays_on_its_device_under_autocast(checkpoint):
     assert out.device == x.device and out.dtype == x.dtype
     reference = TranslateBatch(checkpoint, p=1.0, amp="off")(x)
     assert (out - reference).abs().max() < 0.05
+
+
+class FailsWith(nn.Module):
+    """A generator that fails every forward pass with ``error`` (one conv, so its channels are known)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.error = error
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 79.15 GiB total capacity)"),
+        RuntimeError("out of memory"),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 4096 bytes"),
+        RuntimeError("expected scalar type Half but found Float"),
+    ],
+    ids=["OutOfMemoryError", "cuda-message", "cpu-allocator", "unrelated"],
+)
+def test_smallest_side_lets_errors_other_than_size_through(error):
+    from augment.generator import smallest_side
+
+    with pytest.raises(type(error), match=str(error)[:20]):
+        smallest_side(FailsWith(error), 3, torch.device("cpu"))
+    with pytest.raises(type(error), match=str(error)[:20]):  # not "accepts no image"
+        TranslateBatch(FailsWith(error), p=1.0)(torch.rand(2, 3, 8, 8))
+
+
+def test_smallest_side_still_finds_the_floor_set_by_sizes(checkpoint):
+    from augment.generator import smallest_side
+
+    # the ResNet's 7×7 reflection pad needs 4 pixels, its instance norms more than one value
+    assert smallest_side(load_generator(checkpoint), 3, torch.device("cpu")) == 5
