@@ -12,6 +12,7 @@ the image keeps its size, shape and dtype:
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from albumentations.core.transforms_interface import BaseTransformInitSchema
 from pydantic import AfterValidator, BeforeValidator, Field
+from torch.utils.data import get_worker_info
 
 from translate.errors import DataError
 
@@ -59,16 +61,25 @@ class GANTranslate(A.ImageOnlyTransform):
         blend: weight of the translation in the output, ``out = b * translated + (1 - b) * image``;
             a number is fixed, a ``(low, high)`` pair is drawn uniformly per call from the
             transform's own random generator (seeded by ``A.Compose(seed=...)``). Default 1.
-        device: where the generator runs: ``"cpu"`` (default, safe in DataLoader workers),
-            ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        device: where the generator runs: ``"cpu"`` (default, works in any DataLoader worker),
+            ``"cuda"``, ``"cuda:N"`` or ``"auto"``. A GPU works in the main process and in spawned
+            workers, not in workers forked after the parent initialised CUDA: there the first call
+            raises a ``ConfigError`` naming the fixes (``multiprocessing_context="spawn"``, or
+            ``TranslateBatch`` on the batch in the main process).
         tile: images with a side above it are translated tile by tile (bounded memory); a stack of
             ``images`` no larger than it is translated in one batched call.
         amp: ``"off"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16/fp16 on CUDA only).
         p: probability of applying the transform.
 
-    The generator is loaded on the first call in each process and is never pickled, so the
-    transform is safe in forked and spawned DataLoader workers; ``loads_in_process`` and
-    ``loaded_pid`` tell how often and by which process it was loaded.
+    The generator is loaded on the first call in each process and is never pickled, so forked and
+    spawned DataLoader workers each load their own (on a GPU, see ``device``); ``loads_in_process``
+    and ``loaded_pid`` tell how often and by which process it was loaded.
+
+    Random draws (whether to apply, the blend) come from the transform's own generators. In a
+    DataLoader worker they are reseeded on the first call from the worker's seed (and the Compose
+    seed, if any), so workers draw different streams, a new one each epoch, and the same ones again
+    under the same ``torch.manual_seed``, with no ``worker_init_fn``. A seed set in the worker
+    itself (``set_random_seed`` in a ``worker_init_fn``) is kept.
     """
 
     class InitSchema(BaseTransformInitSchema):
@@ -96,6 +107,32 @@ class GANTranslate(A.ImageOnlyTransform):
         # Reads the metadata only: a missing or non-generator file fails here, weights load lazily.
         self._generator = LazyGenerator(self.checkpoint, resolve_device(device))
         self._amp = resolve_amp(amp, self._generator.device)
+
+    def set_random_seed(self, seed: int | None) -> None:
+        super().set_random_seed(seed)
+        self._stream_pid = os.getpid()  # seeded here: a worker that set it keeps it
+
+    def set_random_state(self, random_generator: np.random.Generator, py_random: random.Random) -> None:
+        super().set_random_state(random_generator, py_random)
+        self._stream_pid = os.getpid()
+
+    def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
+        self._own_stream_in_worker()
+        return super().__call__(*args, force_apply=force_apply, **kwargs)
+
+    def _own_stream_in_worker(self) -> None:
+        """On the first call in a DataLoader worker whose stream was seeded in another process,
+        reseed it from the worker's seed: a forked worker would otherwise repeat its siblings'."""
+        if self._stream_pid == os.getpid():
+            return
+        self._stream_pid = os.getpid()
+        worker = get_worker_info()
+        if worker is None:
+            return
+        # torch gives each worker base_seed + id, base_seed drawn from the parent's torch generator
+        entropy = [worker.seed] if self.seed is None else [worker.seed, self.seed]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+        self.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
     @property
     def loads_in_process(self) -> int:

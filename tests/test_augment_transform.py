@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from augment import GANTranslate
 from translate.data.images import to_image, to_tensor
-from translate.errors import CheckpointError, DataError
+from translate.errors import CheckpointError, ConfigError, DataError
 from translate.io import export_network, load_generator
 from translate.nets import build_generator
 
@@ -264,3 +264,69 @@ def test_bad_images_are_refused(checkpoint):
         t(image=nan)
     with pytest.raises(DataError, match="int32"):
         t(image=image.astype(np.int32))
+
+
+# --- workers and devices ------------------------------------------------------------------------
+
+
+class Decisions(Dataset):
+    """The transform's own decision for every sample: the blend it drew, or -1 where it skipped."""
+
+    def __init__(self, checkpoint: str, n: int = 12) -> None:
+        self.n = n
+        self.pipe = A.Compose([GANTranslate(checkpoint, p=0.5, blend=(0.0, 1.0))], seed=0)
+        self.image = sample(0, (16, 16))[0]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int):
+        self.pipe(image=self.image)
+        drawn = self.pipe.transforms[0].get_applied_params().get("blend", -1.0)
+        return float(drawn), torch.utils.data.get_worker_info().id
+
+
+def decisions_by_worker(dataset: Dataset, torch_seed: int) -> dict[int, list[float]]:
+    torch.manual_seed(torch_seed)
+    loader = DataLoader(dataset, batch_size=1, num_workers=2, multiprocessing_context=multiprocessing.get_context("fork"))
+    by_worker: dict[int, list[float]] = {0: [], 1: []}
+    for drawn, worker in loader:
+        by_worker[int(worker)].append(float(drawn))
+    return by_worker
+
+
+def test_forked_workers_draw_their_own_repeatable_streams_without_worker_init_fn(checkpoint):
+    dataset = Decisions(checkpoint)
+    first = decisions_by_worker(dataset, torch_seed=3)
+    assert len(first[0]) == len(first[1]) == 6
+    assert first[0] != first[1]  # a forked copy of one stream would repeat its sibling's choices
+    assert first == decisions_by_worker(dataset, torch_seed=3)  # the same torch seed, the same run
+    assert first != decisions_by_worker(dataset, torch_seed=4)
+
+
+def test_a_seed_set_in_the_worker_is_kept(checkpoint):
+    dataset = Decisions(checkpoint)
+
+    def same_seed_everywhere(worker_id: int) -> None:
+        torch.utils.data.get_worker_info().dataset.pipe.set_random_seed(7)
+
+    loader = DataLoader(dataset, batch_size=1, num_workers=2, worker_init_fn=same_seed_everywhere,
+                        multiprocessing_context=multiprocessing.get_context("fork"))
+    by_worker: dict[int, list[float]] = {0: [], 1: []}
+    for drawn, worker in loader:
+        by_worker[int(worker)].append(float(drawn))
+    assert by_worker[0] == by_worker[1]  # what the user asked for, not overridden
+
+
+def test_cuda_in_a_fork_of_a_cuda_process_is_refused_with_the_fix(checkpoint, monkeypatch):
+    import augment.transforms
+
+    # a worker forked after its parent initialised CUDA, simulated: torch's own flag says so
+    monkeypatch.setattr(torch.cuda, "_is_in_bad_fork", lambda: True)
+    monkeypatch.setattr(augment.transforms, "resolve_device", torch.device)  # no GPU needed to name one
+    t = GANTranslate(checkpoint, device="cuda", p=1.0)
+    with pytest.raises(ConfigError, match=r"device 'cuda'.*forked.*multiprocessing_context='spawn'.*TranslateBatch"):
+        t(image=sample()[0])
+    assert t.loads_in_process == 0
+    # the CPU is fine in such a worker
+    assert GANTranslate(checkpoint, device="cpu", p=1.0)(image=sample()[0])["image"].shape == (40, 48, 3)
