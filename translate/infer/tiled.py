@@ -11,7 +11,9 @@ docs/inference.md.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +172,38 @@ def frontier_cache_mode(
     return choose_cache(cache, frontier_worst_bytes(tile_pixels), cache_mb, cache_dir)
 
 
+@contextmanager
+def _mode_and_placement_kept(net: nn.Module) -> Iterator[None]:
+    """Undo on the way out what a run does to the caller's ``net``: each module's train/eval flag and
+    each parameter's, gradient's and buffer's tensor (the originals come back: nothing is copied)."""
+    modes = [(module, module.training) for module in net.modules()]
+    # ``Module.to`` moves a parameter's data in place or, across incompatible devices, replaces the
+    # parameter, and always replaces buffers: keep the objects and what they held
+    params = [(module._parameters, name, param, param.data, param.grad)
+              for module in net.modules() for name, param in module._parameters.items() if param is not None]
+    buffers = [(module._buffers, name, buffer) for module in net.modules() for name, buffer in module._buffers.items()]
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+        for owner, name, param, data, grad in params:
+            param.data, param.grad = data, grad
+            owner[name] = param
+        for owner, name, buffer in buffers:
+            owner[name] = buffer
+
+
+def _leaves_generator_as_it_was(run: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    @functools.wraps(run)
+    def kept(generator: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
+        with _mode_and_placement_kept(generator):  # restored outside inference mode: ordinary tensors
+            return run(generator, *args, **kwargs)
+
+    return kept
+
+
+@_leaves_generator_as_it_was
 @torch.inference_mode()
 def translate_image(
     generator: nn.Module,
@@ -203,6 +237,9 @@ def translate_image(
 
     ``progress(done, total)`` is called after every tile's forward pass, statistics passes
     included, with the total known from the first call (an untiled image counts as one pass).
+
+    The run moves ``generator`` to ``device`` and into eval mode, and afterwards leaves it as the
+    caller had it (mode of every module, device of its weights).
     """
     if norm_stats not in NORM_STATS:
         raise ConfigError(f"unknown norm_stats '{norm_stats}'; known: {', '.join(NORM_STATS)}")
