@@ -288,7 +288,8 @@ class Decisions(Dataset):
 
 def decisions_by_worker(dataset: Dataset, torch_seed: int) -> dict[int, list[float]]:
     torch.manual_seed(torch_seed)
-    loader = DataLoader(dataset, batch_size=1, num_workers=2, multiprocessing_context=multiprocessing.get_context("fork"))
+    fork = multiprocessing.get_context("fork")
+    loader = DataLoader(dataset, batch_size=1, num_workers=2, multiprocessing_context=fork)
     by_worker: dict[int, list[float]] = {0: [], 1: []}
     for drawn, worker in loader:
         by_worker[int(worker)].append(float(drawn))

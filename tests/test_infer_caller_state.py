@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-import translate.infer.tiled as tiled
+from translate.infer import tiled
 from translate.infer import translate_image
 from translate.nets import build_generator
 

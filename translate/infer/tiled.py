@@ -179,8 +179,12 @@ def _mode_and_placement_kept(net: nn.Module) -> Iterator[None]:
     modes = [(module, module.training) for module in net.modules()]
     # ``Module.to`` moves a parameter's data in place or, across incompatible devices, replaces the
     # parameter, and always replaces buffers: keep the objects and what they held
-    params = [(module._parameters, name, param, param.data, param.grad)
-              for module in net.modules() for name, param in module._parameters.items() if param is not None]
+    params = [
+        (module._parameters, name, param, param.data, param.grad)
+        for module in net.modules()
+        for name, param in module._parameters.items()
+        if param is not None
+    ]
     buffers = [(module._buffers, name, buffer) for module in net.modules() for name, buffer in module._buffers.items()]
     try:
         yield
