@@ -286,23 +286,24 @@ class Decisions(Dataset):
         return float(drawn), torch.utils.data.get_worker_info().id
 
 
-def decisions_by_worker(dataset: Dataset, torch_seed: int) -> dict[int, list[float]]:
+def decisions_by_worker(dataset: Dataset, torch_seed: int, context: str = "fork") -> dict[int, list[float]]:
     torch.manual_seed(torch_seed)
-    fork = multiprocessing.get_context("fork")
-    loader = DataLoader(dataset, batch_size=1, num_workers=2, multiprocessing_context=fork)
+    start = multiprocessing.get_context(context)
+    loader = DataLoader(dataset, batch_size=1, num_workers=2, multiprocessing_context=start)
     by_worker: dict[int, list[float]] = {0: [], 1: []}
     for drawn, worker in loader:
         by_worker[int(worker)].append(float(drawn))
     return by_worker
 
 
-def test_forked_workers_draw_their_own_repeatable_streams_without_worker_init_fn(checkpoint):
+@pytest.mark.parametrize("context", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
+def test_workers_draw_their_own_repeatable_streams_without_worker_init_fn(checkpoint, context):
     dataset = Decisions(checkpoint)
-    first = decisions_by_worker(dataset, torch_seed=3)
+    first = decisions_by_worker(dataset, 3, context)
     assert len(first[0]) == len(first[1]) == 6
-    assert first[0] != first[1]  # a forked copy of one stream would repeat its sibling's choices
-    assert first == decisions_by_worker(dataset, torch_seed=3)  # the same torch seed, the same run
-    assert first != decisions_by_worker(dataset, torch_seed=4)
+    assert first[0] != first[1]  # a copy of one stream (forked or pickled) would repeat its sibling's choices
+    assert first == decisions_by_worker(dataset, 3, context)  # the same torch seed, the same run
+    assert first != decisions_by_worker(dataset, 4, context)
 
 
 def test_a_seed_set_in_the_worker_is_kept(checkpoint):
