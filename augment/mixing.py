@@ -31,8 +31,8 @@ CHUNK = 256  # generated together, and cached, per chunk of this many items
 MAX_CACHED_CHUNKS = 4
 #: real items read to tell the value range of their images
 RANGE_PROBES = 8
-#: full-scale value of the integer image dtypes a generated image can take
-INTEGER_FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+#: full-scale value of the integer image dtypes a generated image can take (numpy's and torch's names)
+INTEGER_FULL_SCALE = {"uint8": 255.0, "uint16": 65535.0}
 
 
 class ClassSampler(Protocol):
@@ -66,17 +66,22 @@ def plan_labels(real_labels: Sequence[int], classes: int, count: int, balance: b
     return rng.permutation(plan)
 
 
-def _numpy_dtype(image: np.ndarray | torch.Tensor) -> np.dtype:
-    return image.dtype if isinstance(image, np.ndarray) else torch.empty(0, dtype=image.dtype).numpy().dtype
+def _dtype_name(image: np.ndarray | torch.Tensor) -> str:
+    """The dtype's name ("uint8", "float32", "bfloat16"…), the same for a numpy array and a tensor."""
+    return str(image.dtype).removeprefix("torch.")
+
+
+def _is_float(image: np.ndarray | torch.Tensor) -> bool:
+    return image.is_floating_point() if isinstance(image, torch.Tensor) else image.dtype.kind == "f"
 
 
 def image_value_range(images: Sequence[np.ndarray | torch.Tensor]) -> tuple[float, float]:
     """The value range of real images: 0..255 (uint8), 0..65535 (uint16); for floats, the first of
     [0, 1], [-1, 1] and [0, 255] that holds every value."""
-    dtype = _numpy_dtype(images[0])
+    dtype = _dtype_name(images[0])
     if dtype in INTEGER_FULL_SCALE:
         return 0.0, INTEGER_FULL_SCALE[dtype]
-    if dtype.kind != "f":
+    if not _is_float(images[0]):
         raise DataError(f"SyntheticMix: real images are {dtype}; supported: uint8, uint16 and float images")
     low = min(float(image.min()) for image in images)
     high = max(float(image.max()) for image in images)
@@ -100,12 +105,11 @@ def like_real_images(samples: torch.Tensor, real_image: Any, value_range: tuple[
         )
     low, high = value_range
     scaled = samples.detach().float().clamp(-1.0, 1.0).add(1.0).mul((high - low) / 2.0).add(low)
-    dtype = _numpy_dtype(real_image)
-    if dtype.kind != "f":
+    if not _is_float(real_image):
         scaled = scaled.round()
     stack = _in_layout(scaled, tuple(real_image.shape), channels_last=isinstance(real_image, np.ndarray))
     if isinstance(real_image, np.ndarray):
-        return stack.numpy().astype(dtype)
+        return stack.numpy().astype(real_image.dtype)
     return stack.to(real_image.dtype)
 
 
