@@ -82,7 +82,8 @@ def python(site: Path, code: str) -> subprocess.CompletedProcess:
 
 
 def tiny_config(path: Path, root_a: Path, root_b: Path, out_dir: Path) -> Path:
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         name: plugin_run
         out_dir: {out_dir}
         data:
@@ -96,7 +97,8 @@ def tiny_config(path: Path, root_a: Path, root_b: Path, out_dir: Path) -> Path:
           pool_size: 2
         optim: {{max_steps: 2}}
         engine: {{progress: false, tensorboard: false, log_every: 1, sample_every: 100, save_every: 100}}
-    """))
+    """)
+    )
     return path
 
 
@@ -123,8 +125,19 @@ def test_a_plugin_generator_trains_exports_and_translates_through_the_cli(tmp_pa
     export = tmp_path / "export" / "G_AB.safetensors"
     assert export.is_file()
 
-    translated = cli(site, "translate", "--checkpoint", export, "--input", root_a, "--output", tmp_path / "out",
-                     "--device", "cpu", "--no-progress")
+    translated = cli(
+        site,
+        "translate",
+        "--checkpoint",
+        export,
+        "--input",
+        root_a,
+        "--output",
+        tmp_path / "out",
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
     assert translated.returncode == 0, translated.stderr
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == sorted(p.name for p in root_a.glob("*.png"))
 
@@ -160,7 +173,16 @@ def test_the_import_option_registers_a_module_that_is_no_entry_point(tmp_path, f
     forget_plugin()
     (tmp_path / "in").mkdir()
     Image.new("RGB", (12, 10), (40, 90, 200)).save(tmp_path / "in" / "x.png")
-    args = ["translate", "--checkpoint", str(export), "--input", str(tmp_path / "in"), "--device", "cpu", "--no-progress"]
+    args = [
+        "translate",
+        "--checkpoint",
+        str(export),
+        "--input",
+        str(tmp_path / "in"),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
 
     assert main([*args, "--output", str(tmp_path / "a")]) == 2
     message = capsys.readouterr().err.strip()
@@ -198,8 +220,10 @@ def test_the_import_option_names_a_module_that_cannot_be_imported(tmp_path, caps
     code = main(["export", str(tmp_path / "run"), "--import", "no_such_plugin_module"])
     assert code == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("i2i export: error: --import no_such_plugin_module: cannot import it: "
-                   "ModuleNotFoundError: No module named 'no_such_plugin_module'")
+    assert err == (
+        "i2i export: error: --import no_such_plugin_module: cannot import it: "
+        "ModuleNotFoundError: No module named 'no_such_plugin_module'"
+    )
 
 
 def test_the_import_option_takes_a_python_file(tmp_path, fresh_plugins, capsys):
