@@ -4,6 +4,9 @@ from .errors import CheckpointError, ConfigError, DataError, I2IError
 
 __all__ = ["I2IError", "ConfigError", "DataError", "CheckpointError", "load_generator"]
 
+#: marks this project's package, not another distribution's of the same name (see i2i_cli.py)
+__i2i__ = True
+
 
 def load_generator(path, device="cpu", **kwargs):
     """Rebuild an exported generator from its ``.safetensors`` file (see :mod:`translate.io`)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from i2i_cli import first_foreign_package
+
 from . import plugins
 from .errors import I2IError
 
@@ -39,6 +41,10 @@ def add_import_option(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    problem = first_foreign_package()
+    if problem is not None:  # `python -m translate.cli` and torchrun start here, not at the i2i script
+        print(f"i2i: error: {problem}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         plugins.import_modules(args.import_modules)
