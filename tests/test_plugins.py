@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,12 @@ def test_the_import_option_takes_a_python_file(tmp_path, fresh_plugins, capsys):
     finally:
         sys.modules.pop("my_tiny_nets", None)
     assert not export.exists()
+
+
+def test_threads_asking_at_once_all_wait_for_the_plugins(tmp_path, fresh_plugins, monkeypatch):
+    slow_import = "import time\ntime.sleep(0.3)\n" + PLUGIN_NETS  # a plugin still importing when others ask
+    site = write_plugin(tmp_path / "site", nets_source=slow_import)
+    monkeypatch.syspath_prepend(str(site))
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(lambda _: GENERATORS.get("tinynet").__name__, range(4)))
+    assert found == ["TinyNet"] * 4

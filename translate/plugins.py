@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -47,23 +48,23 @@ class EntryPointPlugins:
         self.group = group
         self.loaded = False
         self._loading = False
+        # another thread (the app serves requests in threads) waits until the plugins are in; the
+        # importing thread itself passes (a plugin's import may look a name up)
+        self._lock = threading.RLock()
 
     def load(self) -> None:
         """Import every plugin of the group, the first time only; a plugin that fails to import is
         a ``ConfigError`` naming its entry point and module (and again on the next call)."""
-        if self.loaded or self._loading:
-            return  # a plugin's import may itself look a name up: do not start over inside it
-        self._loading = True
-        try:
-            for entry_point in metadata.entry_points(group=self.group):
-                load_entry_point(entry_point)
-            self.loaded = True
-        finally:
-            self._loading = False
-
-    def names(self) -> list[str]:
-        """``name = module`` of every entry point of the group (for messages)."""
-        return [f"{ep.name} = {ep.value}" for ep in metadata.entry_points(group=self.group)]
+        with self._lock:
+            if self.loaded or self._loading:
+                return
+            self._loading = True
+            try:
+                for entry_point in metadata.entry_points(group=self.group):
+                    load_entry_point(entry_point)
+                self.loaded = True
+            finally:
+                self._loading = False
 
 
 def load_entry_point(entry_point: metadata.EntryPoint) -> object:
