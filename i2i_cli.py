@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -86,16 +87,43 @@ def _version(dist: str) -> str:
 
 
 def _is_ours(init_file: Path) -> bool:
-    try:
-        return bool(_MARKER.search(init_file.read_text(encoding="utf-8", errors="replace")))
-    except OSError:
-        return False
+    return bool(_MARKER.search(_read(init_file)))
 
 
 def other_distributions(name: str) -> list[str]:
     """Each installed distribution but ours that provides the top-level package ``name``."""
     owners = dict.fromkeys(metadata.packages_distributions().get(name, []))
     return [dist for dist in owners if dist.lower().replace("_", "-") != DISTRIBUTION]
+
+
+def warn_if_installed_over(name: str, init_file: str) -> None:
+    """Warn when pip wrote another distribution's package ``name`` into the same folder as ours.
+
+    pip keeps no two distributions' files apart: installed second, i2i replaced the other
+    project's ``__init__.py``, so that project cannot be imported in this environment and its
+    users see only an ``ImportError`` about a missing name. The warning says why. It costs one
+    glob of the folder that holds the package.
+    """
+    package_dir = Path(init_file).parent
+    for info in sorted(package_dir.parent.glob(f"{name}-*.dist-info")):
+        if f"{name}/__init__.py," not in _read(info / "RECORD"):
+            continue
+        other, _, version = info.name.removesuffix(".dist-info").partition("-")
+        warnings.warn(
+            f"i2i's package '{name}' ({package_dir}) was installed over the package of the same name of the "
+            f"distribution '{other}' {version}, which therefore cannot be imported here. Install i2i in its own "
+            f"virtual environment (python3 -m venv); here, `pip uninstall {DISTRIBUTION}` and "
+            f"`pip install --force-reinstall {other}` restore that project",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ package itself still imports."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,29 @@ def test_this_checkout_has_all_three_packages_of_its_own():
 
     assert i2i_cli.first_foreign_package() is None
     assert translate.__i2i__ and augment.__i2i__ and apps.__i2i__
+
+
+def test_our_translate_installed_over_a_foreign_one_warns_its_users(tmp_path):
+    """pip wrote both distributions into one folder and ours came last: the other project's
+    ``from translate import Translator`` fails, and the warning above its error says why."""
+    site = tmp_path / "site"
+    (site / "translate").mkdir(parents=True)
+    for file in ("__init__.py", "errors.py"):  # all that `import translate` runs
+        shutil.copy(ROOT / "translate" / file, site / "translate" / file)
+    shutil.copy(ROOT / "i2i_cli.py", site / "i2i_cli.py")
+    info = site / "translate-3.8.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: translate\nVersion: 3.8\n")
+    (info / "RECORD").write_text("translate/__init__.py,sha256=x,10\ntranslate/translate.py,sha256=y,20\n")
+
+    result = run(site, "-c", "from translate import Translator", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "ImportError: cannot import name 'Translator'" in result.stderr
+    warning = next(line for line in result.stderr.splitlines() if "UserWarning" in line)
+    assert f"i2i's package 'translate' ({site / 'translate'}) was installed over" in warning
+    assert "distribution 'translate' 3.8" in warning and "virtual environment" in warning
+    assert "pip install --force-reinstall translate" in warning
+
+    (info / "RECORD").write_text("translate_extras/__init__.py,sha256=x,10\n")  # another package of that project
+    quiet = run(site, "-W", "error", "-c", "import translate", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
