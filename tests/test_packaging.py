@@ -8,7 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,3 +125,21 @@ def test_our_translate_installed_over_a_foreign_one_warns_its_users(tmp_path):
     (info / "RECORD").write_text("translate_extras/__init__.py,sha256=x,10\n")  # another package of that project
     quiet = run(site, "-W", "error", "-c", "import translate", cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_entry_module_and_points_the_i2i_script_at_it(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("pyproject.toml", "README.md", "i2i_cli.py"):
+        shutil.copy(ROOT / name, tree / name)
+    for package in ("translate", "augment", "apps"):
+        shutil.copytree(ROOT / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."]
+    built = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    with zipfile.ZipFile(next(tmp_path.glob("i2i_translate-*.whl"))) as wheel:
+        names = wheel.namelist()
+        scripts = wheel.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
+    assert "i2i_cli.py" in names and "translate/plugins.py" in names
+    assert "i2i = i2i_cli:main" in scripts.splitlines()
