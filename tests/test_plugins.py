@@ -225,6 +225,49 @@ def test_the_import_option_names_a_module_that_cannot_be_imported(tmp_path, caps
         "i2i export: error: --import no_such_plugin_module: cannot import it: "
         "ModuleNotFoundError: No module named 'no_such_plugin_module'"
     )
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_import_option_names_a_python_file_that_is_missing_broken_or_shadowed(tmp_path, capsys):
+    from translate.cli import main
+
+    broken = tmp_path / "broken_nets.py"
+    broken.write_text("from torch import nn\n\nclass Net(nn.Module:\n    pass\n")
+    shadowing = tmp_path / "json.py"  # a module named json is imported already (the standard library's)
+    shadowing.write_text("")
+    cases = {
+        tmp_path / "missing.py": f"FileNotFoundError: no such file: {tmp_path / 'missing.py'}",
+        broken: "SyntaxError:",
+        shadowing: "ImportError: a module named 'json' is already imported (from ",
+    }
+    for path, expected in cases.items():
+        assert main(["export", str(tmp_path / "run"), "--import", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"i2i export: error: --import {path}: cannot import it: {expected}"), err
+        assert "\n" not in err
+    assert "broken_nets" not in sys.modules  # a half-run module is not left for the next import
+
+
+def test_every_command_takes_the_import_option():
+    import argparse
+
+    from translate.cli import build_parser
+
+    def leaves(parser: argparse.ArgumentParser, path: str):
+        children = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not children:
+            yield path, parser
+        for action in children:
+            for name, child in action.choices.items():
+                yield from leaves(child, f"{path} {name}".strip())
+
+    found = dict(leaves(build_parser(), ""))
+    assert {"train", "translate", "export", "sample", "study", "app", "data synth", "augment translate-dataset"} <= set(
+        found
+    )
+    for path, parser in found.items():
+        options = {option for action in parser._actions for option in action.option_strings}
+        assert "--import" in options, path
 
 
 def test_the_import_option_takes_a_python_file(tmp_path, fresh_plugins, capsys):
