@@ -31,8 +31,8 @@ ENTRY_POINT_GROUP = "i2i.plugins"
 
 #: appended to "unknown name" errors: how a missing name could be registered
 HOW_TO_REGISTER = (
-    f"a network or model of your own is registered by importing its module: declare it as an entry point "
-    f"of group '{ENTRY_POINT_GROUP}' in your package, or pass --import MODULE (see docs/plugins.md)"
+    f"a class of your own is registered by importing its module: import it first (--import MODULE on the "
+    f"command line) or declare it as an entry point of group '{ENTRY_POINT_GROUP}' (see docs/plugins.md)"
 )
 
 
