@@ -32,7 +32,11 @@ def add_import_option(parser: argparse.ArgumentParser) -> None:
     subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not subcommands:
         parser.add_argument(
-            "--import", dest="import_modules", action="append", default=[], metavar="MODULE",
+            "--import",
+            dest="import_modules",
+            action="append",
+            default=[],
+            metavar="MODULE",
             help="import a module (dotted name or .py file) that registers your own networks or models; repeatable",
         )
     for action in subcommands:

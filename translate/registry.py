@@ -3,6 +3,8 @@
 One registry per family (networks, objectives, models, datasets). Adding a generator means adding
 one decorated class; nothing else is edited. Registries are filled by the explicit imports in each
 family's ``__init__`` so that a missing import fails loudly instead of silently hiding an entry.
+A name no built-in entry holds may be a plugin's: the first such miss imports the modules of the
+``i2i.plugins`` entry points (:mod:`translate.plugins`), then looks again.
 """
 
 from __future__ import annotations
