@@ -6,7 +6,10 @@ and the toolkit would fail far from the cause, with an ``AttributeError`` deep i
 module has a name no other distribution uses, so it runs even when a foreign package has taken one
 of the three names, and turns the clash into one clear error: which file was found, which
 distribution it belongs to, and the fix (a separate virtual environment, or uninstalling the other
-distribution). ``augment`` and ``apps`` run the same check when they are imported.
+distribution). ``translate.cli`` (``python -m translate.cli``, torchrun), ``augment`` and ``apps``
+run the same check when they start. Where pip wrote i2i's package over another distribution's
+of the same name (one folder, i2i installed second), importing ours warns, so that project's
+users learn why it broke.
 
 Each of our packages marks its ``__init__.py`` with the line ``__i2i__ = True``. The check reads
 that line instead of importing the package, so it never runs a foreign package's code and costs
