@@ -6,9 +6,18 @@
 * ``SyntheticMix``: a dataset wrapper mixing real samples with a trained sampler's.
 """
 
-from .batch import TranslateBatch
-from .mixing import SyntheticMix
-from .offline import DatasetReport, translate_dataset
-from .transforms import GANTranslate
+from i2i_cli import check_packages, warn_if_installed_over
+
+#: marks this project's package, not another distribution's of the same name (see i2i_cli.py)
+__i2i__ = True
+
+# a foreign package named translate or augment: one clear error before our imports fail obscurely
+check_packages()
+warn_if_installed_over(__name__, __file__)
+
+from .batch import TranslateBatch  # noqa: E402
+from .mixing import SyntheticMix  # noqa: E402
+from .offline import DatasetReport, translate_dataset  # noqa: E402
+from .transforms import GANTranslate  # noqa: E402
 
 __all__ = ["DatasetReport", "GANTranslate", "SyntheticMix", "TranslateBatch", "translate_dataset"]

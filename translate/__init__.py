@@ -1,8 +1,15 @@
 """GAN image-to-image translation: networks, objectives, models and the training engine."""
 
+from i2i_cli import warn_if_installed_over
+
 from .errors import CheckpointError, ConfigError, DataError, I2IError
 
 __all__ = ["I2IError", "ConfigError", "DataError", "CheckpointError", "load_generator"]
+
+#: marks this project's package, not another distribution's of the same name (see i2i_cli.py)
+__i2i__ = True
+
+warn_if_installed_over(__name__, __file__)
 
 
 def load_generator(path, device="cpu", **kwargs):

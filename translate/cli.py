@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from i2i_cli import first_foreign_package
+
+from . import plugins
 from .errors import I2IError
 
 
@@ -19,12 +22,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (train, translate, sample, export, data, augment, study, bench, app):
         module.register(sub)
+    add_import_option(parser)
     return parser
 
 
+def add_import_option(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` on every command that runs (the leaves of the subcommand tree), so a
+    user's module registers its networks and models before the command looks a name up."""
+    subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subcommands:
+        parser.add_argument(
+            "--import",
+            dest="import_modules",
+            action="append",
+            default=[],
+            metavar="MODULE",
+            help="import a module (dotted name or .py file) that registers your own networks or models; repeatable",
+        )
+    for action in subcommands:
+        for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+            add_import_option(child)
+
+
 def main(argv: list[str] | None = None) -> int:
+    problem = first_foreign_package()
+    if problem is not None:  # `python -m translate.cli` and torchrun start here, not at the i2i script
+        print(f"i2i: error: {problem}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
+        plugins.import_modules(args.import_modules)
         return int(args.func(args) or 0)
     except I2IError as exc:
         # user errors: one clear line, no traceback

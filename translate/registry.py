@@ -3,6 +3,8 @@
 One registry per family (networks, objectives, models, datasets). Adding a generator means adding
 one decorated class; nothing else is edited. Registries are filled by the explicit imports in each
 family's ``__init__`` so that a missing import fails loudly instead of silently hiding an entry.
+A name no built-in entry holds may be a plugin's: the first such miss imports the modules of the
+``i2i.plugins`` entry points (:mod:`translate.plugins`), then looks again.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
+from . import plugins
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -31,17 +34,17 @@ class Registry(Generic[T]):
         return decorator
 
     def get(self, name: str) -> T:
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise ConfigError(
-                f"unknown {self.family} '{name}'; known: {', '.join(sorted(self._entries))}"
-            ) from None
+        if name not in self:
+            known = ", ".join(sorted(self._entries))
+            raise ConfigError(f"unknown {self.family} '{name}'; known: {known}; {plugins.HOW_TO_REGISTER}")
+        return self._entries[name]
 
     def names(self) -> list[str]:
         return sorted(self._entries)
 
     def __contains__(self, name: str) -> bool:
+        if name not in self._entries:
+            plugins.ENTRY_POINTS.load()  # a name no built-in holds may be a plugin's (once per process)
         return name in self._entries
 
     def build(self, spec: Mapping[str, Any], **extra: Any) -> Any:
