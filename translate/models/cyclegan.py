@@ -76,7 +76,8 @@ class CycleGAN(GANModel):
         self.pool_B = ImagePool(cfg.pool_size, seed=2)
         # rebuilt from a checkpoint, the frozen segmenter is the one stored in it, not the file
         spec_json = (stored or {}).get("_extra_state", {}).get("semantic_spec")
-        self.semantic = semantic_term(cfg.lambda_semantic, cfg.semantic_segmenter, stored_segmenter(stored or {}, spec_json))
+        frozen = stored_segmenter(stored or {}, spec_json)
+        self.semantic = semantic_term(cfg.lambda_semantic, cfg.semantic_segmenter, frozen)
 
     @classmethod
     def rebuild(cls, cfg: CycleGANConfig, stored: Mapping[str, Any]) -> "CycleGAN":
@@ -173,8 +174,10 @@ class CycleGAN(GANModel):
         stored_spec = state.get("semantic_spec")
         own_spec = json.dumps(self.semantic.spec, sort_keys=True) if self.semantic is not None else None
         if stored_spec is not None and stored_spec != own_spec:
-            raise CheckpointError(f"the checkpoint's frozen segmenter ({stored_spec}) is not this model's ({own_spec}); "
-                                  "rebuild the model from the checkpoint (build_model(cfg, stored=...))")
+            raise CheckpointError(
+                f"the checkpoint's frozen segmenter ({stored_spec}) is not this model's ({own_spec}); "
+                "rebuild the model from the checkpoint (build_model(cfg, stored=...))"
+            )
         device = next(self.parameters()).device
         self.pool_A.load_state_dict(state["pool_A"], device)
         self.pool_B.load_state_dict(state["pool_B"], device)

@@ -84,7 +84,9 @@ class SemanticConsistency(nn.Module):
         return F.cross_entropy(self.segmenter(translated.float()), target)
 
 
-def stored_segmenter(stored: Mapping[str, Any], spec_json: str | None) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+def stored_segmenter(
+    stored: Mapping[str, Any], spec_json: str | None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
     """(spec, weights) of the frozen segmenter in a model state ``stored`` whose extra state kept
     ``spec_json``; None when it kept none (no term, or a checkpoint from before segmenters were stored)."""
     if not spec_json:
