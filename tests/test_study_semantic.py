@@ -91,6 +91,17 @@ def test_semantic_term_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="segmenter file not found"):
         build_runtime(load_config(None, [*base, "model.lambda_semantic=1.0", f"model.semantic_segmenter={tmp_path / 'x.safetensors'}"]),
                       DistEnv(), steps_per_epoch=1)
+    from translate.errors import CheckpointError
+    from translate.models.semantic import semantic_term
+    from translate.nets import build_generator
+
+    generator = {"name": "resnet", "ngf": 4, "n_blocks": 1}
+    not_a_segmenter = export_network(tmp_path / "g.safetensors", build_generator(generator), generator)
+    with pytest.raises(CheckpointError, match=r"g\.safetensors holds a generator, not an exported segmenter"):
+        semantic_term(1.0, str(not_a_segmenter))
+    # weights stored in a checkpoint that do not fit the stored spec are refused, not half-loaded
+    with pytest.raises(CheckpointError, match="the segmenter weights do not fit its spec"):
+        semantic_term(1.0, "", stored=(SPEC, {"encoder.conv1.weight": torch.zeros(1)}))
 
 
 def test_scores_use_present_classes_and_ignore_255() -> None:

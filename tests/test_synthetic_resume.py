@@ -76,3 +76,12 @@ def test_a_folder_of_other_settings_is_refused(tmp_path: Path, capsys: pytest.Ca
     assert synth(foreign, "--domain", "target", "--n", "2", "--size", "64x128", "--no-progress") == 2
     assert "holds images but no scene-set manifest" in capsys.readouterr().err
     assert files(foreign) == {"images/holiday.png": b"not ours"}
+
+
+def test_an_unreadable_record_of_settings_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / "unfinished.json").write_text('{"seed": 4, "n"')  # cut short
+    assert synth(out, *ARGS) == 2
+    assert "unfinished.json cannot be read as JSON" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["unfinished.json"]
