@@ -60,7 +60,8 @@ def faults_after(action):
     return faults_per_step(3)
 
 def infer():
-    translate_image(build_generator({"name": "resnet", "ngf": 4, "n_blocks": 1}), torch.rand(1, 3, 40, 40), device="cpu")
+    generator = build_generator({"name": "resnet", "ngf": 4, "n_blocks": 1})
+    translate_image(generator, torch.rand(1, 3, 40, 40), device="cpu")
 
 def trainer(switch):
     os.environ["I2I_RETAIN_FREED_MEMORY"] = switch

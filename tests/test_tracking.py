@@ -18,7 +18,8 @@ def test_resume_keeps_the_rows_up_to_the_checkpoint_and_drops_a_row_cut_by_a_kil
     log = MetricsLog(tmp_path, tensorboard=False, resumed_at=2)
     log.log(3, {"loss": 0.25, "lr": 0.1})
     log.close()
-    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["step,loss,lr", "1,0.5,0.1", "2,0.4,0.1", "3,0.25,0.1"]
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows == ["step,loss,lr", "1,0.5,0.1", "2,0.4,0.1", "3,0.25,0.1"]
 
 
 def test_a_failed_rewrite_leaves_the_old_log_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

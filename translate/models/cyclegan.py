@@ -15,6 +15,7 @@ from typing import Any, Dict
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
 from ..nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from ..objectives import build_objective, d_loss, g_loss, gradient_penalty, reconstruction
 from ..registry import resolved_spec
@@ -29,7 +30,6 @@ from .base import (
     set_requires_grad,
 )
 from .pool import ImagePool
-from ..errors import CheckpointError
 from .semantic import semantic_term, stored_segmenter
 
 

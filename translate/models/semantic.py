@@ -37,7 +37,8 @@ def read_exported_segmenter(path: str | Path) -> tuple[dict[str, Any], dict[str,
     except Exception as exc:
         raise CheckpointError(f"{path} is not a safetensors file: {exc}") from None
     if meta.get("family") != "segmenter":
-        raise CheckpointError(f"{path} holds a {meta.get('family', 'file without a network family')}, not an exported segmenter")
+        what = meta.get("family", "file without a network family")
+        raise CheckpointError(f"{path} holds a {what}, not an exported segmenter")
     return json.loads(meta["architecture"]), load_file(str(path))
 
 

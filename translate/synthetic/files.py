@@ -165,7 +165,9 @@ def _write_manifests(
     presets: dict[str, str], appearances: dict[str, Appearance],
 ) -> dict[str, Any]:
     classes = {
-        CLASS_NAMES[c]: {"train_id": c, "scene_share": round(tally.scene_share(c), 4), "pixel_share": round(tally.pixel_share(c), 5)}
+        CLASS_NAMES[c]: {
+            "train_id": c, "scene_share": round(tally.scene_share(c), 4), "pixel_share": round(tally.pixel_share(c), 5)
+        }
         for c in SYNTHETIC_TRAIN_IDS
     }
     base = {
@@ -180,7 +182,8 @@ def _write_manifests(
         "classes": classes,
     }
     if paired:
-        manifest = {**base, "domains": {d: {"folder": d, "preset": presets[d], "appearance": appearances[d].to_dict()} for d in DOMAINS}}
+        looks = {d: {"folder": d, "preset": presets[d], "appearance": appearances[d].to_dict()} for d in DOMAINS}
+        manifest = {**base, "domains": looks}
         for d in DOMAINS:
             sub = {**base, "domain": d, "preset": presets[d], "paired_with": f"../{DOMAINS[1 - DOMAINS.index(d)]}",
                    "appearance": appearances[d].to_dict()}
