@@ -1,7 +1,9 @@
-"""Mixed precision through the engine: bf16 and fp16 steps run, fp16 overflow skips both optimisers."""
+"""Mixed precision through the engine: bf16 and fp16 steps run in their precision (the convolutions'
+outputs have its dtype), and fp16 overflow skips both optimisers."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 from translate.config import load_config
 from translate.distributed import DistEnv
 from translate.engine import build_runtime, train_step
+from translate.engine.runtime import EngineStepContext
 
 TINY = ["model.generator={name: resnet, ngf: 4, n_blocks: 1}", "model.discriminator={name: patchgan, ndf: 4, n_layers: 2}",
         "optim.max_steps=10", "engine.device=cpu"]
@@ -20,17 +23,38 @@ def batch() -> dict[str, torch.Tensor]:
     return {"A": torch.rand(1, 3, 16, 16, generator=g) * 2 - 1, "B": torch.rand(1, 3, 16, 16, generator=g) * 2 - 1}
 
 
+def conv_output_dtypes(model: torch.nn.Module) -> set[torch.dtype]:
+    """Records the dtype of every convolution's output from now on (the set is filled in place)."""
+    seen: set[torch.dtype] = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(lambda _m, _args, out: seen.add(out.dtype))
+    return seen
+
+
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_steps_train(amp):
     rt = build_runtime(load_config(None, [*TINY, f"engine.amp={amp}"]), DistEnv(), 1)
     before = copy.deepcopy(rt.model.state_dict())
+    dtypes = conv_output_dtypes(rt.model)
     # fp16 starts at a large loss scale, so the first steps may overflow and be skipped
     for _ in range(6):
         logs = train_step(rt, batch())
+    # the forward passes ran under autocast: convolutions computed in the reduced precision
+    assert dtypes == {torch.bfloat16 if amp == "bf16" else torch.float16}
     assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in logs.values())
     changed = [k for k, v in rt.model.state_dict().items() if isinstance(v, torch.Tensor) and not torch.equal(v, before[k])]
     assert any(k.startswith("G_AB") for k in changed) and any(k.startswith("D_B") for k in changed)
     assert (rt.scaler.is_enabled()) == (amp == "fp16")
+
+
+def test_a_step_without_autocast_is_seen(monkeypatch):
+    """The dtype check above fails when the engine's autocast is switched off (the broken variant)."""
+    monkeypatch.setattr(EngineStepContext, "autocast", lambda self: contextlib.nullcontext())
+    rt = build_runtime(load_config(None, [*TINY, "engine.amp=bf16"]), DistEnv(), 1)
+    dtypes = conv_output_dtypes(rt.model)
+    train_step(rt, batch())
+    assert dtypes == {torch.float32}
 
 
 def test_fp16_overflow_skips_both_optimisers():

@@ -3,18 +3,23 @@ measures, that it trains the translator and never the frozen segmenter, and its 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_cyclegan_overrides
 
+from translate.cli import main
 from translate.config import load_config
 from translate.distributed import DistEnv
-from translate.engine import build_runtime, train_step
+from translate.engine import build_runtime, model_from_checkpoint, train, train_step
 from translate.errors import ConfigError
 from translate.io import export_network, load_network, read_metadata
-from translate.models.semantic import SemanticConsistency
+from translate.models.semantic import SemanticConsistency, read_exported_segmenter
+
+REFERENCE = Path(__file__).parents[1] / "configs" / "cyclegan_reference.yaml"
 
 SPEC = {"name": "smp_unet", "num_classes": 5, "encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [8, 8, 8]}
 
@@ -39,7 +44,7 @@ def test_segmenter_exports_and_loads_with_its_spec(segmenter_file: Path) -> None
 
 
 def test_semantic_term_is_low_for_the_same_content_and_high_for_other_content(segmenter_file: Path) -> None:
-    term = SemanticConsistency(segmenter_file)
+    term = SemanticConsistency.from_file(segmenter_file)
     g = torch.Generator().manual_seed(0)
     source = torch.rand(4, 3, 24, 40, generator=g) * 2 - 1
     same = term(source, source)
@@ -86,6 +91,17 @@ def test_semantic_term_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="segmenter file not found"):
         build_runtime(load_config(None, [*base, "model.lambda_semantic=1.0", f"model.semantic_segmenter={tmp_path / 'x.safetensors'}"]),
                       DistEnv(), steps_per_epoch=1)
+    from translate.errors import CheckpointError
+    from translate.models.semantic import semantic_term
+    from translate.nets import build_generator
+
+    generator = {"name": "resnet", "ngf": 4, "n_blocks": 1}
+    not_a_segmenter = export_network(tmp_path / "g.safetensors", build_generator(generator), generator)
+    with pytest.raises(CheckpointError, match=r"g\.safetensors holds a generator, not an exported segmenter"):
+        semantic_term(1.0, str(not_a_segmenter))
+    # weights stored in a checkpoint that do not fit the stored spec are refused, not half-loaded
+    with pytest.raises(CheckpointError, match="the segmenter weights do not fit its spec"):
+        semantic_term(1.0, "", stored=(SPEC, {"encoder.conv1.weight": torch.zeros(1)}))
 
 
 def test_scores_use_present_classes_and_ignore_255() -> None:
@@ -97,3 +113,42 @@ def test_scores_use_present_classes_and_ignore_255() -> None:
     assert set(report["per_class"]) == {"road", "sidewalk"}  # class 2 never in the labels: not judged
     assert report["per_class"]["road"] == pytest.approx(0.5) and report["per_class"]["sidewalk"] == pytest.approx(0.5)
     assert report["pixel_accuracy"] == pytest.approx(2 / 3)  # the ignored pixel counts for nothing
+
+
+def assert_same_weights(net: torch.nn.Module, expected: dict[str, torch.Tensor]) -> None:
+    got = net.state_dict()
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(got[key].cpu(), value), key
+
+
+def test_cycada_checkpoint_carries_its_segmenter(segmenter_file: Path, tiny_unpaired, tmp_path: Path) -> None:
+    """Export and resume of a CyCADA run work after its run folder moved and its segmenter file
+    went away, and use the segmenter weights stored in the checkpoint, not whatever the path holds."""
+    a, b = tiny_unpaired
+    first, moved = tmp_path / "run", tmp_path / "elsewhere" / "run"
+    semantic = ["model.lambda_semantic=1.0", f"model.semantic_segmenter={segmenter_file}", "engine.save_every=2"]
+    train(load_config(REFERENCE, [*tiny_cyclegan_overrides(a, b, first, steps=4), *semantic, "engine.stop_at_step=2"]))
+    _, original = read_exported_segmenter(segmenter_file)
+    shutil.move(str(first), str(moved))
+    segmenter_file.unlink()
+
+    assert main(["export", str(moved), "--out", str(tmp_path / "exported")]) == 0
+    assert (tmp_path / "exported" / "G_AB.safetensors").is_file()
+    model, _, step = model_from_checkpoint(moved / "checkpoints" / "ckpt_00000002.pt")
+    assert step == 2
+    assert_same_weights(model.semantic.segmenter, original)
+
+    # the same command resumes in the moved folder without the file ...
+    resume = [*tiny_cyclegan_overrides(a, b, moved, steps=4), *semantic]
+    result = train(load_config(REFERENCE, [*resume, "engine.stop_at_step=3"]))
+    assert result.step == 3
+    assert_same_weights(result.model.semantic.segmenter, original)
+    # ... and ignores another segmenter (another architecture) put at the old path
+    from translate.nets import build_network
+
+    other = {**SPEC, "num_classes": 4}
+    export_network(segmenter_file, build_network("segmenter", other), other, family="segmenter")
+    result = train(load_config(REFERENCE, resume))
+    assert result.step == 4
+    assert_same_weights(result.model.semantic.segmenter, original)

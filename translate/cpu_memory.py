@@ -8,6 +8,10 @@ zeroes about 1 GB of new pages again (≈ 250,000 minor page faults per CycleGAN
 Raising both thresholds keeps those pages in the process for the next step (freed blocks
 coalesce within the first few steps): the numbers computed are the same and the peak memory is
 not raised, but resident memory stays near that peak between steps instead of shrinking.
+
+The tuning is process-wide, so it is applied only where it helps: by the training engine
+(``build_runtime``) on a CPU device, never on import nor by inference, sampling or augment calls.
+A process that trains beside other work can leave malloc alone with ``I2I_RETAIN_FREED_MEMORY=0``.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 
 import torch
+
+from .errors import ConfigError
 
 # mallopt parameter numbers from glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
@@ -26,11 +33,25 @@ _MMAP_THRESHOLDS = (1 << 30, 1 << 28, 32 << 20)
 _NEVER_TRIM = 2**31 - 1  # the largest value mallopt's int argument takes
 
 
+#: the environment variable that switches the tuning off ("0") or on ("1", the default)
+SWITCH = "I2I_RETAIN_FREED_MEMORY"
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def retain_freed_memory(device: torch.device) -> bool:
     """On a CPU ``device``, make malloc keep freed blocks for reuse instead of unmapping or
-    trimming them. True when applied (glibc); False for other devices and C libraries, where it
-    does nothing. Process-wide and idempotent."""
-    return device.type == "cpu" and _tune_glibc_malloc()
+    trimming them. True when applied (glibc); False for other devices and C libraries, and when
+    ``I2I_RETAIN_FREED_MEMORY=0``, where it does nothing. Process-wide and idempotent."""
+    return device.type == "cpu" and switched_on() and _tune_glibc_malloc()
+
+
+def switched_on() -> bool:
+    """False when the environment asks to leave malloc alone (``I2I_RETAIN_FREED_MEMORY=0``)."""
+    value = os.environ.get(SWITCH, "1").strip().lower()
+    if value not in _ON + _OFF:
+        raise ConfigError(f"{SWITCH}='{value}': expected 1 (keep freed memory for reuse, the default) "
+                          "or 0 (leave malloc alone)")
+    return value in _ON
 
 
 @functools.cache

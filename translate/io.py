@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .atomic import atomic_write
 from .errors import CheckpointError, ConfigError
 from .nets import NETWORK_FAMILIES
 
@@ -31,30 +30,6 @@ CHECKPOINT_PATTERN = re.compile(r"ckpt_(\d+)\.pt$")
 
 
 # --- training checkpoints --------------------------------------------------------------------
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``; the old file survives any failure.
-
-    The file gets the mode a plain ``open`` would give it (0o666 less the umask: 0o644 under umask
-    022), not the 0o600 of ``mkstemp``, so other users of a shared machine can read outputs.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0o022)  # the umask can only be read by setting it: restore it at once
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-    finally:
-        os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
+from .atomic import atomic_write
+
 
 class MetricsLog:
     """Appends scalar rows to ``metrics.csv`` and, if enabled and installed, TensorBoard events.
@@ -27,10 +29,10 @@ class MetricsLog:
                 rows = list(csv.reader(fh))
             self.columns = rows[0] if rows and rows[0] else None
             if resumed_at is not None and self.columns:
-                kept = [r for r in rows[1:] if r and int(r[0]) <= resumed_at]
+                # a row cut short by a kill during its append is dropped with the unsaved steps
+                kept = [r for r in rows[1:] if len(r) == len(self.columns) and _step_of(r) <= resumed_at]
                 if len(kept) < len(rows) - 1:
-                    with open(self.path, "w", newline="") as fh:
-                        csv.writer(fh).writerows([self.columns, *kept])
+                    _rewrite_csv(self.path, [self.columns, *kept])
         self.writer = None
         if tensorboard:
             try:
@@ -62,6 +64,24 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _step_of(row: list[str]) -> float:
+    """The step a CSV row logs; rows without one sort after every step."""
+    try:
+        return int(row[0])
+    except ValueError:
+        return float("inf")
+
+
+def _rewrite_csv(path: Path, rows: list[list[str]]) -> None:
+    """Replace ``path`` by ``rows`` atomically: a kill or a full disk leaves the old log whole."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            csv.writer(fh).writerows(rows)
+
+    atomic_write(path, write)
 
 
 def visuals_grid(visuals: Mapping[str, torch.Tensor]) -> torch.Tensor:

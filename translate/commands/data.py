@@ -19,7 +19,8 @@ def register(sub) -> None:
         "synth",
         help="write procedural street scenes with trainId labels (GTA5 folder layout)",
         description="Write N scenes: DIR/images/NNNNN.png, DIR/labels/NNNNN.png (trainIds) and DIR/manifest.json. "
-        "With --paired both domains are written from the same layouts, into DIR/source and DIR/target.",
+        "With --paired both domains are written from the same layouts, into DIR/source and DIR/target. "
+        "Run again after a kill, the same command renders only the missing scenes.",
     )
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--domain", choices=("source", "target"), help="appearance domain (required unless --paired)")

@@ -115,11 +115,11 @@ def _train(cfg: ExperimentConfig, env: DistEnv) -> TrainResult:
     if MODELS.get(cfg.model["name"]).requires_paired and not getattr(dataset, "paired", False):
         raise ConfigError(f"model '{cfg.model['name']}' needs a paired dataset, got '{cfg.data.dataset.get('name')}'")
     per_epoch = steps_per_epoch(dataset, cfg.data.batch_size, env)
-    rt = build_runtime(cfg, env, per_epoch)
-
     resume_from = resolve_resume(cfg, paths)
-    if resume_from is not None:
-        restore_training_state(rt, io.load_checkpoint(resume_from), str(resume_from))
+    stored = io.load_checkpoint(resume_from) if resume_from is not None else None
+    rt = build_runtime(cfg, env, per_epoch, stored_model=stored.get("model") if stored is not None else None)
+    if stored is not None:
+        restore_training_state(rt, stored, str(resume_from))
     elif cfg.init_from:
         initialise_from(rt, Path(cfg.init_from))
     if env.is_main:

@@ -128,8 +128,11 @@ def learning_rate(cfg: ExperimentConfig, group: str, key: str) -> float:
     return float(getattr(cfg.optim, key))
 
 
-def build_runtime(cfg: ExperimentConfig, env: DistEnv, steps_per_epoch: int) -> Runtime:
-    """Build the model, optimisers, schedules and scaler for ``cfg`` (no data, no resume)."""
+def build_runtime(
+    cfg: ExperimentConfig, env: DistEnv, steps_per_epoch: int, stored_model: Mapping[str, Any] | None = None
+) -> Runtime:
+    """Build the model, optimisers, schedules and scaler for ``cfg`` (no data, no resume).
+    ``stored_model``: the model state of the checkpoint the run will resume from (see ``GANModel.rebuild``)."""
     eng, opt = cfg.engine, cfg.optim
     if eng.amp not in AMP_DTYPES:
         raise ConfigError(f"engine.amp must be one of {', '.join(AMP_DTYPES)}, got '{eng.amp}'")
@@ -141,7 +144,7 @@ def build_runtime(cfg: ExperimentConfig, env: DistEnv, steps_per_epoch: int) -> 
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     seed_everything(eng.seed)  # identical initial weights on every rank
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model, stored_model).to(device)
     broadcast_module(model, env)
     if eng.ema_decay < 0:
         raise ConfigError(f"engine.ema_decay must be in (0, 1), or 0 for no EMA; got {eng.ema_decay}")

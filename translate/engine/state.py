@@ -206,7 +206,7 @@ def model_from_checkpoint(path: Path) -> tuple[GANModel, EMA | None, int]:
     if missing:
         raise CheckpointError(f"{path} is not a complete training checkpoint of this version (no {', '.join(missing)})")
     cfg = config_from_dict(state["config"], where=f"config in {path}")
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, stored=state["model"])  # frozen parts come from the checkpoint
     io.load_state_strict(model, state["model"], str(path))
     ema = None
     if state.get("ema"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -24,7 +25,9 @@ def model_config(model: dict[str, Any]) -> Any:
     return strict_merge(cls.Config, OmegaConf.create(model), where=f"model '{name}'")
 
 
-def build_model(model_cfg: dict[str, Any]) -> GANModel:
-    """Build the model named in ``model_cfg`` from its options (checked strictly)."""
+def build_model(model_cfg: dict[str, Any], stored: Mapping[str, Any] | None = None) -> GANModel:
+    """Build the model named in ``model_cfg`` from its options (checked strictly). ``stored``: the
+    model state of the checkpoint it is rebuilt for (see ``GANModel.rebuild``)."""
     typed = model_config(model_cfg)
-    return MODELS.get(typed.name)(typed)
+    cls = MODELS.get(typed.name)
+    return cls(typed) if stored is None else cls.rebuild(typed, stored)

@@ -62,6 +62,13 @@ class GANModel(nn.Module):
     #: True for models that need aligned A/B pairs (pix2pix)
     requires_paired: ClassVar[bool] = False
 
+    @classmethod
+    def rebuild(cls, cfg: Any, stored: Mapping[str, Any]) -> "GANModel":
+        """The model of ``cfg`` for a checkpoint's model state ``stored`` (resume, export), which is
+        loaded into it next. A model with frozen parts read from files at the start of training
+        (CyCADA's segmenter) takes them from ``stored`` instead, so the run no longer needs them."""
+        return cls(cfg)
+
     def optimizer_groups(self) -> dict[str, OptimGroup]:
         raise NotImplementedError
 

@@ -7,12 +7,15 @@ term (G_AB(B) ≈ B) keeps colour composition when the input is already in the t
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Dict
 
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
 from ..nets import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
 from ..objectives import build_objective, d_loss, g_loss, gradient_penalty, reconstruction
 from ..registry import resolved_spec
@@ -27,7 +30,7 @@ from .base import (
     set_requires_grad,
 )
 from .pool import ImagePool
-from .semantic import semantic_term
+from .semantic import semantic_term, stored_segmenter
 
 
 @dataclass
@@ -54,7 +57,7 @@ class CycleGANConfig:
 class CycleGAN(GANModel):
     Config = CycleGANConfig
 
-    def __init__(self, cfg: CycleGANConfig) -> None:
+    def __init__(self, cfg: CycleGANConfig, stored: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.objective = build_objective(cfg.gan_loss)
@@ -71,7 +74,14 @@ class CycleGAN(GANModel):
         self.batch_discriminator_calls = normalises_per_sample(DISCRIMINATORS, cfg.discriminator)
         self.pool_A = ImagePool(cfg.pool_size, seed=1)
         self.pool_B = ImagePool(cfg.pool_size, seed=2)
-        self.semantic = semantic_term(cfg.lambda_semantic, cfg.semantic_segmenter)
+        # rebuilt from a checkpoint, the frozen segmenter is the one stored in it, not the file
+        spec_json = (stored or {}).get("_extra_state", {}).get("semantic_spec")
+        frozen = stored_segmenter(stored or {}, spec_json)
+        self.semantic = semantic_term(cfg.lambda_semantic, cfg.semantic_segmenter, frozen)
+
+    @classmethod
+    def rebuild(cls, cfg: CycleGANConfig, stored: Mapping[str, Any]) -> "CycleGAN":
+        return cls(cfg, stored)
 
     def generators(self) -> dict[str, nn.Module]:
         return {"G_AB": self.G_AB, "G_BA": self.G_BA}
@@ -152,11 +162,22 @@ class CycleGAN(GANModel):
             "G_BA": {"family": "generator", "spec": self.spec_ba, "info": {"model": "cyclegan", "direction": "B->A", "value_range": [-1, 1]}},
         }
 
-    # the history pools are part of the training state, so resume is exact
+    # the history pools are part of the training state, so resume is exact; the frozen segmenter's
+    # spec is stored beside its weights (in the state as semantic.segmenter.*) so a rebuild needs no file
     def get_extra_state(self) -> dict:
-        return {"pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict()}
+        state = {"pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict()}
+        if self.semantic is not None:
+            state["semantic_spec"] = json.dumps(self.semantic.spec, sort_keys=True)
+        return state
 
     def set_extra_state(self, state: dict) -> None:
+        stored_spec = state.get("semantic_spec")
+        own_spec = json.dumps(self.semantic.spec, sort_keys=True) if self.semantic is not None else None
+        if stored_spec is not None and stored_spec != own_spec:
+            raise CheckpointError(
+                f"the checkpoint's frozen segmenter ({stored_spec}) is not this model's ({own_spec}); "
+                "rebuild the model from the checkpoint (build_model(cfg, stored=...))"
+            )
         device = next(self.parameters()).device
         self.pool_A.load_state_dict(state["pool_A"], device)
         self.pool_B.load_state_dict(state["pool_B"], device)

@@ -3,13 +3,17 @@
 A frozen segmenter trained on the source domain labels the source image; the translated image
 must get the same labels from it (cross-entropy against the source prediction). Any translator
 can add the term: it takes (source image, translated image) in [-1, 1] and returns a scalar.
-The segmenter is an exported network of the ``segmenter`` family (one .safetensors file).
+The segmenter comes from an exported network of the ``segmenter`` family (one .safetensors file)
+when training starts; from then on its weights and spec travel in the model's state, so a
+checkpoint rebuilds the term without that file (``semantic_term(..., stored=...)``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +23,8 @@ from ..errors import CheckpointError, ConfigError
 from ..nets import NETWORK_FAMILIES
 
 
-def load_frozen_segmenter(path: str | Path) -> nn.Module:
-    """The segmenter exported at ``path``, in eval mode with gradients switched off."""
+def read_exported_segmenter(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(architecture spec, weights) of the segmenter exported at ``path``."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -33,9 +37,18 @@ def load_frozen_segmenter(path: str | Path) -> nn.Module:
     except Exception as exc:
         raise CheckpointError(f"{path} is not a safetensors file: {exc}") from None
     if meta.get("family") != "segmenter":
-        raise CheckpointError(f"{path} holds a {meta.get('family', 'file without a network family')}, not an exported segmenter")
-    net = NETWORK_FAMILIES.get("segmenter").build(json.loads(meta["architecture"]))
-    net.load_state_dict(load_file(str(path)))
+        what = meta.get("family", "file without a network family")
+        raise CheckpointError(f"{path} holds a {what}, not an exported segmenter")
+    return json.loads(meta["architecture"]), load_file(str(path))
+
+
+def frozen_segmenter(spec: Mapping[str, Any], weights: Mapping[str, torch.Tensor], source: str) -> nn.Module:
+    """The segmenter of ``spec`` with ``weights``, in eval mode with gradients switched off."""
+    net = NETWORK_FAMILIES.get("segmenter").build(dict(spec))
+    own = net.state_dict()
+    if set(own) != set(weights) or any(own[k].shape != weights[k].shape for k in own):
+        raise CheckpointError(f"{source}: the segmenter weights do not fit its spec {dict(spec)}")
+    net.load_state_dict(weights)
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -45,11 +58,21 @@ def load_frozen_segmenter(path: str | Path) -> nn.Module:
 class SemanticConsistency(nn.Module):
     """``loss(source, translated)``: cross-entropy of the frozen segmenter's logits on the
     translation against its own labels of the source (the frozen net is a buffer-like part of
-    the model: it moves with it and is never optimised)."""
+    the model: it moves with it, its weights are in the model's state and it is never optimised).
 
-    def __init__(self, segmenter_path: str | Path) -> None:
+    ``spec`` is kept so that the model can store it beside the weights (see ``STATE_PREFIX``)."""
+
+    #: where the frozen net's weights sit in the state of a model that holds the term as ``semantic``
+    STATE_PREFIX = "semantic.segmenter."
+
+    def __init__(self, spec: Mapping[str, Any], weights: Mapping[str, torch.Tensor], source: str) -> None:
         super().__init__()
-        self.segmenter = load_frozen_segmenter(segmenter_path)
+        self.spec = dict(spec)
+        self.segmenter = frozen_segmenter(spec, weights, source)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "SemanticConsistency":
+        return cls(*read_exported_segmenter(path), source=str(path))
 
     def train(self, mode: bool = True) -> "SemanticConsistency":
         super().train(mode)
@@ -62,12 +85,28 @@ class SemanticConsistency(nn.Module):
         return F.cross_entropy(self.segmenter(translated.float()), target)
 
 
-def semantic_term(weight: float, segmenter_path: str) -> SemanticConsistency | None:
-    """The term a translator's config switches on (``weight`` > 0 with a segmenter file), else None."""
+def stored_segmenter(
+    stored: Mapping[str, Any], spec_json: str | None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """(spec, weights) of the frozen segmenter in a model state ``stored`` whose extra state kept
+    ``spec_json``; None when it kept none (no term, or a checkpoint from before segmenters were stored)."""
+    if not spec_json:
+        return None
+    prefix = SemanticConsistency.STATE_PREFIX
+    return json.loads(spec_json), {k[len(prefix):]: v for k, v in stored.items() if k.startswith(prefix)}
+
+
+def semantic_term(
+    weight: float, segmenter_path: str, stored: tuple[dict[str, Any], dict[str, torch.Tensor]] | None = None
+) -> SemanticConsistency | None:
+    """The term a translator's config switches on (``weight`` > 0), else None. ``stored``: the
+    (spec, weights) a checkpoint holds, used instead of the file when a model is rebuilt from it."""
     if weight < 0:
         raise ConfigError(f"lambda_semantic must be >= 0, got {weight}")
     if weight == 0:
         return None
+    if stored is not None:
+        return SemanticConsistency(*stored, source="the checkpoint's frozen segmenter")
     if not segmenter_path:
         raise ConfigError("lambda_semantic > 0 needs semantic_segmenter: the path of an exported segmenter")
-    return SemanticConsistency(segmenter_path)
+    return SemanticConsistency.from_file(segmenter_path)
