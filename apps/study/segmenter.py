@@ -108,6 +108,7 @@ def train_segmenter(
     progress: str | None = None,
     device: str = "cpu",
     stop_at: int | None = None,
+    on_resume: Callable[[int], None] | None = None,
 ) -> torch.nn.Module | None:
     """Train from scratch on ``images``/``labels`` (255 = ignore) with AdamW and a one-cycle schedule.
 
@@ -116,7 +117,8 @@ def train_segmenter(
     optimiser, schedule, both random generators, step) is written there atomically every
     ``save_every`` steps and training continues from it when it exists, with the same result as
     an uninterrupted run. ``progress``: a tqdm bar with this description. ``stop_at``: save and
-    return None after this step, as if killed there (to check resuming).
+    return None after this step, as if killed there (to check resuming). ``on_resume(step)`` is
+    called with the step of the checkpoint training continues from, when it loads one.
     """
     from translate.io import load_checkpoint, save_checkpoint
 
@@ -139,6 +141,8 @@ def train_segmenter(
         rng.bit_generator.state = json.loads(state["numpy_rng"])
         torch.set_rng_state(state["torch_rng"])
         start_step = int(state["step"])
+        if on_resume is not None:
+            on_resume(start_step)
 
     def save(step: int) -> None:
         save_checkpoint(checkpoint, {
