@@ -55,7 +55,8 @@ def _mean_loss(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -
 
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_beats_chance() -> None:
-    from apps.study.segmenter import TrainConfig, confusion, iou_report, train_segmenter
+    from apps.study.metrics import score
+    from apps.study.segmenter import TrainConfig, train_segmenter
     from translate.segdata.classes import SYNTHETIC_TRAIN_IDS
 
     images, labels = _scenes(8)
@@ -68,7 +69,7 @@ def test_training_lowers_the_loss_and_beats_chance() -> None:
     assert after < 0.5 * before, (before, after)
 
     held_out, held_out_labels = _scenes(8, seed=1)
-    report = iou_report(confusion(predict(model, held_out), held_out_labels), SYNTHETIC_TRAIN_IDS)
+    report = score(predict(model, held_out), held_out_labels, SYNTHETIC_TRAIN_IDS)
     majority = np.bincount(held_out_labels.ravel()).max() / held_out_labels.size  # always guessing the commonest class
     assert report["pixel_accuracy"] > majority + 0.15, (report["pixel_accuracy"], majority)
     assert report["miou"] > 2.0 / len(SYNTHETIC_TRAIN_IDS), report["miou"]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from translate.data.images import to_tensor
 from translate.nets.layers import crop_to, pad_to_multiple
-from translate.segdata.classes import CLASS_NAMES, IGNORE, NUM_CLASSES
+from translate.segdata.classes import IGNORE, NUM_CLASSES
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -204,27 +204,6 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32, mu
     for i in range(0, len(images), batch_size):
         out.append(_logits(model, images[i : i + batch_size], multiple).argmax(1).to(torch.uint8).cpu().numpy())
     return np.concatenate(out)
-
-
-def confusion(pred: np.ndarray, label: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """num_classes × num_classes counts (rows: true class, columns: predicted); ignore pixels skipped."""
-    valid = label != IGNORE
-    idx = label[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def iou_report(conf: np.ndarray, classes: Sequence[int] | None = None) -> dict:
-    """Per-class IoU and their mean over ``classes`` (default: the classes present in the labels)."""
-    tp = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - tp
-    if classes is None:
-        classes = [int(c) for c in np.flatnonzero(conf.sum(1) > 0)]
-    per_class = {CLASS_NAMES[c]: float(tp[c] / union[c]) if union[c] > 0 else 0.0 for c in classes}
-    return {
-        "miou": float(np.mean(list(per_class.values()))) if per_class else 0.0,
-        "pixel_accuracy": float(tp.sum() / max(conf.sum(), 1)),
-        "per_class": per_class,
-    }
 
 
 def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, classes: Sequence[int] | None = None) -> dict:
