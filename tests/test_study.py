@@ -194,6 +194,28 @@ def test_translator_init_from_must_name_another_translator(tmp_path: Path) -> No
         load_study_config(SMOKE, ["translators.cycada.init_from=cycada"])
 
 
+@pytest.mark.parametrize("override,message", [
+    ("data.kind=kitti", "data.kind must be one of synthetic, gta5_cityscapes, got 'kitti'"),
+    ("segmenter.seeds=[]", "segmenter.seeds must list at least one seed"),
+    ("segmenter.decoder_channels=[8,8]", "segmenter.decoder_channels needs one entry per encoder stage"),
+    ("translators.cyclegan.steps=0", "translators.cyclegan.steps must be >= 1"),
+    ("conditions=[{name: a, train_on: source}, {name: a, train_on: target}]", "condition names must be unique"),
+    ("conditions=[{name: src, train_on: source}]", "conditions need an oracle row (train_on: target)"),
+    ("conditions=[{name: o, train_on: target}]", "conditions need a source-only row (train_on: source)"),
+    ("conditions=[{name: s, train_on: source}, {name: o, train_on: target}, {name: x, train_on: sim}]",
+     "condition 'x': train_on must be one of source, target, translated, got 'sim'"),
+    ("conditions=[{name: s, train_on: source}, {name: o, train_on: target}, "
+     "{name: m, train_on: translated, translator: cyclegan, p_translated: 1.5}]",
+     "condition 'm': p_translated must be in [0, 1], got 1.5"),
+])
+def test_inconsistent_study_config_is_an_error_naming_the_key(override: str, message: str, tmp_path: Path,
+                                                               capsys) -> None:
+    assert _study(tmp_path / "run", override) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_target_domain_is_a_preset_name_or_an_appearance_file(tmp_path: Path) -> None:
     from apps.study.data import appearance_of
 
