@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from apps.study.segmenter import confusion, iou_report
+from apps.study.metrics import score
 from translate.segdata.classes import IGNORE, SYNTHETIC_TRAIN_IDS
 from translate.synthetic import SceneGenerator
 
@@ -40,7 +40,7 @@ def _predict(model: list, pixels: np.ndarray) -> np.ndarray:
 
 
 def _miou(pred: np.ndarray, labels: np.ndarray) -> float:
-    return iou_report(confusion(pred, labels), SYNTHETIC_TRAIN_IDS)["miou"]
+    return score(pred, labels, SYNTHETIC_TRAIN_IDS)["miou"]
 
 
 def test_gap_is_not_closed_by_a_global_colour_transform() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -53,7 +55,8 @@ def _mean_loss(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -
 
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_beats_chance() -> None:
-    from apps.study.segmenter import TrainConfig, confusion, iou_report, train_segmenter
+    from apps.study.metrics import score
+    from apps.study.segmenter import TrainConfig, train_segmenter
     from translate.segdata.classes import SYNTHETIC_TRAIN_IDS
 
     images, labels = _scenes(8)
@@ -66,10 +69,31 @@ def test_training_lowers_the_loss_and_beats_chance() -> None:
     assert after < 0.5 * before, (before, after)
 
     held_out, held_out_labels = _scenes(8, seed=1)
-    report = iou_report(confusion(predict(model, held_out), held_out_labels), SYNTHETIC_TRAIN_IDS)
+    report = score(predict(model, held_out), held_out_labels, SYNTHETIC_TRAIN_IDS)
     majority = np.bincount(held_out_labels.ravel()).max() / held_out_labels.size  # always guessing the commonest class
     assert report["pixel_accuracy"] > majority + 0.15, (report["pixel_accuracy"], majority)
     assert report["miou"] > 2.0 / len(SYNTHETIC_TRAIN_IDS), report["miou"]
+
+
+def test_a_stopped_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    from apps.study.segmenter import TrainConfig, photometric_augmentation, train_segmenter
+
+    images, labels = _scenes(6)
+    cfg = TrainConfig(steps=4, batch_size=2, seed=3)
+    model_cfg = SegmenterConfig(decoder_channels=(8, 8, 8))
+    augment = photometric_augmentation()  # draws from the loop's generator: its state must be resumed too
+
+    def train(**kwargs):
+        return train_segmenter(images, labels, cfg, model_cfg, augment=augment, log=None, **kwargs)
+
+    straight = train()
+    checkpoint, resumed_from = tmp_path / "state.pt", []
+    assert train(checkpoint=checkpoint, save_every=1, stop_at=2, on_resume=resumed_from.append) is None
+    assert resumed_from == []
+    resumed = train(checkpoint=checkpoint, save_every=1, on_resume=resumed_from.append)
+    assert resumed_from == [2]  # what the trainer loaded, not merely a file on disk
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 # ----------------------------------------------------------------------------- augmentation

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from translate.cli import main
@@ -16,7 +17,7 @@ from translate.data.images import read_image, write_image
 SMOKE = "configs/study_synth_smoke.yaml"
 OUTPUTS = [
     "results.md", "results.csv", "results.json", "translator_quality.csv", "miou_bars.png", "per_class_iou.png",
-    "translator_samples.png", "example_predictions.png", "config.yaml", "versions.json",
+    "translator_samples.png", "example_predictions.png", "config.yaml", "configs/config_0001.yaml", "versions.json",
 ]
 
 
@@ -57,10 +58,38 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
     assert len(started) == len(set(started))
 
     before = {p: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    first_run = len(_events(out))
     assert _study(out) == 0
     assert {p: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")} == before
-    rerun = _events(out)[len(started) * 2:]
-    assert rerun and all(e["event"] == "cached" for e in rerun)
+    rerun = _events(out)[first_run:]
+    assert rerun[0]["event"] == "run" and rerun[0]["config"] == "configs/config_0001.yaml"  # the same config
+    assert rerun[1:] and all(e["event"] == "cached" for e in rerun[1:])
+
+
+def _same_weights(a: str | Path, b: str | Path) -> bool:
+    from safetensors.torch import load_file
+
+    left, right = load_file(str(a)), load_file(str(b))
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+
+
+def _straight_run(out: Path, stage: str, elsewhere: Path, *overrides: str) -> Path:
+    """The file ``stage`` exports when trained without interruption, by the study's own code, on
+    the data of run folder ``out``."""
+    from apps.study.config import load_study_config
+    from apps.study.data import load_data
+    from apps.study.metrics import present_classes
+    from apps.study.pipeline import Study
+    from apps.study.plan import Recipe
+    from apps.study.translators import train_translator
+
+    cfg = load_study_config(SMOKE, [f"out_dir={elsewhere}", "progress=false", *overrides])
+    if stage.startswith("translator:"):
+        return Path(train_translator(cfg, stage.split(":")[1], out / "data", elsewhere, None)["generator"])
+    study = Study(cfg)
+    study.data = load_data(out / "data")
+    study.classes = present_classes(study.data.target_test[1])
+    return Path(study._train_segmenter(Recipe("source"), 0, elsewhere)["file"])
 
 
 @pytest.mark.slow
@@ -79,10 +108,47 @@ def test_killed_stage_continues_from_its_checkpoint(tmp_path: Path, stage: str, 
     assert _study(out, *only) == 0
     record = json.loads((out / "stages" / f"{stage.replace(':', '_')}.json").read_text())
     assert record["resumed_at"] == step
+    # what was resumed: the weights equal those of a run never stopped
+    exported = record["generator"] if stage.startswith("translator:") else record["file"]
+    assert _same_weights(exported, _straight_run(out, stage, tmp_path / "straight", *only))
     events = _events(out)
+    assert any(e["stage"] == stage and e["event"] == "continues" for e in events)
     restarted = [e["stage"] for e in events if e["event"] == "started"]
     for done in finished_before:  # a finished stage is never redone
         assert restarted.count(done) == 1
+
+
+@pytest.mark.slow
+def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_translators(tmp_path: Path,
+                                                                                           capsys) -> None:
+    from translate.io import read_metadata
+
+    out = tmp_path / "run"
+    assert _study(out, "segmenter.seeds=[0]") == 0
+    first_run = len(_events(out))
+    capsys.readouterr()
+    assert _study(out, "segmenter.seeds=[0]", "segmenter.steps=8") == 0
+    said = capsys.readouterr().out
+    second = {e["stage"]: e for e in _events(out)[first_run:] if e["event"] in ("cached", "rerun", "started")}
+    assert {name for name, e in second.items() if e["event"] == "cached"} == {
+        "data", "translator:cyclegan", "translation:cyclegan"}
+    assert all(e["event"] == "rerun" for name, e in second.items() if name.startswith("segmenter:"))
+    assert second["report"]["event"] == "rerun"
+    # every segmenter says why, and the table is built from segmenters trained for 8 steps, afresh
+    for name in (n for n in second if n.startswith("segmenter:")):
+        assert second[name]["reason"].startswith("config changed (segmenter.steps 6 -> 8)"), second[name]
+        record = json.loads((out / "stages" / f"{name.replace(':', '_')}.json").read_text())
+        assert record["inputs"]["segmenter.steps"] == 8 and record["resumed_at"] == 0
+        assert read_metadata(record["file"])["info"]["steps"] == 8
+    assert "[study] segmenter:source-seed0 reruns: config changed (segmenter.steps 6 -> 8)" in said
+    # CyCADA's semantic term reads the source-only segmenter: that translator is redone, and says so
+    assert second["translator:cycada"]["reason"] == "inputs changed (segmenter:source-seed0)"
+    report = json.loads((out / "stages" / "report.json").read_text())
+    assert report["inputs"]["stage segmenter:source-seed0"] == json.loads(
+        (out / "stages" / "segmenter_source-seed0.json").read_text())["fingerprint"]
+    assert json.loads((out / "results.json").read_text())["summary"] == report["summary"]
+    kept = sorted((out / "configs").glob("config_*.yaml"))
+    assert len(kept) == 2 and "steps: 8" in (out / "config.yaml").read_text() and "steps: 6" in kept[0].read_text()
 
 
 def test_bad_config_key_is_a_clear_error_before_training(tmp_path: Path, capsys) -> None:
@@ -126,6 +192,28 @@ def test_translator_init_from_must_name_another_translator(tmp_path: Path) -> No
         load_study_config(SMOKE, ["translators.cycada.init_from=cycle"])
     with pytest.raises(ConfigError, match="must name another translator, got 'cycada'"):
         load_study_config(SMOKE, ["translators.cycada.init_from=cycada"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.kind=kitti", "data.kind must be one of synthetic, gta5_cityscapes, got 'kitti'"),
+    ("segmenter.seeds=[]", "segmenter.seeds must list at least one seed"),
+    ("segmenter.decoder_channels=[8,8]", "segmenter.decoder_channels needs one entry per encoder stage"),
+    ("translators.cyclegan.steps=0", "translators.cyclegan.steps must be >= 1"),
+    ("conditions=[{name: a, train_on: source}, {name: a, train_on: target}]", "condition names must be unique"),
+    ("conditions=[{name: src, train_on: source}]", "conditions need an oracle row (train_on: target)"),
+    ("conditions=[{name: o, train_on: target}]", "conditions need a source-only row (train_on: source)"),
+    ("conditions=[{name: s, train_on: source}, {name: o, train_on: target}, {name: x, train_on: sim}]",
+     "condition 'x': train_on must be one of source, target, translated, got 'sim'"),
+    ("conditions=[{name: s, train_on: source}, {name: o, train_on: target}, "
+     "{name: m, train_on: translated, translator: cyclegan, p_translated: 1.5}]",
+     "condition 'm': p_translated must be in [0, 1], got 1.5"),
+])
+def test_inconsistent_study_config_is_an_error_naming_the_key(override: str, message: str, tmp_path: Path,
+                                                               capsys) -> None:
+    assert _study(tmp_path / "run", override) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_target_domain_is_a_preset_name_or_an_appearance_file(tmp_path: Path) -> None:

@@ -4,42 +4,28 @@ data → source-only and oracle segmenters (first seed) → translators → offl
 source training set → translator quality (FCN score, class flips, distance to paired target) →
 one segmenter per condition and seed → evaluation on the labelled target test split → report.
 
-A rerun skips finished stages; a killed translator continues from the engine's checkpoint, a
-killed segmenter from its own; a killed translation skips the images already written.
+A rerun skips finished stages whose inputs (``plan.Plan``) are unchanged and redoes the others
+and everything downstream of them; a killed translator continues from the engine's checkpoint, a
+killed segmenter from its own, a killed translation skips the images already written — each only
+when its inputs are the same. The run folder keeps every config it was run with (``configs/``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from .config import Condition, StudyConfig
+from translate.errors import DataError
+
+from .config import StudyConfig
+from .plan import Plan, Recipe
 from .stages import Interrupted, StageRunner
 
-
-@dataclass(frozen=True)
-class Recipe:
-    """What one segmenter trains on; conditions sharing a recipe and seed share the segmenter."""
-
-    train_on: str
-    translator: str = ""
-    photometric: bool = False
-    p_translated: float = 1.0
-
-    @classmethod
-    def of(cls, c: Condition) -> "Recipe":
-        if c.train_on != "translated":
-            return cls(c.train_on, "", c.photometric, 1.0)
-        return cls(c.train_on, c.translator, c.photometric, c.p_translated)
-
-    def key(self, seed: int) -> str:
-        parts = [self.train_on] + ([self.translator] if self.translator else [])
-        parts += ["photometric"] if self.photometric else []
-        parts += [f"p{self.p_translated:g}"] if self.train_on == "translated" and self.p_translated < 1 else []
-        return "-".join(parts) + f"-seed{seed}"
+#: bookkeeping entries of a stage record, not results
+RECORD_KEYS = ("fingerprint", "inputs")
 
 
 def interrupt_step(cfg: StudyConfig, stage: str) -> int | None:
@@ -55,6 +41,7 @@ class Study:
         self.cfg = cfg
         self.root = Path(cfg.out_dir)
         self.data_dir = self.root / "data"
+        self.plan = Plan(cfg)
 
     # --- stages ---------------------------------------------------------------------------------
 
@@ -64,29 +51,42 @@ class Study:
         def work() -> dict:
             data = build_data(self.cfg, self.cfg.progress)
             save_data(data, self.data_dir)
-            return {name: int(len(getattr(data, name)[0])) for name in ("source_train", "target_train", "target_test", "quality")}
+            return {name: len(getattr(data, name)[0]) for name in ("source_train", "target_train", "target_test", "quality")}
 
-        self.stages.run("data", work)
+        # the image folders are cleared for other inputs: a smaller n_train must not leave extra images
+        self.stages.run(self.plan.data(), work, [self.data_dir / "source_train", self.data_dir / "target_train"])
 
     def segmenter(self, recipe: Recipe, seed: int) -> dict:
-        key = recipe.key(seed)
-        return self.stages.run(f"segmenter:{key}", lambda: self._train_segmenter(recipe, seed, key))
+        folder = self.root / "segmenters" / recipe.key(seed)
+        work = partial(self._train_segmenter, recipe, seed, folder)
+        return self.stages.run(self.plan.segmenter(recipe, seed), work, [folder])
 
-    def _train_segmenter(self, recipe: Recipe, seed: int, key: str) -> dict:
-        from translate.io import export_network, load_checkpoint
+    def _train_segmenter(self, recipe: Recipe, seed: int, folder: Path) -> dict:
+        from translate.io import export_network
 
-        from .segmenter import SegmenterConfig, TrainConfig, chain, evaluate, photometric_augmentation, segmenter_spec, train_segmenter
+        from .segmenter import (
+            SegmenterConfig,
+            TrainConfig,
+            chain,
+            evaluate,
+            photometric_augmentation,
+            segmenter_spec,
+            train_segmenter,
+        )
 
-        s = self.cfg.segmenter
+        s, key = self.cfg.segmenter, recipe.key(seed)
         images, labels, online = self._training_set(recipe)
-        folder = self.root / "segmenters" / key
-        state = folder / "train_state.pt"
-        resumed_at = int(load_checkpoint(state)["step"]) if state.is_file() else 0
+        resumed = {"step": 0}  # the step of the checkpoint the trainer loaded, if any
+
+        def on_resume(step: int) -> None:
+            resumed["step"] = step
+
         model_cfg = SegmenterConfig(s.encoder, s.encoder_depth, tuple(s.decoder_channels))
         model = train_segmenter(
             images, labels, TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed), model_cfg,
             augment=chain(online, photometric_augmentation(s.photometric_strength) if recipe.photometric else None),
-            checkpoint=state, save_every=s.save_every, progress=f"segmenter {key}" if self.cfg.progress else None,
+            checkpoint=folder / "train_state.pt", save_every=s.save_every, on_resume=on_resume,
+            progress=f"segmenter {key}" if self.cfg.progress else None,
             device=self.cfg.device, stop_at=interrupt_step(self.cfg, f"segmenter:{key}"), log=None,
         )
         if model is None:
@@ -95,7 +95,8 @@ class Study:
         file = export_network(folder / "segmenter.safetensors", model, segmenter_spec(model_cfg), family="segmenter",
                               info={"recipe": recipe.__dict__, "seed": seed, "steps": s.steps})
         test_images, test_labels = self.data.target_test
-        return {"file": str(file), "resumed_at": resumed_at, "target_test": evaluate(model, test_images, test_labels, self.classes)}
+        return {"file": str(file), "resumed_at": resumed["step"],
+                "target_test": evaluate(model, test_images, test_labels, self.classes)}
 
     def _training_set(self, recipe: Recipe):
         """(images, labels, online augmentation or None) a recipe's segmenters train on."""
@@ -115,17 +116,19 @@ class Study:
     def translator(self, name: str) -> dict:
         from .translators import train_translator
 
+        out_dir = self.root / "translators" / name
+
         def work() -> dict:
             section = self.cfg.translators[name]
             semantic_from = self.source_segmenter_file() if section.lambda_semantic > 0 else None
             start = self.final_checkpoint(section.init_from) if section.init_from else None
-            out = train_translator(self.cfg, name, self.data_dir, self.root / "translators" / name, semantic_from,
+            out = train_translator(self.cfg, name, self.data_dir, out_dir, semantic_from,
                                    interrupt_step(self.cfg, f"translator:{name}"), start)
             if out["generator"] is None:
                 raise Interrupted(f"translator {name} stopped at step {out['step']}")
             return out
 
-        return self.stages.run(f"translator:{name}", work)
+        return self.stages.run(self.plan.translator(name), work, [out_dir])
 
     def final_checkpoint(self, name: str) -> Path:
         """The last training checkpoint of translator ``name`` (trained first if need be)."""
@@ -141,30 +144,52 @@ class Study:
         generator = Path(self.translator(name)["generator"])
 
         def work() -> dict:
-            translate_folder(generator, self.data_dir / "source_train", folder, self.cfg.device, self.cfg.progress)
-            return {"folder": str(folder)}
+            n = translate_folder(generator, self.data_dir / "source_train", folder, self.cfg.device, self.cfg.progress)
+            return {"folder": str(folder), "images": n}
 
-        self.stages.run(f"translation:{name}", work)
+        self.stages.run(self.plan.translation(name), work, [folder])
         return folder
 
     def translated_images(self, name: str) -> np.ndarray:
         from .translators import read_folder
 
-        return read_folder(self.translation(name))
+        folder = self.translation(name)
+        images = read_folder(folder)
+        expected = len(self.data.source_train[0])
+        if len(images) != expected:  # the labels are matched to the images by position
+            raise DataError(f"{folder} holds {len(images)} translated images, the source training set {expected}; "
+                            f"remove {folder} and rerun")
+        return images
 
     def quality(self, name: str) -> dict:
         from .quality import translation_quality
         from .translators import translate_arrays
 
+        samples = self.root / "quality" / f"{name}.npy"  # for the sample grid
+
         def work() -> dict:
             source, labels, paired = self.data.quality
             translated = source if name == "none" else translate_arrays(Path(self.translator(name)["generator"]), source, self.cfg.device)
-            (self.root / "quality").mkdir(exist_ok=True)
-            np.save(self.root / "quality" / f"{name}.npy", translated)  # for the sample grid
+            samples.parent.mkdir(exist_ok=True)
+            np.save(samples, translated)
             return translation_quality(source, labels, translated, paired, self.load_segmenter(self.oracle_file()),
                                        self.load_segmenter(self.source_segmenter_file()), self.classes)
 
-        return self.stages.run(f"quality:{name}", work)
+        return results_of(self.stages.run(self.plan.quality(name), work, [samples]))
+
+    def report(self) -> dict:
+        """Every row and translator-quality stage (each run or found cached), then the tables and plots."""
+        from .report import write_report
+
+        self.source_segmenter_file()
+        self.oracle_file()
+        quality = {"none": self.quality("none")}
+        for name in self.plan.translator_names():
+            self.translation(name)
+            quality[name] = self.quality(name)
+        rows = {c.name: {seed: self.segmenter(Recipe.of(c), seed) for seed in self.cfg.segmenter.seeds}
+                for c in self.cfg.conditions}
+        return results_of(self.stages.run(self.plan.report(), lambda: write_report(self, rows, quality)))
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -185,35 +210,37 @@ class Study:
     def run(self) -> dict:
         from .data import check_sources, load_data
         from .metrics import present_classes
-        from .report import write_report
 
         check_sources(self.cfg)  # before anything is written or trained
         self.stages = StageRunner(self.root)
-        write_setup(self.cfg, self.root)
+        config_file = write_setup(self.cfg, self.root)
+        self.stages.log("run", config=str(config_file.relative_to(self.root)))
         self.prepare_data()
         self.data = load_data(self.data_dir)
         self.classes = present_classes(self.data.target_test[1])
-        self.source_segmenter_file()
-        self.oracle_file()
-        translators = list(dict.fromkeys(c.translator for c in self.cfg.conditions if c.train_on == "translated"))
-        quality = {"none": self.quality("none")}
-        for name in translators:
-            self.translation(name)
-            quality[name] = self.quality(name)
-        rows = {}
-        for c in self.cfg.conditions:
-            rows[c.name] = {seed: self.segmenter(Recipe.of(c), seed) for seed in self.cfg.segmenter.seeds}
-        return write_report(self, rows, quality)
+        result = self.report()
+        if (self.root / "results.md").is_file():
+            print((self.root / "results.md").read_text())
+        return result
 
 
-def write_setup(cfg: StudyConfig, root: Path) -> None:
-    """The exact resolved config and the versions of the packages that produced the numbers."""
+def results_of(record: dict) -> dict:
+    """A stage record without its bookkeeping (what went into it), as the report shows it."""
+    return {k: v for k, v in record.items() if k not in RECORD_KEYS}
+
+
+def write_setup(cfg: StudyConfig, root: Path) -> Path:
+    """The exact resolved config (``config.yaml``, and kept in ``configs/`` beside every earlier one
+    this run folder was run with) and the versions of the packages that produced the numbers.
+    Returns the file in ``configs/`` that holds this run's config."""
     import platform
     from importlib import metadata
 
     from omegaconf import OmegaConf
 
-    (root / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    text = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    kept = keep_config(root, text)
+    _write_text(root / "config.yaml", text)
     versions = {"python": platform.python_version()}
     for pkg in ("torch", "torchvision", "segmentation-models-pytorch", "torchmetrics", "albumentations", "numpy", "opencv-python-headless", "i2i-translate"):
         try:
@@ -221,6 +248,28 @@ def write_setup(cfg: StudyConfig, root: Path) -> None:
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     (root / "versions.json").write_text(json.dumps(versions, indent=2))
+    return kept
+
+
+def keep_config(root: Path, text: str) -> Path:
+    """``configs/config_NNNN.yaml`` holding ``text``: the latest kept config when it is the same,
+    else a new one. A ``config.yaml`` from before this history is kept first, so none is lost."""
+    history = root / "configs"
+    history.mkdir(parents=True, exist_ok=True)
+    kept = sorted(history.glob("config_*.yaml"), key=lambda p: int(p.stem.split("_")[1]))
+    if not kept and (root / "config.yaml").is_file():
+        kept.append(_write_text(history / "config_0001.yaml", (root / "config.yaml").read_text()))
+    if kept and kept[-1].read_text() == text:
+        return kept[-1]
+    number = int(kept[-1].stem.split("_")[1]) + 1 if kept else 1
+    return _write_text(history / f"config_{number:04d}.yaml", text)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    from translate.io import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return path
 
 
 def run_study(cfg: StudyConfig) -> dict:

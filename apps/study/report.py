@@ -169,5 +169,4 @@ def write_report(study, rows: dict, quality: dict) -> dict:
     preds = {name: predict(study.load_segmenter(Path(seeds[seed]["file"])), images[:n]) for name, seeds in rows.items()}
     grid = [_row([images[i], colorize(labels[i]), *(colorize(p[i]) for p in preds.values())]) for i in range(n)]
     write_image(root / "example_predictions.png", _stack(grid))
-    print(text)
     return {"summary": summary, "quality": quality}

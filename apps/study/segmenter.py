@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from translate.data.images import to_tensor
 from translate.nets.layers import crop_to, pad_to_multiple
-from translate.segdata.classes import CLASS_NAMES, IGNORE, NUM_CLASSES
+from translate.segdata.classes import IGNORE, NUM_CLASSES
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -108,6 +108,7 @@ def train_segmenter(
     progress: str | None = None,
     device: str = "cpu",
     stop_at: int | None = None,
+    on_resume: Callable[[int], None] | None = None,
 ) -> torch.nn.Module | None:
     """Train from scratch on ``images``/``labels`` (255 = ignore) with AdamW and a one-cycle schedule.
 
@@ -116,7 +117,8 @@ def train_segmenter(
     optimiser, schedule, both random generators, step) is written there atomically every
     ``save_every`` steps and training continues from it when it exists, with the same result as
     an uninterrupted run. ``progress``: a tqdm bar with this description. ``stop_at``: save and
-    return None after this step, as if killed there (to check resuming).
+    return None after this step, as if killed there (to check resuming). ``on_resume(step)`` is
+    called with the step of the checkpoint training continues from, when it loads one.
     """
     from translate.io import load_checkpoint, save_checkpoint
 
@@ -139,6 +141,8 @@ def train_segmenter(
         rng.bit_generator.state = json.loads(state["numpy_rng"])
         torch.set_rng_state(state["torch_rng"])
         start_step = int(state["step"])
+        if on_resume is not None:
+            on_resume(start_step)
 
     def save(step: int) -> None:
         save_checkpoint(checkpoint, {
@@ -200,27 +204,6 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32, mu
     for i in range(0, len(images), batch_size):
         out.append(_logits(model, images[i : i + batch_size], multiple).argmax(1).to(torch.uint8).cpu().numpy())
     return np.concatenate(out)
-
-
-def confusion(pred: np.ndarray, label: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
-    """num_classes × num_classes counts (rows: true class, columns: predicted); ignore pixels skipped."""
-    valid = label != IGNORE
-    idx = label[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
-    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def iou_report(conf: np.ndarray, classes: Sequence[int] | None = None) -> dict:
-    """Per-class IoU and their mean over ``classes`` (default: the classes present in the labels)."""
-    tp = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - tp
-    if classes is None:
-        classes = [int(c) for c in np.flatnonzero(conf.sum(1) > 0)]
-    per_class = {CLASS_NAMES[c]: float(tp[c] / union[c]) if union[c] > 0 else 0.0 for c in classes}
-    return {
-        "miou": float(np.mean(list(per_class.values()))) if per_class else 0.0,
-        "pixel_accuracy": float(tp.sum() / max(conf.sum(), 1)),
-        "per_class": per_class,
-    }
 
 
 def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, classes: Sequence[int] | None = None) -> dict:

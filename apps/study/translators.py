@@ -52,13 +52,28 @@ def train_translator(cfg: StudyConfig, name: str, data_dir: Path, out_dir: Path,
             "last_logs": result.last_logs}
 
 
-def translate_folder(generator_file: Path, source_dir: Path, out_dir: Path, device: str, progress: bool) -> None:
-    """Every source training image translated into ``out_dir`` (same names); a rerun skips finished files."""
-    from translate.infer import TranslateOptions, translate_path
+def translate_folder(generator_file: Path, source_dir: Path, out_dir: Path, device: str, progress: bool) -> int:
+    """Every source training image translated into ``out_dir`` (same names); a rerun skips finished
+    files. Returns the number of images; a translation left incomplete (an image that failed, an
+    input without its output) is an error naming the first such image, never a finished stage."""
+    from translate.data.images import list_images
+    from translate.errors import DataError
+    from translate.infer import TranslateOptions, output_path, translate_path
     from translate.io import load_generator
 
     generator = load_generator(generator_file, device=device if device != "auto" else "cpu")
-    translate_path(generator, source_dir, out_dir, TranslateOptions(device=device), skip_existing=True, progress=progress)
+    options = TranslateOptions(device=device)
+    report = translate_path(generator, source_dir, out_dir, options, skip_existing=True, progress=progress)
+    inputs = list_images(source_dir)
+    if report.failed:
+        source, reason = report.failed[0]
+        raise DataError(f"translating {source_dir} into {out_dir}: {len(report.failed)} of {len(inputs)} images failed "
+                        f"(first {source}: {reason})")
+    missing = [src for src in inputs if not output_path(src, source_dir, out_dir).is_file()]
+    if missing:
+        raise DataError(f"translating {source_dir} into {out_dir}: {len(missing)} of {len(inputs)} images have no "
+                        f"translation (first {missing[0].name})")
+    return len(inputs)
 
 
 def read_folder(folder: Path) -> np.ndarray:

@@ -1,0 +1,124 @@
+"""What determines each stage of the study: the config values it reads and the stages it reads.
+
+Every stage here is computed from the config alone, so the fingerprints of a whole run are known
+before anything trains, and a changed key redoes exactly the stages that read it and those
+downstream of them. Keys that only set a cadence (how often a checkpoint or sample grid is
+written) or how a run is shown (progress bars, threads) leave results unchanged and are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .config import Condition, StudyConfig
+from .stages import STAGE_PREFIX, VERSION_KEY, Stage, flatten, package_version
+
+#: section keys that set how often state is written, not what is trained
+CADENCE_KEYS = ("save_every", "sample_every")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one segmenter trains on; conditions sharing a recipe and seed share the segmenter."""
+
+    train_on: str
+    translator: str = ""
+    photometric: bool = False
+    p_translated: float = 1.0
+
+    @classmethod
+    def of(cls, c: Condition) -> Recipe:
+        if c.train_on != "translated":
+            return cls(c.train_on, "", c.photometric, 1.0)
+        return cls(c.train_on, c.translator, c.photometric, c.p_translated)
+
+    def key(self, seed: int) -> str:
+        parts = [self.train_on] + ([self.translator] if self.translator else [])
+        parts += ["photometric"] if self.photometric else []
+        parts += [f"p{self.p_translated:g}"] if self.train_on == "translated" and self.p_translated < 1 else []
+        return "-".join(parts) + f"-seed{seed}"
+
+
+class Plan:
+    """The stages of one study config, each with its inputs (see ``stages.Stage``)."""
+
+    def __init__(self, cfg: StudyConfig) -> None:
+        self.cfg = cfg
+        self.version = package_version()
+
+    def _stage(self, name: str, config: dict[str, Any], reads: list[Stage]) -> Stage:
+        inputs = {**config, **{STAGE_PREFIX + s.name: s.fingerprint for s in reads}, VERSION_KEY: self.version}
+        return Stage(name, inputs)
+
+    def data(self) -> Stage:
+        kind = self.cfg.data.kind
+        section = self.cfg.data.synthetic if kind == "synthetic" else self.cfg.data.real
+        return self._stage("data", {"data.kind": kind, **flatten(asdict(section), f"data.{kind}")}, [])
+
+    def segmenter(self, recipe: Recipe, seed: int) -> Stage:
+        section = {k: v for k, v in asdict(self.cfg.segmenter).items() if k not in ("seeds", *CADENCE_KEYS)}
+        if not recipe.photometric:
+            section.pop("photometric_strength")
+        config = {**flatten(section, "segmenter"), "segmenter.seed": seed, "device": self.cfg.device,
+                  **flatten(asdict(recipe), "recipe")}
+        return self._stage(f"segmenter:{recipe.key(seed)}", config, [self.data(), *self._training_set(recipe)])
+
+    def _training_set(self, recipe: Recipe) -> list[Stage]:
+        """The stages besides ``data`` whose output a recipe's segmenters train on."""
+        if recipe.train_on != "translated":
+            return []
+        if recipe.p_translated >= 1:
+            return [self.translation(recipe.translator)]  # translated offline
+        return [self.translator(recipe.translator)]  # translated online by the generator
+
+    def source_segmenter(self) -> Stage:
+        return self.segmenter(Recipe("source"), self.cfg.segmenter.seeds[0])
+
+    def oracle(self) -> Stage:
+        return self.segmenter(Recipe("target"), self.cfg.segmenter.seeds[0])
+
+    def translator(self, name: str) -> Stage:
+        section = self.cfg.translators[name]
+        fields = {k: v for k, v in asdict(section).items() if k not in CADENCE_KEYS}
+        reads = [self.data()]
+        if section.lambda_semantic > 0:
+            reads.append(self.source_segmenter())  # the frozen segmenter of the semantic term
+        if section.init_from:
+            reads.append(self.translator(section.init_from))
+        config = {**flatten(fields, f"translators.{name}"), "device": self.cfg.device}
+        return self._stage(f"translator:{name}", config, reads)
+
+    def translation(self, name: str) -> Stage:
+        return self._stage(f"translation:{name}", {"device": self.cfg.device}, [self.data(), self.translator(name)])
+
+    def quality(self, name: str) -> Stage:
+        reads = [self.data(), self.oracle(), self.source_segmenter()]
+        reads += [] if name == "none" else [self.translator(name)]
+        return self._stage(f"quality:{name}", {"device": self.cfg.device}, reads)
+
+    def translator_names(self) -> list[str]:
+        """The translators some condition trains on, in the order the conditions name them."""
+        return list(dict.fromkeys(c.translator for c in self.cfg.conditions if c.train_on == "translated"))
+
+    def report(self) -> Stage:
+        seeds = self.cfg.segmenter.seeds
+        rows = [self.segmenter(Recipe.of(c), seed) for c in self.cfg.conditions for seed in seeds]
+        quality = [self.quality(name) for name in ["none", *self.translator_names()]]
+        config = {"conditions": [c.name for c in self.cfg.conditions], "segmenter.seeds": list(seeds),
+                  "n_examples": self.cfg.n_examples}
+        for c in self.cfg.conditions:
+            config.update(flatten({k: v for k, v in asdict(c).items() if k != "name"}, f"conditions.{c.name}"))
+        unique_rows = {s.name: s for s in rows}.values()  # conditions sharing a recipe share its segmenters
+        return self._stage("report", config, [self.data(), *unique_rows, *quality])
+
+    def all_stages(self) -> list[Stage]:
+        """Every stage of a complete run, each once, in the order the pipeline reaches them."""
+        stages = [self.data(), self.source_segmenter(), self.oracle(), self.quality("none")]
+        for name in self.translator_names():
+            start = self.cfg.translators[name].init_from
+            stages += [self.translator(start)] if start else []
+            stages += [self.translator(name), self.translation(name), self.quality(name)]
+        stages += [self.segmenter(Recipe.of(c), seed) for c in self.cfg.conditions for seed in self.cfg.segmenter.seeds]
+        stages.append(self.report())
+        return list({s.name: s for s in stages}.values())
