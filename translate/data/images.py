@@ -132,7 +132,7 @@ def data_url_bytes(url: str, max_bytes: int | None = None, name: str = "the past
         raise DataError(f"{name}: expected a data:...;base64, URL, got one starting {url[:40]!r}")
     decoded_size = len(payload) * 3 // 4  # an upper bound: padding only makes it smaller
     if max_bytes is not None and decoded_size > max_bytes + 2:
-        raise DataError(f"{name}: {decoded_size / 2**20:.1f} MB exceeds the limit of {max_bytes / 2**20:g} MB")
+        raise DataError(f"{name}: {_size_text(decoded_size)} exceeds the limit of {_size_text(max_bytes)}")
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -290,7 +290,12 @@ def _check_bytes(source: str | Path | bytes, name: str, max_bytes: int | None) -
         except OSError:
             return  # missing: _source_stream names it
     if size > max_bytes:
-        raise DataError(f"{name}: {size / 2**20:.1f} MB exceeds the limit of {max_bytes / 2**20:g} MB")
+        raise DataError(f"{name}: {_size_text(size)} exceeds the limit of {_size_text(max_bytes)}")
+
+
+def _size_text(size: int) -> str:
+    """Megabytes as the limits are usually given; bytes where megabytes would read 0.0."""
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 / 10 else f"{size} bytes"
 
 
 def _source_stream(source: str | Path | bytes, name: str) -> BinaryIO:
