@@ -23,6 +23,7 @@ import binascii
 import functools
 import io
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -39,6 +40,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_PIXELS = 268_435_456
 #: the only formats any image is decoded from (Pillow's names; a phone's multi-picture JPEG opens as JPEG)
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+#: what decoders raise on damaged data (Pillow's bomb check also runs inside some decoders, e.g. TIFF tiles)
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, cv2.error, Image.DecompressionBombError)
 #: what a transparent pixel is shown on: the page background most viewers use
 TRANSPARENT_BACKGROUND = 255
 
@@ -83,7 +86,9 @@ def image_size(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     return read_header(path).upright_size
 
 
-def read_header(source: str | Path | bytes, name: str | None = None, formats=ACCEPTED_FORMATS) -> ImageHeader:
+def read_header(
+    source: str | Path | bytes, name: str | None = None, formats: Sequence[str] = ACCEPTED_FORMATS
+) -> ImageHeader:
     """The header of an image file (or of its bytes), without decoding pixels; a ``DataError``
     naming ``name`` (default: the path) if it is missing or not an image in one of ``formats``."""
     name = name or _default_name(source)
@@ -97,7 +102,7 @@ def read_image(
     *,
     name: str | None = None,
     max_bytes: int | None = None,
-    formats=ACCEPTED_FORMATS,
+    formats: Sequence[str] = ACCEPTED_FORMATS,
 ) -> np.ndarray:
     """Decode an image file (or its bytes) to an upright sRGB uint8 array (H×W×3).
 
@@ -119,7 +124,7 @@ def read_image(
             )
         try:
             rgb = _finish(*_decode_pixels(im, stream), im.info.get("icc_profile"))
-        except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as exc:
+        except _DECODE_ERRORS as exc:
             raise DataError(f"cannot decode image {name} (corrupt or truncated): {exc}") from None
     return apply_orientation(rgb, header.orientation)
 
@@ -307,7 +312,7 @@ def _source_stream(source: str | Path | bytes, name: str) -> BinaryIO:
     return path.open("rb")
 
 
-def _open_lazily(stream: BinaryIO, name: str, formats):
+def _open_lazily(stream: BinaryIO, name: str, formats: Sequence[str]):
     """Pillow's image for ``stream``, header only, trying only ``formats``' openers.
 
     ``Image.open`` would also apply Pillow's own decompression-bomb limit, a process-wide global
