@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from image_samples import eps_bytes, flat_png, openers_called, p3_profile, pixel_decodes, png_bytes, varied_rgb
+from PIL import Image, ImageCms
 from safetensors.torch import save_file
 
-from apps.app.catalogue import BUNDLED_DIR, discover
-from apps.app.imaging import Limits, ResultFolder, blend, load_upload, preview, to_rgb8
+from apps.app.catalogue import BUNDLED_DIR, GeneratorPool, discover
+from apps.app.imaging import Limits, ResultFolder, blend, load_upload, preview
 from apps.app.service import InferenceSettings, TranslationService
+from translate.data.images import read_image, to_rgb8
 from translate.errors import ConfigError, DataError
 from translate.io import export_network
 from translate.nets import build_generator
@@ -72,6 +83,171 @@ def test_limits_and_non_images_are_one_line_errors(tmp_path):
         load_upload(text, Limits())
     with pytest.raises(ConfigError):
         Limits(max_upload_mb=0)
+
+
+def data_url(content: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(content).decode()
+
+
+def test_an_eps_upload_never_reaches_ghostscript(tmp_path):
+    with openers_called() as opened, pixel_decodes() as decoded:
+        for name in ("drawing.eps", "drawing.png"):  # the name does not matter: the bytes are EPS
+            path = tmp_path / name
+            path.write_bytes(eps_bytes())
+            with pytest.raises(DataError, match=rf"{name} is not an image in an accepted format \(PNG, JPEG"):
+                load_upload(path, Limits())
+        with pytest.raises(DataError, match="the pasted image is not an image in an accepted format"):
+            load_upload(data_url(eps_bytes()), Limits())
+    assert opened == [] and decoded == []
+
+
+def test_a_150_mp_data_url_is_refused_in_bounded_memory_without_decoding():
+    url = data_url(flat_png(12248, 12248))  # a flat 150 MP PNG: 18 kB, 450 MB once decoded
+    refused = r"^the image is 12248×12248 \(150\.0 MP\); this app accepts up to 40 MP"
+    tracemalloc.start()
+    try:
+        with pixel_decodes() as decoded, pytest.raises(DataError, match=refused):
+            load_upload(url, Limits(max_upload_mb=6, max_megapixels=40))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded == [] and peak < 4 * 2**20
+    heavy = data_url(b"\0" * 3 * 2**20)
+    with pytest.raises(DataError, match=r"^the pasted image: 3\.0 MB exceeds the limit of 2\.0 MB$"):
+        load_upload(heavy, Limits(max_upload_mb=2))
+
+
+def test_every_route_into_the_service_gets_the_same_pixels_and_limits(tmp_path):
+    (tmp_path / "m").mkdir()
+    export_tiny(tmp_path / "m")
+    service = service_for(tmp_path / "m", tmp_path, max_megapixels=0.001)
+    rgb = varied_rgb(20, 30)
+    path = tmp_path / "in.png"
+    path.write_bytes(png_bytes(Image.fromarray(rgb)))
+    uploads = (path, data_url(path.read_bytes()), rgb)
+    outputs = [np.asarray(Image.open(service.run(upload, "tiny").png)) for upload in uploads]
+    assert all(np.array_equal(outputs[0], other) for other in outputs[1:])
+    big = np.zeros((40, 30, 3), np.uint8)  # 1200 pixels
+    for upload in (big, data_url(png_bytes(Image.fromarray(big)))):
+        with pytest.raises(DataError, match=r"30×40 \(0\.0 MP\); this app accepts up to 0\.001 MP"):
+            service.run(upload, "tiny")
+    with pytest.raises(DataError, match="H×W×3 uint8 RGB, got float32"):
+        service.run(rgb.astype(np.float32), "tiny")
+
+
+def _exif_rotated(rgb: np.ndarray) -> Image.Image:
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.info["exif"] = exif.tobytes()
+    return image
+
+
+def _alpha_ramp(rgb: np.ndarray) -> np.ndarray:
+    return (np.arange(rgb.shape[0] * rgb.shape[1]) % 256).reshape(rgb.shape[:2]).astype(np.uint8)
+
+
+#: inputs whose decoding once differed between ``i2i translate`` and the app, or could
+AWKWARD_INPUTS = {
+    "rgba.png": lambda rgb: (Image.fromarray(np.dstack([rgb, _alpha_ramp(rgb)]), "RGBA"), {}),
+    "deep16.png": lambda rgb: (Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257), {}),
+    "grey.png": lambda rgb: (Image.fromarray(rgb[:, :, 1]), {}),
+    "print.jpg": lambda rgb: (Image.fromarray(rgb).convert("CMYK"), {"quality": 95}),
+    "p3.png": lambda rgb: (Image.fromarray(rgb), {"icc_profile": p3_profile()}),
+    "phone.jpg": lambda rgb: (_exif_rotated(rgb), {"quality": 95}),
+}
+
+
+@pytest.mark.parametrize("name", list(AWKWARD_INPUTS))
+def test_the_cli_and_the_app_decode_every_input_to_the_same_pixels(tmp_path, name):
+    image, options = AWKWARD_INPUTS[name](varied_rgb(18, 26, seed=3))
+    path = tmp_path / name
+    image.save(path, exif=image.info.get("exif", b""), **options)
+    cli = read_image(path)  # what `i2i translate`, the datasets and augment read
+    app = load_upload(path, Limits())
+    np.testing.assert_array_equal(cli, app)
+    assert cli.shape == ((26, 18, 3) if name == "phone.jpg" else (18, 26, 3))
+
+
+def test_results_are_srgb_pngs_tagged_as_such(tmp_path):
+    (tmp_path / "m").mkdir()
+    export_tiny(tmp_path / "m")
+    service = service_for(tmp_path / "m", tmp_path)
+    rgb = varied_rgb(20, 30)
+    path = tmp_path / "p3.png"
+    Image.fromarray(rgb).save(path, icc_profile=p3_profile())
+    result = service.run(path, "tiny", 0.0)  # strength 0: the input itself, as decoded
+    with Image.open(result.png) as out:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(out.info["icc_profile"]))
+        pixels = np.asarray(out)
+    assert "sRGB" in ImageCms.getProfileDescription(profile)
+    np.testing.assert_array_equal(pixels, read_image(path))  # converted from P3, not the stored values
+    assert np.abs(pixels.astype(int) - rgb).max() >= 10
+
+
+def test_generator_copies_are_bounded_and_the_least_recently_used_go_first(tmp_path, monkeypatch):
+    from contextlib import ExitStack
+
+    import apps.app.catalogue as catalogue
+
+    (tmp_path / "m").mkdir()
+    for name in ("a", "b", "c"):
+        export_tiny(tmp_path / "m", name)
+    cards = {card.label: card for card in discover([tmp_path / "m"], include_bundled=False)[0]}
+    loads = []
+    load = catalogue.load_generator
+    monkeypatch.setattr(catalogue, "load_generator", lambda path, device: loads.append(path.stem) or load(path, device))
+    pool = GeneratorPool("cpu", max_idle=2)
+    for label in ("a", "b", "a", "c"):
+        with pool.borrow(cards[label]):
+            pass
+    assert loads == ["a", "b", "c"]  # "a" was reused while idle
+    assert [p.stem for p in pool.idle] == ["a", "c"]  # "b", least recently used, was dropped
+    with ExitStack() as stack:  # three requests at once need three copies ...
+        nets = [stack.enter_context(pool.borrow(cards["a"])) for _ in range(3)]
+        assert len({id(net) for net in nets}) == 3
+    assert [p.stem for p in pool.idle] == ["a", "a"]  # ... but only two are kept
+    with pytest.raises(ConfigError, match="max_idle=0"):
+        GeneratorPool("cpu", max_idle=0)
+
+
+def test_old_and_surplus_results_are_removed(tmp_path):
+    results = ResultFolder(tmp_path / "results", keep_s=60, max_files=3)
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    written = [results.write_png(rgb, f"r{i}") for i in range(5)]
+    assert [p.exists() for p in written] == [False, False, True, True, True]
+    assert not written[0].parent.exists()  # its folder went with it
+    stale = time.time() - 120
+    os.utime(written[2], (stale, stale))
+    newest = results.write_png(rgb, "r5")
+    assert [p.exists() for p in written[2:]] == [False, True, True] and newest.exists()
+    with pytest.raises(ConfigError, match="positive"):
+        ResultFolder(tmp_path / "x", max_files=0)
+
+
+def test_a_temporary_result_folder_is_removed_on_close(tmp_path):
+    results = ResultFolder.temporary()
+    results.write_png(np.zeros((2, 2, 3), np.uint8), "r")
+    assert results.folder.is_dir()
+    results.close()
+    assert not results.folder.exists()
+    given = ResultFolder(tmp_path / "mine")
+    given.close()  # a folder the caller chose is theirs to keep
+    assert given.folder.is_dir()
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch
+def test_a_temporary_result_folder_is_removed_when_the_process_exits():
+    script = (
+        "import numpy as np; from apps.app.imaging import ResultFolder; "
+        "r = ResultFolder.temporary(); r.write_png(np.zeros((2, 2, 3), np.uint8), 'r'); print(r.folder)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=120
+    )
+    folder = Path(done.stdout.strip())
+    assert folder.name.startswith("i2i-app-results-") and not folder.exists()
 
 
 def test_blend_and_preview():

@@ -74,12 +74,13 @@ def test_upload_translate_and_see_the_result(page, tmp_path):
     assert shot.stat().st_size > 10_000
 
 
-def test_a_non_image_upload_shows_a_message(page, tmp_path):
-    fake = tmp_path / "holiday.png"
-    fake.write_bytes(b"this is a text file with an image name")
+@pytest.mark.parametrize("content", [b"this is a text file with an image name", b"%!PS-Adobe-3.0 EPSF-3.0\n"])
+def test_a_non_image_upload_shows_a_message(page, tmp_path, content):
+    fake = tmp_path / "holiday.png"  # text, or PostScript that Pillow would hand to Ghostscript
+    fake.write_bytes(content)
     page.locator("#i2i-input input[type=file]").set_input_files(str(fake))
     page.click("#i2i-translate")
-    message = page.get_by_text("not an image", exact=False)
+    message = page.get_by_text("holiday.png is not an image in an accepted format (PNG, JPEG", exact=False)
     message.first.wait_for(timeout=60_000)
     assert message.first.is_visible()
 

@@ -6,17 +6,20 @@ local port and driven with ``gradio_client`` exactly as a user's script would.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import time
 import urllib.error
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from image_samples import eps_bytes, flat_png, openers_called, pixel_decodes, png_bytes
 from PIL import Image
 
 pytest.importorskip("gradio")
@@ -140,11 +143,25 @@ def test_bad_uploads_get_clear_errors_and_the_server_keeps_serving(server, tmp_p
     with pytest.raises(Exception, match="not an image"):
         translate(client, not_an_image)
 
+    drawing = tmp_path / "drawing.png"  # PostScript under an image's name: Pillow would hand it to Ghostscript
+    drawing.write_bytes(eps_bytes())
+    foreign = r"drawing\.png is not an image in an accepted format"
+    with openers_called() as opened, pytest.raises(Exception, match=foreign):
+        translate(client, drawing)
+    assert opened == []
+
     too_heavy = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (1600, 1600, 3), dtype=np.uint8)).save(too_heavy)
     assert too_heavy.stat().st_size > MAX_MB * 2**20
-    with pytest.raises(Exception, match="(?i)size"):  # refused at upload, before any decoding
-        translate(client, too_heavy)
+    limit = int(MAX_MB * 2**20)
+    with pixel_decodes() as decoded:
+        # gradio_client reads the limit from the page's config and refuses to send the file ...
+        with pytest.raises(ValueError, match=rf"^File {too_heavy} exceeds the maximum file size of {limit} bytes"):
+            translate(client, too_heavy)
+        # ... and a client that does not check is refused by the server while uploading
+        status, message = post_upload(url, too_heavy)
+    assert (status, message) == (413, f"File size exceeded maximum allowed size of {limit} bytes.")
+    assert decoded == []  # not a pixel of it was decoded, by Gradio or by the app
 
     path = tmp_path / "fine.png"
     Image.fromarray(smooth(64, 96)).save(path)
@@ -179,14 +196,56 @@ def test_twenty_concurrent_requests_are_all_answered(server, tmp_path):
     assert translate(client, path)[1].size == (517, 333)  # still serving
 
 
+def post_upload(url: str, path: Path) -> tuple[int, str]:
+    """Upload ``path`` as the page does (multipart POST), with no client-side size check."""
+    boundary = uuid.uuid4().hex
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{path.name}"\r\n\r\n'
+    body = head.encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    try:
+        request = urllib.request.Request(url + "gradio_api/upload", body, headers)
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def call_translate(url: str, image: dict) -> tuple[str, object]:
+    """The last event of one raw ``/translate`` call and its data (the message of an error):
+    gradio_client would upload a local path itself and never send a ``data:`` URL, hiding what
+    the server does with either."""
+    call = url + "gradio_api/call/translate"
+    body = json.dumps({"data": [{**image, "meta": {"_type": "gradio.FileData"}}, "tiny", 1.0]}).encode()
+    request = urllib.request.Request(call, data=body, headers={"Content-Type": "application/json"})
+    event_id = json.load(urllib.request.urlopen(request, timeout=60))["event_id"]
+    stream = urllib.request.urlopen(f"{call}/{event_id}", timeout=120).read().decode()
+    event, data = [line.split(": ", 1)[1] for line in stream.strip().splitlines()[-2:]]
+    data = json.loads(data)
+    return event, data["error"] if event == "error" else data
+
+
 def test_a_server_path_cannot_be_passed_as_the_image(server):
-    # raw HTTP: gradio_client would upload a local path itself, hiding what the server does
     url, _ = server
     example = Path(__file__).resolve().parents[1] / "apps" / "app" / "examples" / "photo_to_ink__cat.jpg"
-    call = url + "gradio_api/call/translate"
     for path in ("/etc/hostname", str(example)):
-        body = json.dumps({"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "tiny", 1.0]}).encode()
-        request = urllib.request.Request(call, data=body, headers={"Content-Type": "application/json"})
-        event = json.load(urllib.request.urlopen(request, timeout=60))["event_id"]
-        stream = urllib.request.urlopen(f"{call}/{event}", timeout=120).read().decode()
-        assert "event: error" in stream and "not uploaded by a user" in stream, stream[:300]
+        event, message = call_translate(url, {"path": path})
+        assert event == "error" and "because it was not uploaded by a user" in message
+
+
+def test_a_data_url_gets_the_same_limits_before_anything_is_decoded(server):
+    url, _ = server
+
+    def as_data_url(content: bytes) -> dict:
+        return {"path": None, "url": "data:image/png;base64," + base64.b64encode(content).decode()}
+
+    bomb = as_data_url(flat_png(12248, 12248))  # a flat 150 MP PNG: 18 kB, 450 MB once decoded
+    with pixel_decodes() as decoded, openers_called() as opened:
+        refused = call_translate(url, bomb)
+        foreign = call_translate(url, as_data_url(eps_bytes()))
+    too_many = "the image is 12248×12248 (150.0 MP); this app accepts up to 6 MP — downscale it first"
+    assert refused == ("error", too_many)
+    accepted = "(PNG, JPEG, WEBP, TIFF, BMP, GIF), or it is corrupt"
+    assert foreign == ("error", f"the pasted image is not an image in an accepted format {accepted}")
+    assert decoded == [] and opened == []
+    event, (_, png, summary) = call_translate(url, as_data_url(png_bytes(Image.fromarray(smooth(20, 30)))))
+    assert event == "complete" and summary.startswith("30×20 px") and Path(png["path"]).name.startswith("pasted_tiny")

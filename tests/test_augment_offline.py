@@ -223,7 +223,8 @@ def test_sixteen_bit_gray_and_rgba_inputs_become_translated_8_bit_rgb(tmp_path):
     report = translate_dataset(checkpoint, source, out, device="cpu", progress=False)
     assert report.translated == 3 and report.failed == 0
     net = load_generator(checkpoint)
-    for name, as_rgb in [("deep.png", image), ("gray.png", np.repeat(image[..., 1:2], 3, axis=2)), ("rgba.png", image)]:
+    on_white = np.rint(image * (128 / 255) + 255 * (127 / 255)).astype(np.uint8)  # half transparent, as a viewer shows it
+    for name, as_rgb in [("deep.png", image), ("gray.png", np.repeat(image[..., 1:2], 3, axis=2)), ("rgba.png", on_white)]:
         written = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
         assert written.dtype == np.uint8 and written.shape == (16, 16, 3)
         with torch.no_grad():

@@ -75,15 +75,18 @@ def test_grayscale_becomes_three_equal_channels(tmp_path: Path, ext: str) -> Non
         np.testing.assert_array_equal(out[..., 0], gray)
 
 
-def test_rgba_drops_alpha(tmp_path: Path) -> None:
+def test_rgba_is_composited_onto_white_as_a_viewer_shows_it(tmp_path: Path) -> None:
     bgra = np.zeros((4, 4, 4), np.uint8)
-    bgra[..., 0] = 10  # blue
-    bgra[..., 1] = 20  # green
-    bgra[..., 2] = 30  # red
-    bgra[..., 3] = 0  # fully transparent: colours must be kept, not blended to black
+    bgra[..., :3] = (10, 20, 30)  # BGR: red 30, green 20, blue 10
+    bgra[0, 0, 3] = 255  # opaque: its own colour
+    bgra[0, 1, 3] = 128  # half: halfway to white
+    # alpha 0 elsewhere: the hidden colour is not shown (it used to be, unlike in the app)
     out = read_image(_write_raw(tmp_path / "rgba.png", bgra))
     assert out.shape == (4, 4, 3)
-    assert (out[..., 0] == 30).all() and (out[..., 1] == 20).all() and (out[..., 2] == 10).all()
+    assert out[0, 0].tolist() == [30, 20, 10]
+    assert out[0, 1].tolist() == [round(30 * 128 / 255 + 255 * 127 / 255), round(20 * 128 / 255 + 255 * 127 / 255),
+                                  round(10 * 128 / 255 + 255 * 127 / 255)]
+    assert (out[1:] == 255).all()
 
 
 def test_corrupt_file_names_the_file(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ gets a plain card built from the facts every export holds (model, direction, ste
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import threading
@@ -116,23 +117,44 @@ class GeneratorPool:
 
     Tiled inference temporarily hooks a network's normalisation layers, so two requests must
     never run the same module at once; a request borrows an idle copy, and a new copy is loaded
-    only when every existing one is busy (at most one per concurrent request).
+    only when every existing one is busy (at most one per concurrent request). At most
+    ``max_idle`` copies, of all models together, are kept between requests; the least recently
+    used go first, so a server whose users try every model does not keep them all in memory.
     """
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, max_idle: int = 4) -> None:
+        if max_idle < 1:
+            raise ConfigError(f"the generator pool must keep at least one idle copy, got max_idle={max_idle}")
         self.device = device
-        self._idle: dict[Path, list[nn.Module]] = {}
+        self.max_idle = max_idle
+        self._idle: collections.OrderedDict[int, tuple[Path, nn.Module]] = collections.OrderedDict()  # oldest first
         self._lock = threading.Lock()
+
+    @property
+    def idle(self) -> list[Path]:
+        """The model file of each idle copy, least recently used first."""
+        with self._lock:
+            return [path for path, _ in self._idle.values()]
 
     @contextlib.contextmanager
     def borrow(self, card: ModelCard) -> Iterator[nn.Module]:
-        with self._lock:
-            idle = self._idle.setdefault(card.path, [])
-            net = idle.pop() if idle else None
+        net = self._take_idle(card.path)
         if net is None:
             net = load_generator(card.path, self.device)
         try:
             yield net
         finally:
-            with self._lock:
-                self._idle[card.path].append(net)
+            self._give_back(card.path, net)
+
+    def _take_idle(self, path: Path) -> nn.Module | None:
+        with self._lock:
+            for key in reversed(self._idle):  # the most recently returned copy of this model
+                if self._idle[key][0] == path:
+                    return self._idle.pop(key)[1]
+        return None
+
+    def _give_back(self, path: Path, net: nn.Module) -> None:
+        with self._lock:
+            self._idle[id(net)] = (path, net)
+            while len(self._idle) > self.max_idle:
+                self._idle.popitem(last=False)  # the least recently used copy

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from translate.errors import ConfigError
 
@@ -40,7 +38,7 @@ def build_app(options: ServerOptions):
     from .ui import build_blocks
 
     cards, skipped = discover(options.model_dirs, options.include_bundled)
-    results = ResultFolder(Path(tempfile.mkdtemp(prefix="i2i-app-results-")))
+    results = ResultFolder.temporary()  # removed when the server process exits
     service = TranslationService(cards, results, options.limits, options.inference)
     blocks = build_blocks(service, options.concurrency)
     blocks.queue(default_concurrency_limit=options.concurrency, max_size=options.queue_size, api_open=False)

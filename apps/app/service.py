@@ -20,7 +20,7 @@ from translate.devices import resolve_device
 from translate.infer import translate_image
 
 from .catalogue import GeneratorPool, ModelCard
-from .imaging import Limits, ResultFolder, blend, load_upload, preview
+from .imaging import Limits, ResultFolder, Upload, blend, is_data_url, load_upload, preview
 
 #: progress callback: fraction done in [0, 1] and what is happening
 Progress = Callable[[float, str], None]
@@ -33,6 +33,7 @@ class InferenceSettings:
     tile: int = 512  # larger images are translated in tiles of this size, in bounded memory
     overlap: int = 64
     preview_side: int = 1600  # long side of the on-page comparison; downloads stay full size
+    idle_generators: int = 4  # loaded generator copies kept between requests (least recently used go first)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,13 @@ class Result:
 
 def _no_progress(fraction: float, text: str) -> None:
     pass
+
+
+def upload_stem(upload: Upload) -> str:
+    """The name the result is saved under: the upload's, or what it was for a pasted image or an array."""
+    if isinstance(upload, np.ndarray):
+        return "array"
+    return "pasted" if is_data_url(upload) else Path(upload).stem
 
 
 class TranslationService:
@@ -64,7 +72,7 @@ class TranslationService:
         self.settings = settings
         self.results = results
         self.device = resolve_device(settings.device)
-        self.generators = GeneratorPool(str(self.device))
+        self.generators = GeneratorPool(str(self.device), settings.idle_generators)
 
     @property
     def labels(self) -> list[str]:
@@ -76,7 +84,7 @@ class TranslationService:
             raise DataError(f"unknown model '{label}'; choose one of: {', '.join(self.cards)}")
         return card
 
-    def run(self, upload: str | Path | None, label: str, strength: float = 1.0, progress: Progress = _no_progress) -> Result:
+    def run(self, upload: Upload | None, label: str, strength: float = 1.0, progress: Progress = _no_progress) -> Result:
         if upload is None:
             raise DataError("upload an image (or pick an example) first")
         card = self.card(label)
@@ -98,7 +106,7 @@ class TranslationService:
             translated = self.translate(generator, rgb, tile_progress)
         result = blend(rgb, translated, strength)
         progress(0.85, "writing the PNG")
-        stem = f"{Path(str(upload)).stem}_{card.path.stem}"
+        stem = f"{upload_stem(upload)}_{card.path.stem}"
         png = self.results.write_png(result, stem)
         side = self.settings.preview_side
         before = self.results.write_png(preview(rgb, side), f"{stem}-before")

@@ -37,17 +37,20 @@ at full resolution. Large images are translated in tiles; nothing leaves this ma
 def raw_upload(image: gr.Image) -> gr.Image:
     """Make ``image`` hand the handler the uploaded file untouched.
 
-    The stock component decodes uploads its own way (and a broken file fails inside Gradio with
-    a stack trace); here the service decodes the file itself, so 16-bit, EXIF rotation,
-    transparency and non-images get the treatment and the message they need. Gradio has already
-    checked that the path is an upload by then. Swapped on the instance rather than by a
-    subclass, because Gradio writes a type-stub file next to any module defining a component.
+    The stock component decodes uploads its own way, with any format Pillow knows (EPS through
+    Ghostscript) and no size limit for a ``data:`` URL; here the service decodes every upload
+    itself, under the app's limits and format list, so 16-bit, EXIF rotation, transparency,
+    colour profiles and non-images get the treatment and the message they need. A ``data:`` URL
+    is handed on undecoded (the service checks its length first); for a file, Gradio has already
+    checked that the path is an upload. Swapped on the instance rather than by a subclass,
+    because Gradio writes a type-stub file next to any module defining a component.
     """
-    stock = image.preprocess
 
     def preprocess(payload):
-        if payload is None or (payload.url and payload.url.startswith("data:")):
-            return stock(payload)
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return payload.url
         return payload.path
 
     image.preprocess = preprocess
