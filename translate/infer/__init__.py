@@ -5,7 +5,8 @@
   passes that gather them);
 * ``cache``: the frontier, every tile's state between those passes, in RAM or spilled to disk;
 * ``tiled``: one image's tiled run and ``translate_image``;
-* ``files``: image files and folders (``translate_file``, ``translate_path``).
+* ``files``: image files and folders (``translate_file``, ``translate_path``);
+* ``lock``: one run at a time writes into an output folder (``FolderLock``).
 
 How it works and what it costs: docs/inference.md.
 """
@@ -13,6 +14,7 @@ How it works and what it costs: docs/inference.md.
 from .cache import CACHE_MODES, DEFAULT_CACHE_MB, FRONTIER_VALUES_PER_PIXEL, DiskSlots, Frontier, MemorySlots, choose_cache
 from .files import FolderReport, TranslateOptions, output_path, plan_outputs, translate_file, translate_path
 from .geometry import Span, blend_window, effective_geometry, iter_tiles, size_multiple, tile_spans
+from .lock import FolderLock
 from .stats import Moments, SharedNormStats, gather_image_stats, normalise, shareable_norms, thumbnail_stats
 from .tiled import NORM_STATS, TiledRun, frontier_cache_mode, translate_image
 
@@ -22,6 +24,7 @@ __all__ = [
     "FRONTIER_VALUES_PER_PIXEL",
     "NORM_STATS",
     "DiskSlots",
+    "FolderLock",
     "FolderReport",
     "Frontier",
     "MemorySlots",
