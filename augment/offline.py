@@ -32,7 +32,7 @@ import torch
 
 from translate.data.images import IMAGE_EXTENSIONS, read_image, to_image, to_tensor
 from translate.errors import CheckpointError, ConfigError, DataError
-from translate.infer import FolderLock
+from translate.infer import FolderLock, check_outputs
 from translate.io import atomic_write, load_generator
 
 from ._runtime import resolve_amp, resolve_device
@@ -288,20 +288,8 @@ def translate_jobs(
 
 
 def check_complete(jobs: list[Job], failed_sources: list[Path]) -> None:
-    """Every job has its target, or failed with a reported reason; else a ``DataError`` naming the rest.
-
-    A target can be missing without a failure when it was removed during the run, or when a write
-    was lost; either way the tree is not the translation it claims to be.
-    """
-    failed = set(failed_sources)
-    missing = [job for job in jobs if job.source not in failed and not job.target.exists()]
-    if missing:
-        shown = ", ".join(str(job.target) for job in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise DataError(
-            f"{len(missing)} of {len(jobs)} inputs have no output after the run and no reported failure: "
-            f"{shown}{more}; run again to complete them"
-        )
+    """Every job has its target, or failed with a reported reason (``translate.infer.check_outputs``)."""
+    check_outputs([(job.source, job.target) for job in jobs], set(failed_sources))
 
 
 def translate_dataset(

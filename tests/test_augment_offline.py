@@ -198,7 +198,7 @@ def test_killed_run_resumes_without_redoing_finished_files(tmp_path):
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     finished = {p: p.stat().st_mtime_ns for p in out.rglob("*")
-                if p.is_file() and not p.name.endswith(".tmp") and p.name != STAMP_NAME}
+                if p.is_file() and not p.name.endswith(".tmp") and p.name not in (STAMP_NAME, LOCK_NAME)}
     total = len(files_under(source))
     assert 40 <= len(finished) < total
     for path in finished:  # nothing half-written under a final name
@@ -206,6 +206,7 @@ def test_killed_run_resumes_without_redoing_finished_files(tmp_path):
             assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is not None
     rerun = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
+    assert f"taking over the lock {out / LOCK_NAME} left by a run that ended without releasing it (pid {process.pid}" in rerun.stderr
     assert f"skipped {len(finished)} already done" in rerun.stdout
     assert re.search(rf"translated {301 - sum(1 for p in finished if 'images' in p.parts)} images", rerun.stdout)
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in finished.items())

@@ -3,6 +3,8 @@ what it wrote and names every bad input."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,16 +15,19 @@ import torch
 
 from translate.cli import main
 from translate.data.images import read_image, to_tensor, write_image
-from translate.errors import ConfigError
+from translate.errors import ConfigError, DataError
 from translate.infer import (
     DiskSlots,
+    FolderLock,
     SharedNormStats,
+    TranslateOptions,
     blend_window,
     effective_geometry,
     frontier_cache_mode,
     shareable_norms,
     tile_spans,
     translate_image,
+    translate_path,
 )
 from translate.io import export_network
 from translate.nets import build_generator
@@ -354,6 +359,30 @@ def test_cli_never_overwrites_an_input(tmp_path: Path, exported: Path, capsys) -
     assert translate(exported, tmp_path, tmp_path) == 2
     assert "overwrite" in capsys.readouterr().err
     assert (tmp_path / "x.png").read_bytes() == before
+
+
+def test_cli_refuses_a_second_run_on_the_same_output(tmp_path: Path, exported: Path, capsys) -> None:
+    write_image(tmp_path / "in" / "a.png", photo(48, 48))
+    with FolderLock(tmp_path / "out"):  # a run in progress
+        assert translate(exported, tmp_path / "in", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"out is being written by another run (pid {os.getpid()} on host {socket.gethostname()}" in err
+    assert not (tmp_path / "out" / "a.png").exists()
+    assert translate(exported, tmp_path / "in", tmp_path / "out") == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]  # the lock is gone with its run
+
+
+def test_an_output_lost_during_a_folder_run_is_named(tmp_path: Path, exported: Path, monkeypatch) -> None:
+    import translate.infer.files as files
+
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / "in" / f"{name}.png", photo(40, 40))
+    real_write = files.write_png
+    # a write that reports success but leaves nothing (another process removed it, a lost write)
+    monkeypatch.setattr(files, "write_png", lambda path, rgb: path if path.name == "b.png" else real_write(path, rgb))
+    net = generator(RESNET)
+    with pytest.raises(DataError, match=r"1 of 3 inputs have no output after the run and no reported failure: .*b\.png"):
+        translate_path(net, tmp_path / "in", tmp_path / "out", TranslateOptions(device="cpu"), progress=False)
 
 
 # --- benchmark ---------------------------------------------------------------------------------

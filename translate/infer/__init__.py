@@ -12,7 +12,15 @@ How it works and what it costs: docs/inference.md.
 """
 
 from .cache import CACHE_MODES, DEFAULT_CACHE_MB, FRONTIER_VALUES_PER_PIXEL, DiskSlots, Frontier, MemorySlots, choose_cache
-from .files import FolderReport, TranslateOptions, output_path, plan_outputs, translate_file, translate_path
+from .files import (
+    FolderReport,
+    TranslateOptions,
+    check_outputs,
+    output_path,
+    plan_outputs,
+    translate_file,
+    translate_path,
+)
 from .geometry import Span, blend_window, effective_geometry, iter_tiles, size_multiple, tile_spans
 from .lock import FolderLock
 from .stats import Moments, SharedNormStats, gather_image_stats, normalise, shareable_norms, thumbnail_stats
@@ -34,6 +42,7 @@ __all__ = [
     "TiledRun",
     "TranslateOptions",
     "blend_window",
+    "check_outputs",
     "choose_cache",
     "effective_geometry",
     "frontier_cache_mode",
