@@ -23,7 +23,16 @@ from .files import (
 )
 from .geometry import Span, blend_window, effective_geometry, iter_tiles, size_multiple, tile_spans
 from .lock import FolderLock
-from .stats import Moments, SharedNormStats, gather_image_stats, normalise, shareable_norms, thumbnail_stats
+from .stats import (
+    Moments,
+    SharedNormStats,
+    check_norms_shareable,
+    gather_image_stats,
+    normalise,
+    shareable_norms,
+    thumbnail_stats,
+    unshared_norms,
+)
 from .tiled import NORM_STATS, TiledRun, frontier_cache_mode, translate_image
 
 __all__ = [
@@ -42,6 +51,7 @@ __all__ = [
     "TiledRun",
     "TranslateOptions",
     "blend_window",
+    "check_norms_shareable",
     "check_outputs",
     "choose_cache",
     "effective_geometry",
@@ -58,4 +68,5 @@ __all__ = [
     "translate_file",
     "translate_image",
     "translate_path",
+    "unshared_norms",
 ]

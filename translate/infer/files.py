@@ -33,6 +33,7 @@ class TranslateOptions:
     cache: str = "auto"
     cache_dir: str | None = None
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    allow_unshared_norms: bool = False
 
 
 def output_path(source: Path, input_root: Path | None, output_dir: Path) -> Path:
@@ -72,6 +73,7 @@ def translate_file(generator: nn.Module, source: str | Path, target: str | Path,
             cache_mb=options.cache_mb,
             cache=options.cache,
             cache_dir=options.cache_dir,
+            allow_unshared_norms=options.allow_unshared_norms,
         )
     except torch.OutOfMemoryError:
         raise DataError(f"{source}: out of memory; use a smaller --tile") from None
