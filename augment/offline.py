@@ -331,7 +331,7 @@ def from_rank_zero(rank: int, compute: Callable[[], T]) -> T:
     if rank == 0:
         try:
             box[0] = ("result", compute())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any error, user's or not, must reach every process
             box[0] = ("error", exc)
     dist.broadcast_object_list(box, src=0)
     kind, value = box[0]
@@ -361,7 +361,9 @@ def translate_dataset_distributed(
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        report = translate_dataset(checkpoint, input_root, output_root, labels_glob, device, tile, amp, batch_size, progress)
+        report = translate_dataset(
+            checkpoint, input_root, output_root, labels_glob, device, tile, amp, batch_size, progress
+        )
         return report, report, 0
     import torch.distributed as dist
 
@@ -378,7 +380,8 @@ def translate_dataset_distributed(
         jobs = from_rank_zero(rank, plan_and_claim)
         if resolve_device(device).type == "cuda" and device in ("auto", "cuda"):
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        report = translate_jobs(checkpoint, shard(jobs, rank, world), device, tile, amp, batch_size, progress and rank == 0)
+        mine = shard(jobs, rank, world)
+        report = translate_jobs(checkpoint, mine, device, tile, amp, batch_size, progress and rank == 0)
         total = combine(report, world)
         failed_sources: list[list[Path]] = [[] for _ in range(world)]
         dist.all_gather_object(failed_sources, report.failed_sources)

@@ -65,7 +65,8 @@ def make_tree(root: Path, n_images: int, size: int = 16) -> tuple[list[str], lis
 
 def files_under(root: Path) -> set[str]:
     """Files of a tree, less the provenance record an output root holds and the lock of a run in progress."""
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name not in (STAMP_NAME, LOCK_NAME)}
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")
+            if p.is_file() and p.name not in (STAMP_NAME, LOCK_NAME)}
 
 
 @pytest.mark.slow
@@ -206,7 +207,8 @@ def test_killed_run_resumes_without_redoing_finished_files(tmp_path):
             assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is not None
     rerun = subprocess.run(args, env=environment(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"taking over the lock {out / LOCK_NAME} left by a run that ended without releasing it (pid {process.pid}" in rerun.stderr
+    takeover = f"the lock {out / LOCK_NAME} left by a run that ended without releasing it (pid {process.pid} "
+    assert takeover in rerun.stderr
     assert f"skipped {len(finished)} already done" in rerun.stdout
     assert re.search(rf"translated {301 - sum(1 for p in finished if 'images' in p.parts)} images", rerun.stdout)
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in finished.items())
@@ -292,7 +294,7 @@ def test_a_failed_write_is_blamed_on_its_own_image_and_the_batch_goes_on(tmp_pat
     to_translate, _ = make_tree(source, 4)
     # with batches of 2, the first two images (in listing order) are written when the third is
     # added: a write error there belongs to its image, not to the third
-    first, second, third = sorted(to_translate)[:3]
+    _, second, third = sorted(to_translate)[:3]
     real_write = offline.write_encoded
 
     def write_encoded(target: Path, rgb: np.ndarray) -> None:
@@ -316,7 +318,8 @@ def test_an_output_lost_during_the_run_is_named_at_the_end(tmp_path, monkeypatch
     lost = sorted(to_translate)[1]
     real_write = offline.write_encoded
     # a write that reports success but leaves nothing (another process removed it, a lost write)
-    monkeypatch.setattr(offline, "write_encoded", lambda target, rgb: None if target == out / lost else real_write(target, rgb))
+    monkeypatch.setattr(offline, "write_encoded",
+                        lambda target, rgb: None if target == out / lost else real_write(target, rgb))
     with pytest.raises(DataError, match=rf"1 of \d+ inputs have no output .*no reported failure: .*{re.escape(lost)}"):
         translate_dataset(export_tiny(tmp_path / "g.safetensors"), source, out, device="cpu", progress=False)
 
@@ -352,7 +355,8 @@ def test_cli_names_the_run_holding_the_output(tmp_path, capsys):
         code = main(["augment", "translate-dataset", "--checkpoint", str(export_tiny(tmp_path / "g.safetensors")),
                      "--input", str(tmp_path / "src"), "--output", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2 and f"being written by another run (pid {os.getpid()}" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and f"being written by another run (pid {os.getpid()}" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 #: a process of a two-process run in which a file appears in the input right after process 0 has
@@ -391,9 +395,10 @@ def test_processes_share_one_listing_when_files_appear_during_the_run(tmp_path):
             "--no-progress"]
     port = str(free_port())
     processes = [
-        subprocess.Popen([sys.executable, "-c", LATE_FILE_RUNNER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env={**environment(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
-                                         "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)})
+        subprocess.Popen([sys.executable, "-c", LATE_FILE_RUNNER, *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**environment(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+                              "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)})
         for rank in range(2)
     ]
     results = [process.communicate(timeout=300) for process in processes]

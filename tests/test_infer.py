@@ -204,7 +204,8 @@ def test_norms_whose_statistics_tiles_cannot_share_are_refused_by_name(case: str
                                           r"statistics.*translate untiled \(tile >= 128\).*allow_unshared_norms=True"):
         translate_image(net, x, tile=64, overlap=16, device="cpu")
     # the seams the refusal prevents: tiles normalised alone are far from the untiled image
-    seams, _ = diffs(translate_image(net, x, tile=64, overlap=16, device="cpu", allow_unshared_norms=True), untiled(net, x))
+    seamed = translate_image(net, x, tile=64, overlap=16, device="cpu", allow_unshared_norms=True)
+    seams, _ = diffs(seamed, untiled(net, x))
     assert seams * 127.5 > 2.0
     # untiled (the image fits one tile), there is nothing to share
     torch.testing.assert_close(translate_image(net, x, tile=128, device="cpu"), untiled(net, x))
@@ -464,7 +465,7 @@ def test_an_output_lost_during_a_folder_run_is_named(tmp_path: Path, exported: P
     # a write that reports success but leaves nothing (another process removed it, a lost write)
     monkeypatch.setattr(files, "write_png", lambda path, rgb: path if path.name == "b.png" else real_write(path, rgb))
     net = generator(RESNET)
-    with pytest.raises(DataError, match=r"1 of 3 inputs have no output after the run and no reported failure: .*b\.png"):
+    with pytest.raises(DataError, match=r"1 of 3 inputs have no output .*no reported failure: .*b\.png"):
         translate_path(net, tmp_path / "in", tmp_path / "out", TranslateOptions(device="cpu"), progress=False)
 
 

@@ -11,7 +11,15 @@
 How it works and what it costs: docs/inference.md.
 """
 
-from .cache import CACHE_MODES, DEFAULT_CACHE_MB, FRONTIER_VALUES_PER_PIXEL, DiskSlots, Frontier, MemorySlots, choose_cache
+from .cache import (
+    CACHE_MODES,
+    DEFAULT_CACHE_MB,
+    FRONTIER_VALUES_PER_PIXEL,
+    DiskSlots,
+    Frontier,
+    MemorySlots,
+    choose_cache,
+)
 from .files import (
     FolderReport,
     TranslateOptions,

@@ -139,7 +139,9 @@ def translate_path(
     return report
 
 
-def _translate_one(generator: nn.Module, pair: tuple[Path, Path], options: TranslateOptions, skip_existing: bool) -> FolderReport:
+def _translate_one(
+    generator: nn.Module, pair: tuple[Path, Path], options: TranslateOptions, skip_existing: bool
+) -> FolderReport:
     if skip_existing and pair[1].exists():
         return FolderReport([], [pair[1]], [])
     return FolderReport([translate_file(generator, *pair, options)], [], [])

@@ -64,10 +64,12 @@ class FolderLock:
         previous = _read_holder(fd)
         if previous:
             warnings.warn(
-                f"taking over the lock {self.path} left by a run that ended without releasing it ({describe(previous)})",
+                f"taking over the lock {self.path} left by a run that ended without releasing it "
+                f"({describe(previous)})",
                 stacklevel=2,
             )
-        _write_holder(fd, {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")})
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        _write_holder(fd, {"pid": os.getpid(), "host": socket.gethostname(), "since": since})
         self._fd = fd
 
     def release(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,8 +20,10 @@ NORMS = tuple(PER_SAMPLE_NORMS)
 NETWORK_DECLARATIONS = (
     (
         "normalises_per_sample",
-        "a static method normalises_per_sample(spec) -> bool, given the complete spec: True when one "
-        "sample's output does not depend on the rest of the batch (False with batch norm or other batch statistics)",
+        (
+            "a static method normalises_per_sample(spec) -> bool, given the complete spec: True when one sample's "
+            "output does not depend on the rest of the batch (False with batch norm or other batch statistics)"
+        ),
     ),
 )
 
