@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from translate.data.images import IMAGE_EXTENSIONS, read_image, to_image, to_tensor
-from translate.errors import CheckpointError, ConfigError, DataError
+from translate.errors import CheckpointError, ConfigError, DataError, I2IError
 from translate.infer import FolderLock, check_outputs
 from translate.io import atomic_write, load_generator
 
@@ -323,21 +323,28 @@ def translate_dataset(
 
 
 def from_rank_zero(rank: int, compute: Callable[[], T]) -> T:
-    """``compute()`` run by process 0 alone and its result sent to every process; an error it
-    raises is raised in every process (the others would otherwise wait for a result forever)."""
+    """``compute()`` run by process 0 alone and its result sent to every process. An error it raises
+    is raised in every process (the others would otherwise wait for a result forever): process 0
+    raises its own, the others the same user error (``I2IError``) or a ``RuntimeError`` naming it."""
     import torch.distributed as dist
 
     box: list[object] = [None]
+    error: Exception | None = None
     if rank == 0:
         try:
             box[0] = ("result", compute())
         except Exception as exc:  # noqa: BLE001 - any error, user's or not, must reach every process
-            box[0] = ("error", exc)
+            error = exc
+            # type and text only: an exception object need not survive pickling
+            user_error = type(exc) if isinstance(exc, I2IError) else None
+            box[0] = ("error", user_error, f"{type(exc).__name__}: {exc}", str(exc))
     dist.broadcast_object_list(box, src=0)
-    kind, value = box[0]
-    if kind == "error":
-        raise value
-    return value
+    if box[0][0] == "result":
+        return box[0][1]
+    if error is not None:
+        raise error
+    _, user_error, described, message = box[0]
+    raise user_error(message) if user_error is not None else RuntimeError(f"process 0 failed: {described}")
 
 
 def translate_dataset_distributed(

@@ -359,6 +359,9 @@ def test_cli_names_the_run_holding_the_output(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
 
 
+#: ``i2i`` as one process of a two-process run
+CLI_RUNNER = "import sys; from translate.cli import main; sys.exit(main(sys.argv[1:]))"
+
 #: a process of a two-process run in which a file appears in the input right after process 0 has
 #: listed it; process 1 lists (if it lists at all) only once the file is there
 LATE_FILE_RUNNER = """
@@ -385,6 +388,19 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def run_two_processes(script: str, args: list[str]) -> tuple[list[subprocess.Popen], list[tuple[str, str]]]:
+    """``python -c script *args`` as ranks 0 and 1 of one gloo group; returns them and their (stdout, stderr)."""
+    port = str(free_port())
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**environment(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+                              "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)})
+        for rank in range(2)
+    ]
+    return processes, [process.communicate(timeout=300) for process in processes]
+
+
 @pytest.mark.slow
 def test_processes_share_one_listing_when_files_appear_during_the_run(tmp_path):
     source, out = tmp_path / "src", tmp_path / "out"
@@ -393,18 +409,23 @@ def test_processes_share_one_listing_when_files_appear_during_the_run(tmp_path):
     args = ["augment", "translate-dataset", "--checkpoint", str(export_tiny(tmp_path / "g.safetensors")),
             "--input", str(source), "--output", str(out), "--labels-glob", "labels/*", "--device", "cpu",
             "--no-progress"]
-    port = str(free_port())
-    processes = [
-        subprocess.Popen([sys.executable, "-c", LATE_FILE_RUNNER, *args],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**environment(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
-                              "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)})
-        for rank in range(2)
-    ]
-    results = [process.communicate(timeout=300) for process in processes]
+    processes, results = run_two_processes(LATE_FILE_RUNNER, args)
     assert [process.returncode for process in processes] == [0, 0], results
     assert "images/aachen/0000-late.png" in files_under(source)
     # the run did what process 0 listed, each file once; the late file waits for the next run
     assert files_under(out) == listed
     counts = [re.search(r"rank \d: translated (\d+), copied (\d+), skipped (\d+)", stdout) for stdout, _ in results]
     assert sum(int(m[1]) + int(m[2]) for m in counts) == len(listed) and all(m[3] == "0" for m in counts)
+
+
+@pytest.mark.slow
+def test_an_error_process_0_meets_before_the_run_ends_every_process(tmp_path):
+    make_tree(tmp_path / "src", 2)
+    args = ["augment", "translate-dataset", "--checkpoint", str(export_tiny(tmp_path / "g.safetensors")),
+            "--input", str(tmp_path / "src"), "--output", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]
+    with FolderLock(tmp_path / "out"):  # another run holds the output
+        processes, results = run_two_processes(CLI_RUNNER, args)
+    assert [process.returncode for process in processes] == [2, 2], results
+    for _, stderr in results:
+        assert f"is being written by another run (pid {os.getpid()}" in stderr and "Traceback" not in stderr
+    assert files_under(tmp_path / "out") == set()
