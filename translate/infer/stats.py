@@ -102,7 +102,7 @@ class _InputStatisticsCalls(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def unshared_norms(net: nn.Module, tile: torch.Tensor) -> dict[str, str]:
+def unshared_norms(net: nn.Module, tile: torch.Tensor, amp: str = "off") -> dict[str, str]:
     """Layers that normalise a tile with its own statistics and that ``SharedNormStats`` cannot give
     the whole image's (name -> what it calls), found by one forward pass over ``tile``.
 
@@ -112,14 +112,15 @@ def unshared_norms(net: nn.Module, tile: torch.Tensor) -> dict[str, str]:
     statistics, a custom layer calling ``F.instance_norm``) would give each tile its own tone.
     """
     shared = set(shareable_norms(net))
-    with torch.inference_mode(), _InputStatisticsCalls(net) as calls:
+    # under the run's autocast, as the tiles will be: a half-precision net needs it
+    with torch.inference_mode(), autocast(tile.device, amp), _InputStatisticsCalls(net) as calls:
         net(tile)
     return {name or "(the generator itself)": what for name, what in calls.found.items() if name not in shared}
 
 
-def check_norms_shareable(net: nn.Module, tile: torch.Tensor, image_side: int) -> None:
+def check_norms_shareable(net: nn.Module, tile: torch.Tensor, image_side: int, amp: str = "off") -> None:
     """A ``ConfigError`` naming each of ``unshared_norms``: tiles would silently show seams."""
-    unshared = unshared_norms(net, tile)
+    unshared = unshared_norms(net, tile, amp)
     if unshared:
         listed = ", ".join(f"'{name}' ({what})" for name, what in unshared.items())
         raise ConfigError(

@@ -241,7 +241,7 @@ def translate_image(
     padded, size = pad_to_multiple(image, multiple)
     run = TiledRun(generator, padded, tile, overlap, dev, amp, progress)
     if norm_stats != "tile" and not allow_unshared_norms:
-        check_norms_shareable(generator, run.first_tile(), max(image.shape[-2:]))
+        check_norms_shareable(generator, run.first_tile(), max(image.shape[-2:]), amp)
     mode = frontier_cache_mode(generator, *padded.shape[-2:], tile, overlap, cache, cache_mb, cache_dir)
     tiles, norms = sum(1 for _ in run.tiles()), len(shareable_norms(generator))
     stat_passes_run = 0 if norm_stats != "image" else (norms if stat_passes is None else min(stat_passes, norms))
