@@ -456,6 +456,27 @@ def test_cli_refuses_a_second_run_on_the_same_output(tmp_path: Path, exported: P
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]  # the lock is gone with its run
 
 
+def test_a_write_error_is_reported_for_its_image_and_the_others_are_kept(
+    tmp_path: Path, exported: Path, monkeypatch, capsys
+) -> None:
+    import translate.infer.files as files
+
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / "in" / f"{name}.png", photo(40, 40))
+    real_write = files.write_png
+
+    def write_png(path: Path, rgb: np.ndarray) -> Path:
+        if path.name == "b.png":
+            raise OSError(28, "No space left on device")
+        return real_write(path, rgb)
+
+    monkeypatch.setattr(files, "write_png", write_png)
+    assert translate(exported, tmp_path / "in", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'in' / 'b.png'}: cannot write {tmp_path / 'out' / 'b.png'}: [Errno 28] No space left" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+
+
 def test_an_output_lost_during_a_folder_run_is_named(tmp_path: Path, exported: Path, monkeypatch) -> None:
     import translate.infer.files as files
 

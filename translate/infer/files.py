@@ -159,9 +159,10 @@ def _translate_all(
             continue
         try:
             report.written.append(translate_file(generator, src, dst, options))
-        except DataError as exc:
-            tqdm.write(f"skipping: {exc}", file=sys.stderr)
-            report.failed.append((src, str(exc)))
+        except (DataError, OSError) as exc:  # OSError: a full disk, a folder without write permission
+            message = str(exc) if isinstance(exc, DataError) else f"{src}: cannot write {dst}: {exc}"
+            tqdm.write(f"skipping: {message}", file=sys.stderr)
+            report.failed.append((src, message))
     return report
 
 
