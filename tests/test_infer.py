@@ -3,6 +3,8 @@ what it wrote and names every bad input."""
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,16 +15,20 @@ import torch
 
 from translate.cli import main
 from translate.data.images import read_image, to_tensor, write_image
-from translate.errors import ConfigError
+from translate.errors import ConfigError, DataError
 from translate.infer import (
     DiskSlots,
+    FolderLock,
     SharedNormStats,
+    TranslateOptions,
     blend_window,
     effective_geometry,
     frontier_cache_mode,
     shareable_norms,
     tile_spans,
     translate_image,
+    translate_path,
+    unshared_norms,
 )
 from translate.io import export_network
 from translate.nets import build_generator
@@ -154,6 +160,89 @@ def test_batch_norm_generator_tiles_without_shared_statistics() -> None:
     assert mean < 1.25 and peak < 26.0, (mean, peak)  # measured 1.02, 21.5: tile edges only
     # a net handed over in training mode (batch statistics of each tile) is put in eval mode
     assert torch.equal(translate_image(net.train(), x, tile=64, overlap=32, device="cpu"), out)
+
+
+class SpatialLayerNorm(torch.nn.Module):
+    """Layer norm over channels and pixels of each sample, as some image GANs use it (MUNIT)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, x.shape[1:])
+
+
+class AdaIN(torch.nn.Module):
+    """A custom adaptive instance norm: calls ``F.instance_norm`` itself, so it is no InstanceNorm module."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.instance_norm(x) * self.scale.view(1, -1, 1, 1)
+
+
+def norm_generator(norm: torch.nn.Module) -> torch.nn.Module:
+    """conv, ``norm``, conv: the smallest generator whose tiles depend on how ``norm`` is shared."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), norm, torch.nn.ReLU(),
+                               torch.nn.Conv2d(8, 3, 3, padding=1), torch.nn.Tanh()).eval()
+
+
+UNSHARED_NORMS = {
+    "layer norm over the pixels": (SpatialLayerNorm(), "SpatialLayerNorm calling layer_norm"),
+    "custom instance norm": (AdaIN(8), "AdaIN calling instance_norm"),
+    "batch norm without running statistics": (torch.nn.BatchNorm2d(8, track_running_stats=False),
+                                              "BatchNorm2d calling batch_norm"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNSHARED_NORMS))
+def test_norms_whose_statistics_tiles_cannot_share_are_refused_by_name(case: str) -> None:
+    norm, what = UNSHARED_NORMS[case]
+    net = norm_generator(norm)
+    x = to_tensor(photo(128, 128))[None]
+    with pytest.raises(ConfigError, match=rf"generator layer\(s\) '1' \({what}\) normalise each tile with its own "
+                                          r"statistics.*translate untiled \(tile >= 128\).*allow_unshared_norms=True"):
+        translate_image(net, x, tile=64, overlap=16, device="cpu")
+    # the seams the refusal prevents: tiles normalised alone are far from the untiled image
+    seamed = translate_image(net, x, tile=64, overlap=16, device="cpu", allow_unshared_norms=True)
+    seams, _ = diffs(seamed, untiled(net, x))
+    assert seams * 127.5 > 2.0
+    # untiled (the image fits one tile), there is nothing to share
+    torch.testing.assert_close(translate_image(net, x, tile=128, device="cpu"), untiled(net, x))
+
+
+class Permuted(torch.nn.Module):
+    """``module`` applied channels-last."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+ACCEPTED_NORMS = {  # whole-image statistics for the first two, stored or per-pixel ones for the others
+    "group norm": lambda: norm_generator(torch.nn.GroupNorm(2, 8)),
+    "instance norm": lambda: norm_generator(torch.nn.InstanceNorm2d(8)),
+    "eval batch norm": lambda: norm_generator(torch.nn.BatchNorm2d(8)),
+    "layer norm over the channels alone": lambda: norm_generator(Permuted(torch.nn.LayerNorm(8))),
+    "resnet": lambda: generator(RESNET),
+    "resnet, group norm": lambda: generator({**RESNET, "norm": "group"}),
+    "unet, batch norm": lambda: generator({**UNET, "norm": "batch"}),
+}
+
+
+@pytest.mark.parametrize("case", list(ACCEPTED_NORMS))
+def test_norms_tiles_can_share_or_do_not_need_to_are_accepted(case: str) -> None:
+    assert unshared_norms(ACCEPTED_NORMS[case](), torch.zeros(1, 3, 32, 32)) == {}
+
+
+def test_a_group_norm_generator_tiles_like_the_untiled_one() -> None:
+    net = norm_generator(torch.nn.GroupNorm(2, 8))
+    x = to_tensor(photo(128, 128))[None]
+    mean, _ = diffs(translate_image(net, x, tile=64, overlap=16, device="cpu"), untiled(net, x))
+    assert mean * 127.5 < 0.5
 
 
 def test_bf16_autocast_runs_and_stays_close_to_float32() -> None:
@@ -354,6 +443,51 @@ def test_cli_never_overwrites_an_input(tmp_path: Path, exported: Path, capsys) -
     assert translate(exported, tmp_path, tmp_path) == 2
     assert "overwrite" in capsys.readouterr().err
     assert (tmp_path / "x.png").read_bytes() == before
+
+
+def test_cli_refuses_a_second_run_on_the_same_output(tmp_path: Path, exported: Path, capsys) -> None:
+    write_image(tmp_path / "in" / "a.png", photo(48, 48))
+    with FolderLock(tmp_path / "out"):  # a run in progress
+        assert translate(exported, tmp_path / "in", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"out is being written by another run (pid {os.getpid()} on host {socket.gethostname()}" in err
+    assert not (tmp_path / "out" / "a.png").exists()
+    assert translate(exported, tmp_path / "in", tmp_path / "out") == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]  # the lock is gone with its run
+
+
+def test_a_write_error_is_reported_for_its_image_and_the_others_are_kept(
+    tmp_path: Path, exported: Path, monkeypatch, capsys
+) -> None:
+    import translate.infer.files as files
+
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / "in" / f"{name}.png", photo(40, 40))
+    real_write = files.write_png
+
+    def write_png(path: Path, rgb: np.ndarray) -> Path:
+        if path.name == "b.png":
+            raise OSError(28, "No space left on device")
+        return real_write(path, rgb)
+
+    monkeypatch.setattr(files, "write_png", write_png)
+    assert translate(exported, tmp_path / "in", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'in' / 'b.png'}: cannot write {tmp_path / 'out' / 'b.png'}: [Errno 28] No space left" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png"]
+
+
+def test_an_output_lost_during_a_folder_run_is_named(tmp_path: Path, exported: Path, monkeypatch) -> None:
+    import translate.infer.files as files
+
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / "in" / f"{name}.png", photo(40, 40))
+    real_write = files.write_png
+    # a write that reports success but leaves nothing (another process removed it, a lost write)
+    monkeypatch.setattr(files, "write_png", lambda path, rgb: path if path.name == "b.png" else real_write(path, rgb))
+    net = generator(RESNET)
+    with pytest.raises(DataError, match=r"1 of 3 inputs have no output .*no reported failure: .*b\.png"):
+        translate_path(net, tmp_path / "in", tmp_path / "out", TranslateOptions(device="cpu"), progress=False)
 
 
 # --- benchmark ---------------------------------------------------------------------------------

@@ -9,8 +9,18 @@ import torch
 from torch import nn
 
 from translate.errors import ConfigError
-from translate.nets import build_discriminator, build_generator
+from translate.models.base import normalises_per_sample
+from translate.nets import (
+    DISCRIMINATORS,
+    GENERATORS,
+    SAMPLER_CRITICS,
+    SAMPLERS,
+    SEGMENTERS,
+    build_discriminator,
+    build_generator,
+)
 from translate.nets.layers import init_weights
+from translate.registry import Registry
 
 GENERATOR_SPECS = [
     {"name": "resnet", "ngf": 4, "n_blocks": 2},
@@ -92,6 +102,68 @@ def test_bad_specs_are_named():
         build_generator({"name": "resnet", "upsample": "pixelshuffle"})
     with pytest.raises(ConfigError, match="unknown init"):
         build_generator({"name": "resnet", "ngf": 4, "n_blocks": 1}, init="uniform")
+
+
+# --- whether a net normalises each sample alone: declared per network class ---------------------
+
+PER_SAMPLE_CASES = [
+    (GENERATORS, {"name": "resnet"}, True),  # instance norm
+    (GENERATORS, {"name": "resnet", "norm": "batch"}, False),
+    (GENERATORS, {"name": "resnet", "norm": "group"}, True),
+    (GENERATORS, {"name": "unet"}, False),  # batch norm
+    (GENERATORS, {"name": "unet", "norm": "instance"}, True),
+    (GENERATORS, {"name": "unet", "norm": "none"}, True),
+    (DISCRIMINATORS, {"name": "patchgan"}, True),
+    (DISCRIMINATORS, {"name": "patchgan", "norm": "batch"}, False),
+    # spectral norm leaves the norm layers out, whatever ``norm`` says
+    (DISCRIMINATORS, {"name": "multiscale", "norm": "batch", "spectral_norm": True}, True),
+    (SAMPLERS, {"name": "mlp"}, True),
+    (SAMPLERS, {"name": "dcgan"}, False),  # batch norm
+    (SAMPLERS, {"name": "spade"}, True),
+    (SAMPLER_CRITICS, {"name": "dcgan", "norm": "layer"}, True),
+    # no norm, but the minibatch spread is a statistic of the batch
+    (SAMPLER_CRITICS, {"name": "mlp", "minibatch_stddev": True}, False),
+    (SEGMENTERS, {"name": "smp_unet"}, False),  # batch norm throughout
+]
+
+
+@pytest.mark.parametrize(("registry", "spec", "expected"), PER_SAMPLE_CASES,
+                         ids=lambda v: v if isinstance(v, bool) else getattr(v, "family", None) or str(v))
+def test_each_network_declares_whether_it_normalises_per_sample(registry, spec, expected):
+    assert normalises_per_sample(registry, spec) is expected
+
+
+def test_a_network_without_the_declaration_is_refused_as_it_registers():
+    class Undeclared(nn.Module):
+        def __init__(self, norm: str = "instance") -> None:
+            super().__init__()
+
+    with pytest.raises(ConfigError, match=r"generator 'undeclared' \(.*Undeclared\) does not declare "
+                                          r"normalises_per_sample: a static method normalises_per_sample\(spec\)"):
+        GENERATORS.register("undeclared")(Undeclared)
+    assert "undeclared" not in GENERATORS
+
+
+def test_an_undeclared_or_unclear_answer_is_an_error_not_a_guess():
+    family: Registry[type[nn.Module]] = Registry("toy network")  # a registry that checks nothing itself
+
+    @family.register("silent")
+    class Silent(nn.Module):  # has a "norm" option, which the old guess read as an answer
+        def __init__(self, norm: str = "instance") -> None:
+            super().__init__()
+
+    @family.register("vague")
+    class Vague(nn.Module):
+        @staticmethod
+        def normalises_per_sample(spec):
+            return "probably"
+
+    with pytest.raises(ConfigError, match="toy network 'silent' does not declare normalises_per_sample"):
+        normalises_per_sample(family, {"name": "silent"})
+    with pytest.raises(ConfigError, match="toy network 'vague': normalises_per_sample returned 'probably'"):
+        normalises_per_sample(family, {"name": "vague"})
+    with pytest.raises(ConfigError, match="unknown norm 'weird'"):
+        normalises_per_sample(GENERATORS, {"name": "resnet", "norm": "weird"})
 
 
 # --- initialisation: each scheme's promised weight statistics ----------------------------------

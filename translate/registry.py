@@ -20,14 +20,23 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, family: str) -> None:
+    """``required``: (attribute, what it is) pairs every entry must define, checked as it registers."""
+
+    def __init__(self, family: str, required: tuple[tuple[str, str], ...] = ()) -> None:
         self.family = family
+        self.required = required
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.family} '{name}' is registered twice")
+            for attribute, meaning in self.required:
+                if not callable(getattr(obj, attribute, None)):
+                    raise ConfigError(
+                        f"{self.family} '{name}' ({getattr(obj, '__qualname__', obj)}) does not declare "
+                        f"{attribute}: {meaning}"
+                    )
             self._entries[name] = obj
             return obj
 

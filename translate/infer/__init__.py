@@ -5,15 +5,42 @@
   passes that gather them);
 * ``cache``: the frontier, every tile's state between those passes, in RAM or spilled to disk;
 * ``tiled``: one image's tiled run and ``translate_image``;
-* ``files``: image files and folders (``translate_file``, ``translate_path``).
+* ``files``: image files and folders (``translate_file``, ``translate_path``);
+* ``lock``: one run at a time writes into an output folder (``FolderLock``).
 
 How it works and what it costs: docs/inference.md.
 """
 
-from .cache import CACHE_MODES, DEFAULT_CACHE_MB, FRONTIER_VALUES_PER_PIXEL, DiskSlots, Frontier, MemorySlots, choose_cache
-from .files import FolderReport, TranslateOptions, output_path, plan_outputs, translate_file, translate_path
+from .cache import (
+    CACHE_MODES,
+    DEFAULT_CACHE_MB,
+    FRONTIER_VALUES_PER_PIXEL,
+    DiskSlots,
+    Frontier,
+    MemorySlots,
+    choose_cache,
+)
+from .files import (
+    FolderReport,
+    TranslateOptions,
+    check_outputs,
+    output_path,
+    plan_outputs,
+    translate_file,
+    translate_path,
+)
 from .geometry import Span, blend_window, effective_geometry, iter_tiles, size_multiple, tile_spans
-from .stats import Moments, SharedNormStats, gather_image_stats, normalise, shareable_norms, thumbnail_stats
+from .lock import FolderLock
+from .stats import (
+    Moments,
+    SharedNormStats,
+    check_norms_shareable,
+    gather_image_stats,
+    normalise,
+    shareable_norms,
+    thumbnail_stats,
+    unshared_norms,
+)
 from .tiled import NORM_STATS, TiledRun, frontier_cache_mode, translate_image
 
 __all__ = [
@@ -22,6 +49,7 @@ __all__ = [
     "FRONTIER_VALUES_PER_PIXEL",
     "NORM_STATS",
     "DiskSlots",
+    "FolderLock",
     "FolderReport",
     "Frontier",
     "MemorySlots",
@@ -31,6 +59,8 @@ __all__ = [
     "TiledRun",
     "TranslateOptions",
     "blend_window",
+    "check_norms_shareable",
+    "check_outputs",
     "choose_cache",
     "effective_geometry",
     "frontier_cache_mode",
@@ -46,4 +76,5 @@ __all__ = [
     "translate_file",
     "translate_image",
     "translate_path",
+    "unshared_norms",
 ]

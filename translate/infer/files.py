@@ -15,6 +15,7 @@ from ..data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, list_images, rea
 from ..errors import DataError
 from ..io import atomic_write
 from .cache import DEFAULT_CACHE_MB
+from .lock import FolderLock
 from .tiled import translate_image
 
 
@@ -32,6 +33,7 @@ class TranslateOptions:
     cache: str = "auto"
     cache_dir: str | None = None
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    allow_unshared_norms: bool = False
 
 
 def output_path(source: Path, input_root: Path | None, output_dir: Path) -> Path:
@@ -71,6 +73,7 @@ def translate_file(generator: nn.Module, source: str | Path, target: str | Path,
             cache_mb=options.cache_mb,
             cache=options.cache,
             cache_dir=options.cache_dir,
+            allow_unshared_norms=options.allow_unshared_norms,
         )
     except torch.OutOfMemoryError:
         raise DataError(f"{source}: out of memory; use a smaller --tile") from None
@@ -116,18 +119,39 @@ def translate_path(
     A file that cannot be read (corrupt, too large, ...) is skipped with a message and reported in
     ``failed``, so one bad file in a thousand does not throw away the other 999; the caller decides
     whether that is an error (the CLI exits non-zero). A single-file input raises instead.
-    """
-    from tqdm import tqdm
 
+    One run at a time writes into ``output_dir`` (``FolderLock``: another is refused, naming this
+    one), and the run ends with ``check_outputs``: an input with neither output nor failure is an error.
+    """
     input_path, output_dir = Path(input_path), Path(output_dir)
     if input_path.is_file():
         if input_path.suffix.lower() not in IMAGE_EXTENSIONS:
             raise DataError(f"{input_path} is not an image ({', '.join(IMAGE_EXTENSIONS)})")
-        (pair,) = plan_outputs([input_path], None, output_dir)
-        if skip_existing and pair[1].exists():
-            return FolderReport([], [pair[1]], [])
-        return FolderReport([translate_file(generator, *pair, options)], [], [])
-    pairs = plan_outputs(list_images(input_path), input_path, output_dir)
+        pairs = plan_outputs([input_path], None, output_dir)
+    else:
+        pairs = plan_outputs(list_images(input_path), input_path, output_dir)
+    with FolderLock(output_dir):
+        if input_path.is_file():
+            report = _translate_one(generator, pairs[0], options, skip_existing)
+        else:
+            report = _translate_all(generator, pairs, options, skip_existing, progress)
+        check_outputs(pairs, {source for source, _ in report.failed})
+    return report
+
+
+def _translate_one(
+    generator: nn.Module, pair: tuple[Path, Path], options: TranslateOptions, skip_existing: bool
+) -> FolderReport:
+    if skip_existing and pair[1].exists():
+        return FolderReport([], [pair[1]], [])
+    return FolderReport([translate_file(generator, *pair, options)], [], [])
+
+
+def _translate_all(
+    generator: nn.Module, pairs: list[tuple[Path, Path]], options: TranslateOptions, skip_existing: bool, progress: bool
+) -> FolderReport:
+    from tqdm import tqdm
+
     report = FolderReport([], [], [])
     for src, dst in tqdm(pairs, desc="translate", unit="image", disable=not progress):
         if skip_existing and dst.exists():
@@ -135,7 +159,22 @@ def translate_path(
             continue
         try:
             report.written.append(translate_file(generator, src, dst, options))
-        except DataError as exc:
-            tqdm.write(f"skipping: {exc}", file=sys.stderr)
-            report.failed.append((src, str(exc)))
+        except (DataError, OSError) as exc:  # OSError: a full disk, a folder without write permission
+            message = str(exc) if isinstance(exc, DataError) else f"{src}: cannot write {dst}: {exc}"
+            tqdm.write(f"skipping: {message}", file=sys.stderr)
+            report.failed.append((src, message))
     return report
+
+
+def check_outputs(pairs: list[tuple[Path, Path]], failed: set[Path]) -> None:
+    """Every (source, target) pair has its target, or its source failed with a reported reason;
+    else a ``DataError`` naming the rest. A target goes missing without a failure when it is
+    removed during the run or a write is lost; either way the output is not what it claims to be."""
+    missing = [target for source, target in pairs if source not in failed and not target.exists()]
+    if missing:
+        shown = ", ".join(str(target) for target in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise DataError(
+            f"{len(missing)} of {len(pairs)} inputs have no output after the run and no reported failure: "
+            f"{shown}{more}; run again to complete them"
+        )

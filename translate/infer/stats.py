@@ -10,14 +10,18 @@ passes; ``thumbnail_stats`` takes cheap, approximate ones from an untiled pass o
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ..devices import autocast
+from ..errors import ConfigError
 from .cache import Frontier
 from .geometry import size_multiple
 
@@ -39,6 +43,91 @@ def shareable_norms(net: nn.Module) -> dict[str, nn.Module]:
             if not (module.track_running_stats and not module.training and module.running_mean is not None):
                 found[name] = module
     return found
+
+
+#: functional normalisations, each with a test of its bound arguments: does this call take its
+#: statistics from its input's spatial extent (so that a tile's differ from the whole image's)?
+INPUT_STATISTICS: dict[Callable[..., Any], Callable[[Mapping[str, Any]], bool]] = {
+    F.instance_norm: lambda a: bool(a["use_input_stats"]),
+    F.group_norm: lambda a: True,
+    # over the channels alone (a channels-last or token layout) it is per position, which tiles keep
+    F.layer_norm: lambda a: len(a["normalized_shape"]) >= 2,
+    # in training, or without running statistics, batch norm uses the tile's own
+    F.batch_norm: lambda a: bool(a["training"]) or a["running_mean"] is None,
+}
+
+
+class _InputStatisticsCalls(TorchFunctionMode):
+    """Records, during one forward pass, which module (by name) calls a normalisation that takes
+    its statistics from its input (``INPUT_STATISTICS``), whatever the module's class: built-in
+    norms, and custom layers that call ``F.instance_norm`` and the like themselves."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.found: dict[str, str] = {}  # module name -> what it calls
+        self._running: list[tuple[str, nn.Module]] = []  # modules whose forward is running, outermost first
+        self._handles: list = []
+
+    def __enter__(self) -> _InputStatisticsCalls:
+        for name, module in self.net.named_modules():
+            self._handles.append(module.register_forward_pre_hook(self._entered(name)))
+            self._handles.append(module.register_forward_hook(self._left))
+        return super().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        super().__exit__(*exc)
+
+    def _entered(self, name: str):
+        def hook(module: nn.Module, inputs: tuple) -> None:
+            self._running.append((name, module))
+
+        return hook
+
+    def _left(self, module: nn.Module, inputs: tuple, output: object) -> None:
+        self._running.pop()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        test = INPUT_STATISTICS.get(func)
+        if test is not None and self._running:
+            bound = inspect.signature(func).bind(*args, **kwargs)
+            bound.apply_defaults()
+            if test(bound.arguments):
+                name, module = self._running[-1]
+                self.found.setdefault(name, f"{type(module).__name__} calling {func.__name__}")
+        return func(*args, **kwargs)
+
+
+def unshared_norms(net: nn.Module, tile: torch.Tensor, amp: str = "off") -> dict[str, str]:
+    """Layers that normalise a tile with its own statistics and that ``SharedNormStats`` cannot give
+    the whole image's (name -> what it calls), found by one forward pass over ``tile``.
+
+    ``shareable_norms`` (InstanceNorm, GroupNorm) are given whole-image statistics; BatchNorm in
+    eval mode uses its running statistics, the same for every tile. Anything else that takes its
+    statistics from its input (LayerNorm over the spatial dims, batch norm without running
+    statistics, a custom layer calling ``F.instance_norm``) would give each tile its own tone.
+    """
+    shared = set(shareable_norms(net))
+    # under the run's autocast, as the tiles will be: a half-precision net needs it
+    with torch.inference_mode(), autocast(tile.device, amp), _InputStatisticsCalls(net) as calls:
+        net(tile)
+    return {name or "(the generator itself)": what for name, what in calls.found.items() if name not in shared}
+
+
+def check_norms_shareable(net: nn.Module, tile: torch.Tensor, image_side: int, amp: str = "off") -> None:
+    """A ``ConfigError`` naming each of ``unshared_norms``: tiles would silently show seams."""
+    unshared = unshared_norms(net, tile, amp)
+    if unshared:
+        listed = ", ".join(f"'{name}' ({what})" for name, what in unshared.items())
+        raise ConfigError(
+            f"generator layer(s) {listed} normalise each tile with its own statistics, which tiled inference "
+            f"cannot share across tiles (seams); translate untiled (tile >= {image_side}), or accept seams with "
+            "allow_unshared_norms=True (or norm_stats='tile')"
+        )
 
 
 @dataclass

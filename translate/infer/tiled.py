@@ -25,7 +25,15 @@ from ..errors import ConfigError
 from ..nets.layers import crop_to, pad_to_multiple
 from .cache import DEFAULT_CACHE_MB, Frontier, choose_cache, frontier_worst_bytes, open_frontier, state_numel
 from .geometry import Span, blend_window, effective_geometry, iter_tiles, size_multiple
-from .stats import SharedNormStats, Stats, StopForward, gather_image_stats, shareable_norms, thumbnail_stats
+from .stats import (
+    SharedNormStats,
+    Stats,
+    StopForward,
+    check_norms_shareable,
+    gather_image_stats,
+    shareable_norms,
+    thumbnail_stats,
+)
 
 NORM_STATS = ("image", "thumbnail", "tile")
 
@@ -60,6 +68,10 @@ class TiledRun:
     def tiles(self) -> Iterator[tuple[Span, Span]]:
         h, w = self.padded.shape[-2:]
         return iter_tiles(h, w, self.tile, self.overlap, size_multiple(self.generator))
+
+    def first_tile(self) -> torch.Tensor:
+        """The first tile's input, on the device."""
+        return self._crop(*next(self.tiles()))
 
     def tile_pixels(self) -> int:
         """The pixels of one tile (tiles all have the same size)."""
@@ -222,6 +234,7 @@ def translate_image(
     cache: str = "auto",
     cache_dir: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    allow_unshared_norms: bool = False,
 ) -> torch.Tensor:
     """Translate a 1×3×H×W image in [-1, 1] of any size; returns 1×C×H×W float32 on the CPU.
 
@@ -244,6 +257,10 @@ def translate_image(
 
     The run moves ``generator`` to ``device`` and into eval mode, and afterwards leaves it as the
     caller had it (mode of every module, device of its weights).
+
+    A tiled run refuses (``ConfigError``, naming the layers) a generator with norm layers whose
+    statistics it cannot share across tiles (see ``stats.unshared_norms``), unless
+    ``allow_unshared_norms`` accepts the seams they leave, or ``norm_stats`` is ``"tile"``.
     """
     if norm_stats not in NORM_STATS:
         raise ConfigError(f"unknown norm_stats '{norm_stats}'; known: {', '.join(NORM_STATS)}")
@@ -264,6 +281,8 @@ def translate_image(
 
     padded, size = pad_to_multiple(image, multiple)
     run = TiledRun(generator, padded, tile, overlap, dev, amp, progress)
+    if norm_stats != "tile" and not allow_unshared_norms:
+        check_norms_shareable(generator, run.first_tile(), max(image.shape[-2:]), amp)
     mode = frontier_cache_mode(generator, *padded.shape[-2:], tile, overlap, cache, cache_mb, cache_dir)
     tiles, norms = sum(1 for _ in run.tiles()), len(shareable_norms(generator))
     stat_passes_run = 0 if norm_stats != "image" else (norms if stat_passes is None else min(stat_passes, norms))

@@ -24,7 +24,8 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
-from ..registry import Registry
+from ..errors import ConfigError
+from ..registry import Registry, resolved_spec
 
 MODELS: Registry[type["GANModel"]] = Registry("model")
 
@@ -102,12 +103,21 @@ TranslationModel = GANModel
 
 
 def normalises_per_sample(registry: Registry, spec: Mapping[str, Any]) -> bool:
-    """True when a net's output for one image does not depend on the rest of the batch (any norm
-    but batch norm). Such a net can run several inputs in one call, which is faster than one call
-    each, with the same result."""
-    from ..registry import resolved_spec
-
-    return resolved_spec(registry, spec).get("norm", "none") != "batch"
+    """True when a net's output for one image does not depend on the rest of the batch, as its
+    class declares for this spec (``normalises_per_sample(spec)``, given the spec with every default
+    filled in). Such a net can run several inputs in one call, which is faster than one call each,
+    with the same result. A class that does not declare it, or answers other than True or False,
+    is an error: guessing wrong would silently change what a model trains."""
+    full = resolved_spec(registry, spec)
+    declared = getattr(registry.get(full["name"]), "normalises_per_sample", None)
+    if not callable(declared):
+        raise ConfigError(f"{registry.family} '{full['name']}' does not declare normalises_per_sample(spec)")
+    answer = declared(full)
+    if not isinstance(answer, bool):
+        raise ConfigError(
+            f"{registry.family} '{full['name']}': normalises_per_sample returned {answer!r}, not True or False"
+        )
+    return answer
 
 
 def run_batched(net: nn.Module, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -7,15 +7,18 @@ last element, the feature-matching term reads the others.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
 from ..registry import Registry
-from .layers import conv_bias, maybe_spectral, norm_layer
+from .layers import NETWORK_DECLARATIONS, conv_bias, maybe_spectral, norm_is_per_sample, norm_layer
 
-DISCRIMINATORS: Registry[type[nn.Module]] = Registry("discriminator")
+DISCRIMINATORS: Registry[type[nn.Module]] = Registry("discriminator", required=NETWORK_DECLARATIONS)
 
 Features = list[list[torch.Tensor]]
 
@@ -23,6 +26,12 @@ Features = list[list[torch.Tensor]]
 @DISCRIMINATORS.register("patchgan")
 class PatchDiscriminator(nn.Module):
     """Classifies overlapping patches (70×70 for ``n_layers=3``) as real or fake."""
+
+    @staticmethod
+    def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
+        """Whether one sample's output is independent of the rest of the batch (see ``GANModel``)."""
+        known_norm_per_sample = norm_is_per_sample(spec["norm"])
+        return known_norm_per_sample or spec["spectral_norm"]  # spectral norm leaves the norm layers out
 
     def __init__(
         self,
@@ -88,6 +97,8 @@ class PatchDiscriminator(nn.Module):
 @DISCRIMINATORS.register("multiscale")
 class MultiScaleDiscriminator(nn.Module):
     """``num_scales`` PatchGANs on the image downsampled by 1, 2, 4, … (pix2pixHD)."""
+
+    normalises_per_sample = PatchDiscriminator.normalises_per_sample
 
     def __init__(
         self,

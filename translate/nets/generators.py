@@ -8,7 +8,7 @@ of the activation memory of a large image lives.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -18,9 +18,17 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from ..registry import Registry
-from .layers import conv_bias, crop_to, maybe_spectral, norm_layer, pad_to_multiple
+from .layers import (
+    NETWORK_DECLARATIONS,
+    conv_bias,
+    crop_to,
+    maybe_spectral,
+    norm_is_per_sample,
+    norm_layer,
+    pad_to_multiple,
+)
 
-GENERATORS: Registry[type[nn.Module]] = Registry("generator")
+GENERATORS: Registry[type[nn.Module]] = Registry("generator", required=NETWORK_DECLARATIONS)
 
 UPSAMPLING = ("transpose", "resize")
 
@@ -158,6 +166,11 @@ def _join(state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
 class ResnetGenerator(ImageGenerator):
     """Johnson-style encoder / residual blocks / decoder, the CycleGAN reference generator."""
 
+    @staticmethod
+    def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
+        """Whether one sample's output is independent of the rest of the batch (see ``GANModel``)."""
+        return norm_is_per_sample(spec["norm"])
+
     def __init__(
         self,
         in_channels: int = 3,
@@ -237,6 +250,11 @@ class UnetGenerator(ImageGenerator):
     ``num_downs`` levels each halve the resolution (8 levels reach 1×1 from 256×256). Inputs that are
     not a multiple of ``2**num_downs`` are padded internally and cropped back.
     """
+
+    @staticmethod
+    def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
+        """Whether one sample's output is independent of the rest of the batch (see ``GANModel``)."""
+        return norm_is_per_sample(spec["norm"])
 
     def __init__(
         self,

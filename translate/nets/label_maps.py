@@ -7,6 +7,9 @@ noise vector broadcast over the first layer gives different images for one label
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,6 +63,11 @@ class SPADEGenerator(Generator):
     """(label map N×H×W, noise N×noise_dim) -> N×channels×H×W in [-1, 1]; H and W must be
     multiples of 2**ups. The label map, downsampled, with the noise broadcast over it, is the
     first layer's input; each of ``ups`` SPADE blocks then doubles the resolution."""
+
+    @staticmethod
+    def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
+        """True: SPADE's instance norms normalise each sample alone (see ``GANModel``)."""
+        return True
 
     def __init__(self, classes: int = 19, noise_dim: int = 16, channels: int = 3, width: int = 32, ups: int = 3,
                  hidden: int = 32) -> None:

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
 
-NORMS = ("instance", "batch", "group", "none")
+#: the norms ``norm_layer`` builds, each with whether it computes its statistics from one sample
+#: alone (batch norm pools the batch in training, so a sample's output depends on its neighbours)
+PER_SAMPLE_NORMS = {"instance": True, "batch": False, "group": True, "none": True}
+NORMS = tuple(PER_SAMPLE_NORMS)
+
+#: what every network registry asks each network class to declare (``Registry.required``): a model
+#: that runs several inputs through a net in one call (faster) must know the answers are the same
+NETWORK_DECLARATIONS = (
+    (
+        "normalises_per_sample",
+        (
+            "a static method normalises_per_sample(spec) -> bool, given the complete spec: True when one sample's "
+            "output does not depend on the rest of the batch (False with batch norm or other batch statistics)"
+        ),
+    ),
+)
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -39,6 +55,13 @@ class InstanceNorm2d(nn.InstanceNorm2d):
         if self.affine or self.track_running_stats or x.dim() != 4:
             return super().forward(x)
         return F.group_norm(x, self.num_features, eps=self.eps)
+
+
+def norm_is_per_sample(kind: str) -> bool:
+    """Whether ``norm_layer(kind, ...)`` normalises each sample alone; an unknown kind is an error."""
+    if kind not in PER_SAMPLE_NORMS:
+        raise ConfigError(f"unknown norm '{kind}'; known: {', '.join(NORMS)}")
+    return PER_SAMPLE_NORMS[kind]
 
 
 def conv_bias(norm: str) -> bool:

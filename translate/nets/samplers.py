@@ -17,7 +17,8 @@ A discriminator returns a ``Judgement``: its features, its logit and (AC-GAN) cl
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -26,9 +27,10 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import Registry
 from .generators import Generator
+from .layers import NETWORK_DECLARATIONS
 
-SAMPLERS: Registry[type[nn.Module]] = Registry("sampler")
-SAMPLER_CRITICS: Registry[type[nn.Module]] = Registry("sampler discriminator")
+SAMPLERS: Registry[type[nn.Module]] = Registry("sampler", required=NETWORK_DECLARATIONS)
+SAMPLER_CRITICS: Registry[type[nn.Module]] = Registry("sampler discriminator", required=NETWORK_DECLARATIONS)
 
 CONDITIONING = ("none", "concat", "projection", "auxiliary")
 UPSAMPLING = ("transpose", "resize")
@@ -95,6 +97,11 @@ def _norm1d(norm: str, width: int) -> nn.Module:
     ]()
 
 
+def _sampler_norm_per_sample(norm: str) -> bool:
+    """Whether ``_norm1d``/``_norm2d`` of ``norm`` normalise each sample alone (all but batch norm)."""
+    return _check(norm, ("batch", "layer", "none"), "norm") != "batch"
+
+
 def _norm2d(norm: str, channels: int) -> nn.Module:
     factories = {
         "batch": lambda: nn.BatchNorm2d(channels),
@@ -111,6 +118,11 @@ def _norm2d(norm: str, channels: int) -> nn.Module:
 @SAMPLERS.register("mlp")
 class MLPSampler(SamplerGenerator):
     """Fully connected generator; ``out_shape`` [2] for points, [C, H, W] for small images."""
+
+    @staticmethod
+    def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
+        """Whether one sample's output is independent of the rest of the batch (see ``GANModel``)."""
+        return _sampler_norm_per_sample(spec["norm"])
 
     def __init__(
         self,
@@ -165,6 +177,13 @@ class _ConditionalHead(nn.Module):
 
 @SAMPLER_CRITICS.register("mlp")
 class MLPDiscriminator(nn.Module):
+    """Fully connected critic for points or small images, with the shared conditional head."""
+
+    @staticmethod
+    def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
+        """Whether one sample's output is independent of the rest of the batch (see ``GANModel``):
+        not with batch norm, nor with the minibatch spread, which is a statistic of the batch."""
+        return _sampler_norm_per_sample(spec["norm"]) and not spec["minibatch_stddev"]
     def __init__(
         self,
         in_shape: list[int] | tuple[int, ...] = (2,),
@@ -218,6 +237,11 @@ class DCGANSampler(SamplerGenerator):
     """Latent -> 4×4×(width·2^k) -> doubled k times -> image_size² × channels, tanh.
     ``upsample``: ``transpose`` (stride-2 transposed convs, the paper) or ``resize`` (nearest
     resize then a 3×3 conv, which avoids checkerboard artefacts)."""
+
+    @staticmethod
+    def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
+        """Whether one sample's output is independent of the rest of the batch (see ``GANModel``)."""
+        return _sampler_norm_per_sample(spec["norm"])
 
     def __init__(
         self,
@@ -280,6 +304,12 @@ class DCGANSampler(SamplerGenerator):
 class DCGANDiscriminator(nn.Module):
     """Strided 4×4 convs with LeakyReLU halving image_size² down to 4×4, then the shared head.
     No norm on the first layer (DCGAN); ``norm: layer`` or ``none`` for WGAN-GP critics."""
+
+    @staticmethod
+    def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
+        """Whether one sample's output is independent of the rest of the batch (see ``GANModel``):
+        not with batch norm, nor with the minibatch spread, which is a statistic of the batch."""
+        return _sampler_norm_per_sample(spec["norm"]) and not spec["minibatch_stddev"]
 
     def __init__(
         self,

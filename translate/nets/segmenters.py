@@ -9,15 +9,16 @@ study must measure its data, not an ImageNet initialisation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..registry import Registry
-from .layers import crop_to, pad_to_multiple
+from .layers import NETWORK_DECLARATIONS, crop_to, pad_to_multiple
 
-SEGMENTERS: Registry[type[nn.Module]] = Registry("segmenter")
+SEGMENTERS: Registry[type[nn.Module]] = Registry("segmenter", required=NETWORK_DECLARATIONS)
 
 
 class Segmenter(nn.Module):
@@ -32,6 +33,11 @@ class Segmenter(nn.Module):
 @SEGMENTERS.register("smp_unet")
 class SmpUnet(Segmenter):
     """segmentation-models-pytorch's U-Net, cut at stride 2**encoder_depth (enough for small images)."""
+
+    @staticmethod
+    def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
+        """False: smp's encoders and decoder use batch norm (see ``GANModel``)."""
+        return False
 
     def __init__(
         self,
