@@ -95,3 +95,27 @@ def test_a_forced_resume_from_a_named_checkpoint_is_spelled_force_path(tiny_unpa
     result = run(a, b, tmp_path / "second", 6, f"resume=force:{ckpt}", "engine.seed=1", "engine.stop_at_step=4")
     assert result.step == 4
     assert "#   engine.seed: 0 -> 1" in (tmp_path / "second/config_resume_00000003.yaml").read_text()
+
+
+def test_the_command_line_names_each_changed_key_and_writes_nothing(tiny_unpaired, tmp_path, capsys):
+    from translate.cli import main
+
+    a, b = tiny_unpaired
+    out = tmp_path / "run"
+    overrides = tiny_cyclegan_overrides(a, b, out, steps=6)
+    assert main(["train", str(REFERENCE), *overrides, "engine.stop_at_step=3"]) == 0
+    capsys.readouterr()
+    assert main(["train", str(REFERENCE), *overrides, "engine.seed=4", "model.lambda_cycle=5"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"i2i train: error: {out / 'checkpoints/ckpt_00000003.pt'} was trained with other")
+    assert err[1:] == ["  engine.seed: 0 -> 4", "  model.lambda_cycle: 10.0 -> 5.0"]
+    assert not list(out.glob("config_resume_*.yaml"))
+
+
+def test_a_missing_resume_checkpoint_is_named(tiny_unpaired, tmp_path):
+    a, b = tiny_unpaired
+    missing = tmp_path / "nowhere/ckpt_00000003.pt"
+    for resume in (str(missing), f"force:{missing}"):
+        with pytest.raises(CheckpointError, match=rf"^resume checkpoint not found: {missing}$"):
+            run(a, b, tmp_path / "run", 6, f"resume={resume}")
+    assert not (tmp_path / "run").exists()
