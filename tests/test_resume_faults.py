@@ -183,3 +183,16 @@ def test_ctrl_c_to_the_process_group_with_loader_workers_saves_and_resumes(tiny_
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {out / 'checkpoints'}" in resumed.stdout
     assert io.checkpoint_step(io.latest_checkpoint(out / "checkpoints")) == saved + 1
+
+
+def test_a_checkpoint_without_its_config_resumes_with_a_warning(tiny_unpaired, tmp_path, caplog):
+    a, b = tiny_unpaired
+    out = tmp_path / "run"
+    run(a, b, out, 6, "engine.stop_at_step=3")
+    path = out / "checkpoints/ckpt_00000003.pt"
+    state = io.load_checkpoint(path)
+    del state["config"]
+    io.save_checkpoint(path, state)
+    with caplog.at_level(logging.WARNING):
+        assert run(a, b, out, 6).step == 6
+    assert any(f"{path} holds no config" in r.message for r in caplog.records)

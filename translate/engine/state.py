@@ -145,7 +145,12 @@ def check_resume_config(rt: Runtime, state: Mapping[str, Any], source: str, forc
     """The trajectory-changing differences between the checkpoint's run and this one (config keys
     outside ``RESUME_FREE_KEYS``, and the number of processes, which sets the effective batch);
     any is an error naming each ``key: old -> new`` unless ``force``."""
-    changes = trajectory_changes(state["config"], config_dict(rt.cfg)) if "config" in state else []
+    if "config" in state:
+        changes = trajectory_changes(state["config"], config_dict(rt.cfg))
+    else:
+        log.warning("%s holds no config (an earlier version wrote it): this run's config cannot be checked "
+                    "against the one it was trained with", source)
+        changes = []
     saved_world = len(state["per_rank"])
     if saved_world != rt.env.world:
         changes.append(f"processes: {saved_world} -> {rt.env.world}")
