@@ -71,7 +71,9 @@ class EngineConfig:
 class ExperimentConfig:
     name: str = "experiment"
     out_dir: str = "runs/${name}"
-    resume: str = "auto"  # auto | never | path to a checkpoint
+    # auto | never | path to a checkpoint | force | force:PATH (resume although keys that change the
+    # training trajectory differ from the checkpoint's config; see RESUME_FREE_KEYS)
+    resume: str = "auto"
     # fine-tuning: a training checkpoint of another run whose net weights (and EMA copies) this
     # run starts from; step, optimisers and schedule start fresh. Ignored when the run resumes.
     init_from: Optional[str] = None
@@ -79,6 +81,59 @@ class ExperimentConfig:
     model: Dict[str, Any] = field(default_factory=lambda: {"name": "cyclegan"})
     optim: OptimConfig = field(default_factory=OptimConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+# Keys that may differ between a checkpoint's config and the config resuming it: they choose where
+# and how fast a run goes, or what it reports, but not what it trains. Every other key (model,
+# data, batch size, optimiser, schedule, steps, seeds, amp, ...) changes the training trajectory,
+# so a new key is trajectory-changing unless it is added here on purpose.
+RESUME_FREE_KEYS = frozenset({
+    "name",  # labels the run (and the default out_dir)
+    "out_dir",  # the run folder may be moved
+    "resume",
+    "init_from",  # only read when a run starts, never on resume
+    "data.num_workers",  # loading processes; every sample is a function of (index, seed)
+    "engine.device",  # another (or fewer) GPU(s), e.g. cuda:3 -> cuda
+    "engine.grad_checkpointing",  # recompute instead of store: the same gradients
+    "engine.channels_last",  # memory format
+    "engine.compile",
+    "engine.deterministic",  # kernel choice: bit-exactness, not the trajectory
+    "engine.log_every",
+    "engine.sample_every",
+    "engine.save_every",
+    "engine.tensorboard",
+    "engine.progress",
+    "engine.stop_at_step",
+})
+
+
+def flat_config(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """A nested config mapping as ``{"dotted.key": value}``; lists are values, not flattened."""
+    out: Dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flat_config(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def trajectory_changes(stored: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+    """``key: old -> new`` for every trajectory-changing key whose value differs between two
+    config mappings (a key on one side only reads ``<absent>`` on the other)."""
+    old, new = flat_config(stored), flat_config(current)
+    absent = "<absent>"
+    return [
+        f"{key}: {old.get(key, absent)} -> {new.get(key, absent)}"
+        for key in sorted(set(old) | set(new))
+        if key not in RESUME_FREE_KEYS and old.get(key, absent) != new.get(key, absent)
+    ]
+
+
+def config_dict(cfg: ExperimentConfig) -> Dict[str, Any]:
+    """``cfg`` as plain nested data (what checkpoints store)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg))
 
 
 def load_config(path: str | Path | None = None, overrides: List[str] | None = None) -> ExperimentConfig:

@@ -93,11 +93,16 @@ def average_gradients(params: list[nn.Parameter], env: DistEnv) -> None:
             p.grad.copy_(averaged)
 
 
-def all_gather_objects(obj, env: DistEnv) -> list:
+def gather_to_main(obj, env: DistEnv) -> list | None:
+    """Every rank's ``obj`` (picklable), in rank order, on rank 0 only; None on the others.
+
+    Used for checkpoint state such as image pools, which only the saving rank needs: gathering
+    them to every rank would cost each one the memory and traffic of all ranks' pools.
+    """
     if not env.enabled:
         return [obj]
-    out = [None] * env.world
-    dist.all_gather_object(out, obj)
+    out = [None] * env.world if env.is_main else None
+    dist.gather_object(obj, out, dst=0)
     return out
 
 

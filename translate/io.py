@@ -53,14 +53,20 @@ def checkpoint_step(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def latest_checkpoint(folder: str | Path) -> Path | None:
+def checkpoints_newest_first(folder: str | Path) -> list[Path]:
+    """The training checkpoints (``ckpt_XXXXXXXX.pt``) in ``folder``, highest step first."""
     found = [p for p in Path(folder).glob("ckpt_*.pt") if CHECKPOINT_PATTERN.search(p.name)]
-    return max(found, key=checkpoint_step) if found else None
+    return sorted(found, key=checkpoint_step, reverse=True)
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    found = checkpoints_newest_first(folder)
+    return found[0] if found else None
 
 
 def prune_checkpoints(folder: str | Path, keep: int) -> None:
-    found = sorted((p for p in Path(folder).glob("ckpt_*.pt") if CHECKPOINT_PATTERN.search(p.name)), key=checkpoint_step)
-    for old in found[:-keep] if keep > 0 else []:
+    found = checkpoints_newest_first(folder)
+    for old in found[keep:] if keep > 0 else []:
         old.unlink(missing_ok=True)
 
 

@@ -22,7 +22,15 @@ from ..models import MODELS, GANModel
 from ..tracking import MetricsLog, save_grid, visuals_grid
 from ..devices import resolve_device
 from .runtime import Runtime, build_runtime, move_batch, train_step
-from .state import RunPaths, export_nets, initialise_from, resolve_resume, restore_training_state, save_training_state
+from .state import (
+    ResumePoint,
+    RunPaths,
+    export_nets,
+    initialise_from,
+    load_resume_point,
+    restore_training_state,
+    save_training_state,
+)
 
 # --- data -----------------------------------------------------------------------------------
 
@@ -55,9 +63,18 @@ def batches(rt: Runtime, dataset: Dataset, per_epoch: int) -> Iterator[dict[str,
             # an own generator keeps the loader from drawing on the global RNG, which would make
             # a resumed run diverge from an uninterrupted one
             generator=torch.Generator().manual_seed(cfg.engine.seed + epoch),
+            worker_init_fn=leave_stop_signals_to_the_main_process if cfg.data.num_workers > 0 else None,
         )
         for batch in loader:
             yield move_batch(batch, rt.device, cfg.engine.channels_last)
+
+
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """Loader workers ignore SIGINT and SIGTERM. A terminal's Ctrl-C reaches the whole process
+    group: a worker that died of it would break the loop before the main process saves its
+    checkpoint. The main process stops them when it is done; they exit if it dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def fixed_sample_batch(dataset: Dataset, count: int) -> dict[str, Any]:
@@ -115,20 +132,20 @@ def _train(cfg: ExperimentConfig, env: DistEnv) -> TrainResult:
     if MODELS.get(cfg.model["name"]).requires_paired and not getattr(dataset, "paired", False):
         raise ConfigError(f"model '{cfg.model['name']}' needs a paired dataset, got '{cfg.data.dataset.get('name')}'")
     per_epoch = steps_per_epoch(dataset, cfg.data.batch_size, env)
-    resume_from = resolve_resume(cfg, paths)
-    stored = io.load_checkpoint(resume_from) if resume_from is not None else None
-    rt = build_runtime(cfg, env, per_epoch, stored_model=stored.get("model") if stored is not None else None)
-    if stored is not None:
-        restore_training_state(rt, stored, str(resume_from))
+    resume = load_resume_point(cfg, paths)
+    # a resumed model is rebuilt from the checkpoint's own state (e.g. a CyCADA run's frozen segmenter)
+    rt = build_runtime(cfg, env, per_epoch, stored_model=resume.state.get("model") if resume is not None else None)
+    changes = []
+    if resume is not None:
+        changes = restore_training_state(rt, resume.state, str(resume.path), force=resume.force)
     elif cfg.init_from:
         initialise_from(rt, Path(cfg.init_from))
     if env.is_main:
-        paths.root.mkdir(parents=True, exist_ok=True)
-        (paths.root / "config.yaml").write_text(to_yaml(cfg))
-        if resume_from is not None:
-            print(f"resumed from {resume_from} at step {rt.step}/{rt.total_steps}")
+        record_config(cfg, paths, resume, changes, rt.step)
+        if resume is not None:
+            print(f"resumed from {resume.path} at step {rt.step}/{rt.total_steps}")
 
-    resumed_at = rt.step if resume_from is not None else None
+    resumed_at = rt.step if resume is not None else None
     log = MetricsLog(paths.root, cfg.engine.tensorboard, resumed_at) if env.is_main else None
     sample_batch = move_batch(fixed_sample_batch(dataset, 4), rt.device, cfg.engine.channels_last) if env.is_main else None
     stop_at = min(rt.total_steps, cfg.engine.stop_at_step or rt.total_steps)
@@ -174,6 +191,22 @@ def _train(cfg: ExperimentConfig, env: DistEnv) -> TrainResult:
     if log is not None:
         log.close()
     return TrainResult(paths.root, rt.model, rt.step, checkpoint, exports, last_logs)
+
+
+def record_config(cfg: ExperimentConfig, paths: RunPaths, resume: ResumePoint | None, changes: list[str],
+                  step: int) -> None:
+    """``config.yaml`` records what a run was started with and is never overwritten by a resume;
+    a forced resume that changed the trajectory adds ``config_resume_<step>.yaml`` beside it."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    original = paths.root / "config.yaml"
+    if resume is None or not original.is_file():
+        io.atomic_write(original, lambda tmp: tmp.write_text(to_yaml(cfg)))
+    if changes:
+        record = paths.root / f"config_resume_{step:08d}.yaml"
+        header = f"# forced resume at step {step} from {resume.path}; changed:\n"
+        header += "".join(f"#   {c}\n" for c in changes)
+        io.atomic_write(record, lambda tmp: tmp.write_text(header + to_yaml(cfg)))
+        print(f"resumed with changed trajectory keys (resume=force); this config is kept in {record}")
 
 
 def _progress_bar(rt: Runtime, stop_at: int, enabled: bool):
