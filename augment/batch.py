@@ -140,4 +140,3 @@ class TranslateBatch(nn.Module):
             return y.mul_(127.5).round_().to(torch.uint8)
         lo, hi = self.value_range
         return y.mul_((hi - lo) / 2.0).add_(lo).to(dtype)
-

@@ -103,7 +103,9 @@ def plan_jobs(input_root: str | Path, output_root: str | Path, labels_glob: tupl
     src, dst = input_root.resolve(), output_root.resolve()
     if src == dst or src in dst.parents or dst in src.parents:
         raise DataError(f"input {input_root} and output {output_root} overlap; choose separate folders")
-    files = sorted((p for p in input_root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(input_root).as_posix())
+    files = sorted(
+        (p for p in input_root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(input_root).as_posix()
+    )
     if not files:
         raise DataError(f"no files under {input_root}")
     jobs = []
@@ -153,7 +155,10 @@ def remove_stale_temporaries(jobs: list[Job]) -> int:
             continue
         for entry in folder.iterdir():
             # atomic_write names them "<target name>.<random>.tmp"
-            if entry.name.endswith(TEMPORARY_SUFFIX) and entry.name[: -len(TEMPORARY_SUFFIX)].rpartition(".")[0] in names:
+            if (
+                entry.name.endswith(TEMPORARY_SUFFIX)
+                and entry.name[: -len(TEMPORARY_SUFFIX)].rpartition(".")[0] in names
+            ):
                 entry.unlink(missing_ok=True)
                 removed += 1
     return removed
@@ -208,7 +213,7 @@ class _Translator:
             return [(job, reason) for job, _ in batch]
         except DataError as exc:
             return [(job, str(exc)) for job, _ in batch]
-        return [(job, write_translated(job.target, image)) for (job, _), image in zip(batch, out)]
+        return [(job, write_translated(job.target, image)) for (job, _), image in zip(batch, out, strict=False)]
 
 
 def write_translated(target: Path, image: torch.Tensor) -> str | None:
@@ -235,11 +240,17 @@ def check_options(checkpoint: str | Path, tile: int, batch_size: int) -> None:
         raise ConfigError(f"tile must be >= {MIN_TILE}, got {tile}")
     facts = GeneratorFacts.read(checkpoint)
     if facts.in_channels != 3:
-        raise CheckpointError(f"{checkpoint}: offline translation needs an RGB generator, this one takes {facts.in_channels} channels")
+        raise CheckpointError(
+            f"{checkpoint}: offline translation needs an RGB generator, this one takes {facts.in_channels} channels"
+        )
 
 
 def plan_run(
-    checkpoint: str | Path, input_root: str | Path, output_root: str | Path, labels_glob: tuple[str, ...], tile: int,
+    checkpoint: str | Path,
+    input_root: str | Path,
+    output_root: str | Path,
+    labels_glob: tuple[str, ...],
+    tile: int,
     batch_size: int,
 ) -> list[Job]:
     """What a run checks and lists once, before it writes anything (process 0 under ``torchrun``)."""
@@ -258,7 +269,13 @@ def claim_output(lock: FolderLock, checkpoint: str | Path, output_root: str | Pa
 
 
 def translate_jobs(
-    checkpoint: str | Path, jobs: list[Job], device: str, tile: int, amp: str, batch_size: int, progress: bool,
+    checkpoint: str | Path,
+    jobs: list[Job],
+    device: str,
+    tile: int,
+    amp: str,
+    batch_size: int,
+    progress: bool,
 ) -> DatasetReport:
     """Do ``jobs`` (one process's share), skipping those whose target exists."""
     from tqdm import tqdm
@@ -268,7 +285,11 @@ def translate_jobs(
     todo = [job for job in jobs if not job.target.exists()]
     report = DatasetReport(skipped=len(jobs) - len(todo))
     dev = resolve_device(device)
-    translator = _Translator(checkpoint, dev, tile, resolve_amp(amp, dev), batch_size) if any(j.translate for j in todo) else None
+    translator = (
+        _Translator(checkpoint, dev, tile, resolve_amp(amp, dev), batch_size)
+        if any(j.translate for j in todo)
+        else None
+    )
     bar = tqdm(total=len(jobs), initial=report.skipped, desc="augment", unit="file", disable=not progress)
     for job in todo:
         try:

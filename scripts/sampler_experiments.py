@@ -48,8 +48,10 @@ def train_config(config: str, out: Path, seed: int, extra: list[str]):
     from translate.engine import train
 
     name = Path(config).stem
-    cfg = load_config(config, [f"out_dir={out / f'{name}_s{seed}'}", f"engine.seed={seed}",
-                               "engine.progress=false", "resume=never", *extra])
+    cfg = load_config(
+        config,
+        [f"out_dir={out / f'{name}_s{seed}'}", f"engine.seed={seed}", "engine.progress=false", "resume=never", *extra],
+    )
     start = time.perf_counter()
     result = train(cfg)
     return result, time.perf_counter() - start
@@ -70,8 +72,17 @@ def ring(args) -> None:
             result, seconds = train_config(config, args.out, seed, [])
             points = load_sampler(result.exports["G"]).sample(2500, seed=1234)
             cov = ring_coverage(points)
-            append(results, {"key": key, "config": Path(config).stem, "seed": seed, "modes": cov.modes_covered,
-                             "high_quality": round(cov.high_quality, 4), "seconds": round(seconds, 1)})
+            append(
+                results,
+                {
+                    "key": key,
+                    "config": Path(config).stem,
+                    "seed": seed,
+                    "modes": cov.modes_covered,
+                    "high_quality": round(cov.high_quality, 4),
+                    "seconds": round(seconds, 1),
+                },
+            )
 
 
 def digits(args) -> None:
@@ -147,13 +158,25 @@ def downstream(args) -> None:
             key = f"{mode}/s{seed}"
             if key in done:
                 continue
-            data = real if mode == "real only" else SyntheticMix(real, sampler, ratio=args.ratio, seed=seed,
-                                                                labels=real.labels.tolist())
+            data = (
+                real
+                if mode == "real only"
+                else SyntheticMix(real, sampler, ratio=args.ratio, seed=seed, labels=real.labels.tolist())
+            )
             images = torch.stack([data[i]["image"] for i in range(len(data))])
             labels = torch.stack([torch.as_tensor(data[i]["label"]) for i in range(len(data))])
             clf = train_classifier(images, labels, seed=seed, steps=args.classifier_steps)
-            append(results, {"key": key, "mode": mode, "seed": seed, "train_items": len(data),
-                             "real_items": len(real), "test_accuracy": round(accuracy(clf, test.images, test.labels), 4)})
+            append(
+                results,
+                {
+                    "key": key,
+                    "mode": mode,
+                    "seed": seed,
+                    "train_items": len(data),
+                    "real_items": len(real),
+                    "test_accuracy": round(accuracy(clf, test.images, test.labels), 4),
+                },
+            )
 
 
 def label_maps(args) -> None:
@@ -181,14 +204,21 @@ def label_maps(args) -> None:
     train, test, (_, layouts) = pairs(root / "train"), pairs(root / "test"), pairs(root / "layouts")
     export = args.out / "spade_synth_s0" / "export" / "G.safetensors"
     if not export.is_file():
-        result, seconds = train_config(args.sampler_config, args.out, 0, [f"data.dataset.root={root / 'train'}", *args.set])
+        result, seconds = train_config(
+            args.sampler_config, args.out, 0, [f"data.dataset.root={root / 'train'}", *args.set]
+        )
         export = Path(result.exports["G"])
         print(f"sampler trained in {seconds:.0f} s", flush=True)
     sampler = load_sampler(export)
-    sampled = np.concatenate([to_images(sampler.from_label_maps(torch.from_numpy(layouts[i:i + 50].astype(np.int64)), seed=i))
-                              for i in range(0, len(layouts), 50)])
-    Image.fromarray(np.concatenate([np.concatenate(list(sampled[r * 4:r * 4 + 4]), 1) for r in range(4)], 0)).save(
-        args.out / "label_map_samples.png")
+    sampled = np.concatenate(
+        [
+            to_images(sampler.from_label_maps(torch.from_numpy(layouts[i : i + 50].astype(np.int64)), seed=i))
+            for i in range(0, len(layouts), 50)
+        ]
+    )
+    Image.fromarray(np.concatenate([np.concatenate(list(sampled[r * 4 : r * 4 + 4]), 1) for r in range(4)], 0)).save(
+        args.out / "label_map_samples.png"
+    )
     classes = present_classes(test[1])
     for seed in args.seeds:
         for mode, (images, labels) in (("real pairs", train), ("sampled pairs", (sampled, layouts))):
@@ -197,10 +227,19 @@ def label_maps(args) -> None:
                 continue
             model = train_segmenter(images, labels, TrainConfig(steps=args.segmenter_steps, seed=seed), log=None)
             report = evaluate(model, *test, classes=classes)
-            append(results, {"key": key, "mode": mode, "seed": seed, "train_pairs": len(images),
-                             "test_pairs": len(test[0]), "miou": round(report["miou"], 4),
-                             "pixel_accuracy": round(report["pixel_accuracy"], 4),
-                             "per_class": {k: round(v, 3) for k, v in report["per_class"].items()}})
+            append(
+                results,
+                {
+                    "key": key,
+                    "mode": mode,
+                    "seed": seed,
+                    "train_pairs": len(images),
+                    "test_pairs": len(test[0]),
+                    "miou": round(report["miou"], 4),
+                    "pixel_accuracy": round(report["pixel_accuracy"], 4),
+                    "per_class": {k: round(v, 3) for k, v in report["per_class"].items()},
+                },
+            )
 
 
 def main() -> None:
@@ -211,12 +250,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--configs", nargs="*", default=[])
     parser.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
-    parser.add_argument("--sampler", help="downstream: one exported cGAN for every seed (default: train one per "
-                        "seed on that seed's real subset with --sampler-config)")
-    parser.add_argument("--sampler-config", default=None,
-                        help="downstream: configs/cgan_digits.yaml; label-maps: configs/spade_synth.yaml")
-    parser.add_argument("--label-maps", default="data/labelmaps",
-                        help="label-maps: a folder with train/, test/ and layouts/ as `i2i data synth` writes them")
+    parser.add_argument(
+        "--sampler",
+        help="downstream: one exported cGAN for every seed (default: train one per "
+        "seed on that seed's real subset with --sampler-config)",
+    )
+    parser.add_argument(
+        "--sampler-config",
+        default=None,
+        help="downstream: configs/cgan_digits.yaml; label-maps: configs/spade_synth.yaml",
+    )
+    parser.add_argument(
+        "--label-maps",
+        default="data/labelmaps",
+        help="label-maps: a folder with train/, test/ and layouts/ as `i2i data synth` writes them",
+    )
     parser.add_argument("--segmenter-steps", type=int, default=400)
     parser.add_argument("--fraction", type=float, default=0.1, help="downstream: share of the real training split")
     parser.add_argument("--ratio", type=float, default=0.5, help="downstream: generated share of the mix")

@@ -1,6 +1,6 @@
 """Markdown tables (and ring scatter plots) from the results of scripts/sampler_experiments.py.
 
-  python3 scripts/sampler_report.py --out runs/samplers [--plots docs/samplers]
+python3 scripts/sampler_report.py --out runs/samplers [--plots docs/samplers]
 """
 
 from __future__ import annotations
@@ -37,12 +37,16 @@ def ring_table(results: list[dict]) -> str:
 
 
 def digits_table(results: list[dict]) -> str:
-    lines = ["| config | seed | label accuracy | code→class accuracy (best matching) | FID | KID | train s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| config | seed | label accuracy | code→class accuracy (best matching) | FID | KID | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(results, key=lambda r: (r["config"], r["seed"])):
         label = f"{100 * r['label_accuracy']:.1f} %" if "label_accuracy" in r else "—"
         code = f"{100 * r['code_accuracy']:.1f} %" if "code_accuracy" in r else "—"
-        lines.append(f"| {r['config']} | {r['seed']} | {label} | {code} | {r['fid']:.1f} | {r['kid']:.3f} | {r['seconds']:.0f} |")
+        lines.append(
+            f"| {r['config']} | {r['seed']} | {label} | {code} | {r['fid']:.1f} | {r['kid']:.3f} | {r['seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -64,8 +68,11 @@ def downstream_table(results: list[dict]) -> str:
     for mode, rs in by_mode(results).items():
         accs = [r["test_accuracy"] for r in rs]
         mean, spread = mean_std(accs)
-        lines.append(f"| {mode} | {rs[0]['train_items']} | " + ", ".join(f"{100 * a:.1f}" for a in accs)
-                     + f" | {100 * mean:.1f} ± {100 * spread:.1f} % |")
+        lines.append(
+            f"| {mode} | {rs[0]['train_items']} | "
+            + ", ".join(f"{100 * a:.1f}" for a in accs)
+            + f" | {100 * mean:.1f} ± {100 * spread:.1f} % |"
+        )
     return "\n".join(lines)
 
 
@@ -74,15 +81,23 @@ def label_maps_table(results: list[dict]) -> str:
     if not groups:
         return "(no results)"
     classes = list(next(iter(groups.values()))[0]["per_class"])
-    lines = ["| segmenter trained on | pairs | target-domain test mIoU per seed | mean ± std | pixel acc. | "
-             + " | ".join(classes) + " |", "|---|---|---|---|---|" + "---|" * len(classes)]
+    lines = [
+        "| segmenter trained on | pairs | target-domain test mIoU per seed | mean ± std | pixel acc. | "
+        + " | ".join(classes)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(classes),
+    ]
     for mode, rs in groups.items():
         mious = [r["miou"] for r in rs]
         mean, spread = mean_std(mious)
         per_class = [statistics.mean(r["per_class"][c] for r in rs) for c in classes]
-        lines.append(f"| {mode} | {rs[0]['train_pairs']} | " + ", ".join(f"{m:.3f}" for m in mious)
-                     + f" | {mean:.3f} ± {spread:.3f} | {statistics.mean(r['pixel_accuracy'] for r in rs):.3f} | "
-                     + " | ".join(f"{v:.2f}" for v in per_class) + " |")
+        lines.append(
+            f"| {mode} | {rs[0]['train_pairs']} | "
+            + ", ".join(f"{m:.3f}" for m in mious)
+            + f" | {mean:.3f} ± {spread:.3f} | {statistics.mean(r['pixel_accuracy'] for r in rs):.3f} | "
+            + " | ".join(f"{v:.2f}" for v in per_class)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -98,9 +113,11 @@ def ring_plots(out: Path, plots: Path, configs: list[str], seed: int = 0) -> Non
     plots.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, len(configs) + 1, figsize=(2.2 * (len(configs) + 1), 2.4))
     real = GaussianRing(size=2500).points
-    panels = [("real", real)] + [(c.removeprefix("gan_ring8_"), load_sampler(out / f"{c}_s{seed}/export/G.safetensors").sample(2500, seed=1234))
-                                 for c in configs]
-    for ax, (title, pts) in zip(axes, panels):
+    panels = [("real", real)] + [
+        (c.removeprefix("gan_ring8_"), load_sampler(out / f"{c}_s{seed}/export/G.safetensors").sample(2500, seed=1234))
+        for c in configs
+    ]
+    for ax, (title, pts) in zip(axes, panels, strict=False):
         ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.3)
         ax.set_xlim(-3, 3), ax.set_ylim(-3, 3), ax.set_aspect("equal"), ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(title, fontsize=8)
@@ -121,7 +138,9 @@ def code_grid(sampler_path: Path, plots: Path, per_code: int = 8) -> None:
     codes[:, :k] = torch.nn.functional.one_hot(torch.arange(k).repeat_interleave(per_code), k).float()
     images = sampler.sample(len(codes), code=codes, seed=0)
     plots.mkdir(parents=True, exist_ok=True)
-    save_image(make_grid(images.add(1).div(2), nrow=per_code, padding=2, pad_value=1.0), str(plots / "infogan_codes.png"))
+    save_image(
+        make_grid(images.add(1).div(2), nrow=per_code, padding=2, pad_value=1.0), str(plots / "infogan_codes.png")
+    )
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ def tiny_unpaired(tmp_path: Path) -> tuple[Path, Path]:
     base = smooth_images(16, 24, seed=0).astype(np.float32)
     a = base[:8] * 0.4 + np.array([10, 20, 60])
     b = base[8:] * 0.4 + np.array([150, 90, 40])
-    return (write_folder(tmp_path / "A", a.clip(0, 255).astype(np.uint8)),
-            write_folder(tmp_path / "B", b.clip(0, 255).astype(np.uint8)))
-
-
+    return (
+        write_folder(tmp_path / "A", a.clip(0, 255).astype(np.uint8)),
+        write_folder(tmp_path / "B", b.clip(0, 255).astype(np.uint8)),
+    )

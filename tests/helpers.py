@@ -13,7 +13,11 @@ def smooth_images(n: int, size: int, seed: int) -> np.ndarray:
     tiny networks in a few hundred steps, yet different enough from each other to need a mapping."""
     rng = np.random.default_rng(seed)
     coarse = rng.uniform(0, 255, size=(n, 4, 4, 3)).astype(np.float32)
-    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_CUBIC) for c in coarse]).clip(0, 255).astype(np.uint8)
+    return (
+        np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_CUBIC) for c in coarse])
+        .clip(0, 255)
+        .astype(np.uint8)
+    )
 
 
 def write_folder(folder: Path, images: np.ndarray, prefix: str = "img") -> Path:

@@ -77,9 +77,18 @@ def p3_profile(description: str = "Display P3 primaries, gamma 2.2") -> bytes:
         data += body
     size = offset + len(data)
     header = (
-        struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntr" + b"RGB " + b"XYZ "
-        + struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp" + b"\0" * 24 + struct.pack(">I", 0)
-        + b"".join(_s15(v) for v in D50) + b"\0" * 48
+        struct.pack(">I", size)
+        + b"lcms"
+        + struct.pack(">I", 0x02100000)
+        + b"mntr"
+        + b"RGB "
+        + b"XYZ "
+        + struct.pack(">6H", 2024, 1, 1, 0, 0, 0)
+        + b"acsp"
+        + b"\0" * 24
+        + struct.pack(">I", 0)
+        + b"".join(_s15(v) for v in D50)
+        + b"\0" * 48
     )
     assert len(header) == 128
     return header + struct.pack(">I", len(tags)) + b"".join(table) + data

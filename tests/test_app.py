@@ -31,12 +31,19 @@ TINY = {"name": "resnet", "ngf": 4, "n_blocks": 1, "in_channels": 3, "out_channe
 
 def export_tiny(folder, name="tiny", info=None):
     torch.manual_seed(0)
-    return export_network(folder / f"{name}.safetensors", build_generator(TINY), TINY, info=info or {"model": "cyclegan", "direction": "A->B", "step": 7})
+    return export_network(
+        folder / f"{name}.safetensors",
+        build_generator(TINY),
+        TINY,
+        info=info or {"model": "cyclegan", "direction": "A->B", "step": 7},
+    )
 
 
 def service_for(folder, tmp_path, **limits):
     cards, _ = discover([folder], include_bundled=False)
-    return TranslationService(cards, ResultFolder(tmp_path / "results"), Limits(**limits), InferenceSettings(device="cpu", tile=256))
+    return TranslationService(
+        cards, ResultFolder(tmp_path / "results"), Limits(**limits), InferenceSettings(device="cpu", tile=256)
+    )
 
 
 # ------------------------------------------------------------------ decoding uploads
@@ -368,5 +375,5 @@ def test_concurrent_requests_on_one_model_match_sequential_ones(tmp_path):
     alone = [np.asarray(Image.open(service.run(p, "tiny").png)) for p in paths]
     with ThreadPoolExecutor(3) as pool:
         together = [np.asarray(Image.open(r.png)) for r in pool.map(lambda p: service.run(p, "tiny"), paths)]
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=False):
         assert np.array_equal(a, b)

@@ -47,7 +47,9 @@ def free_port() -> int:
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    export_network(folder / "tiny.safetensors", build_generator(TINY), TINY, info={"model": "cyclegan", "direction": "A->B"})
+    export_network(
+        folder / "tiny.safetensors", build_generator(TINY), TINY, info={"model": "cyclegan", "direction": "A->B"}
+    )
     port = free_port()
     options = ServerOptions(
         model_dirs=[str(folder)],
@@ -96,7 +98,7 @@ def make_inputs(folder):
     Image.fromarray(np.dstack([rgb, np.full((333, 517), 128, np.uint8)]), "RGBA").save(rgba)
     files.append((rgba, 517, 333))
     deep = folder / "deep16.png"
-    Image.fromarray((rgb[:, :, 0].astype(np.uint16) * 257)).save(deep)  # 16-bit greyscale
+    Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257).save(deep)  # 16-bit greyscale
     assert Image.open(deep).mode.startswith("I")
     files.append((deep, 517, 333))
     phone = folder / "phone.jpg"

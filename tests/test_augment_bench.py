@@ -8,8 +8,24 @@ from translate.cli import main
 
 
 def test_bench_augment_reports_images_per_second(capsys):
-    code = main(["bench", "augment", "--size", "32", "--images", "2", "--batch-size", "2",
-                 "--generators", "small", "--modes", "loader0,batch", "--device", "cpu"])
+    code = main(
+        [
+            "bench",
+            "augment",
+            "--size",
+            "32",
+            "--images",
+            "2",
+            "--batch-size",
+            "2",
+            "--generators",
+            "small",
+            "--modes",
+            "loader0,batch",
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     rates = re.findall(r"^small \(0\.5 M\)\s+(GANTranslate|TranslateBatch).*?\s([\d.]+)\s+([\d.]+)$", out, flags=re.M)

@@ -51,11 +51,17 @@ def test_doc_example_trains_a_segmenter(tmp_path, index):
     checkpoint = export_network(tmp_path / "G_AB.safetensors", build_generator(spec), spec, "generator", {})
     data = tiny_scenes(tmp_path / "scenes")
     code = python_examples()[index]
-    code = re.sub(r'^CHECKPOINT = .*$', f'CHECKPOINT = "{checkpoint}"', code, count=1, flags=re.M)
-    code = re.sub(r'^DATA = .*$', f'DATA = "{data}"', code, count=1, flags=re.M)
+    code = re.sub(r"^CHECKPOINT = .*$", f'CHECKPOINT = "{checkpoint}"', code, count=1, flags=re.M)
+    code = re.sub(r"^DATA = .*$", f'DATA = "{data}"', code, count=1, flags=re.M)
     script = tmp_path / "example.py"
     script.write_text(code)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"epoch 0: loss \d+\.\d+", result.stdout)

@@ -65,8 +65,9 @@ def make_tree(root: Path, n_images: int, size: int = 16) -> tuple[list[str], lis
 
 def files_under(root: Path) -> set[str]:
     """Files of a tree, less the provenance record an output root holds and the lock of a run in progress."""
-    return {p.relative_to(root).as_posix() for p in root.rglob("*")
-            if p.is_file() and p.name not in (STAMP_NAME, LOCK_NAME)}
+    return {
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name not in (STAMP_NAME, LOCK_NAME)
+    }
 
 
 @pytest.mark.slow
@@ -98,8 +99,11 @@ def files_written_by_each_rank(source: Path, out: Path, checkpoint: Path, world:
     reports, written = [], []
     for rank in range(world):
         before = files_under(out) if out.exists() else set()
-        reports.append(translate_dataset(checkpoint, source, out, labels_glob=("labels/*",), device="cpu",
-                                         progress=False, rank=rank, world=world))
+        reports.append(
+            translate_dataset(
+                checkpoint, source, out, labels_glob=("labels/*",), device="cpu", progress=False, rank=rank, world=world
+            )
+        )
         written.append(files_under(out) - before)
     return reports, written
 
@@ -159,15 +163,36 @@ def test_stale_temporaries_removed_and_overlapping_roots_refused(tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     make_tree(tmp_path / "src", 2)
-    code = main(["augment", "translate-dataset", "--checkpoint", str(tmp_path / "nope.safetensors"),
-                 "--input", str(tmp_path / "src"), "--output", str(tmp_path / "out")])
+    code = main(
+        [
+            "augment",
+            "translate-dataset",
+            "--checkpoint",
+            str(tmp_path / "nope.safetensors"),
+            "--input",
+            str(tmp_path / "src"),
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "exported network not found" in err and "Traceback" not in err
     tiny = tmp_path / "tiny"
     write_png(tiny / "a.png", np.zeros((3, 3, 3), np.uint8))
     write_png(tiny / "b.png", np.zeros((8, 8, 3), np.uint8))
-    code = main(["augment", "translate-dataset", "--checkpoint", str(export_tiny(tmp_path / "g.safetensors")),
-                 "--input", str(tiny), "--output", str(tmp_path / "tiny_out"), "--no-progress"])
+    code = main(
+        [
+            "augment",
+            "translate-dataset",
+            "--checkpoint",
+            str(export_tiny(tmp_path / "g.safetensors")),
+            "--input",
+            str(tiny),
+            "--output",
+            str(tmp_path / "tiny_out"),
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1 and "smaller than the generator takes" in captured.err and "failed 1" in captured.out
     assert files_under(tmp_path / "tiny_out") == {"b.png"}
@@ -178,7 +203,11 @@ def cli(*args: str) -> list[str]:
 
 
 def environment() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
 
 
 @pytest.mark.slow
@@ -186,8 +215,21 @@ def test_killed_run_resumes_without_redoing_finished_files(tmp_path):
     source, out = tmp_path / "src", tmp_path / "out"
     make_tree(source, 300, size=64)
     checkpoint = export_tiny(tmp_path / "g.safetensors", ngf=8, n_blocks=2)
-    args = cli("--checkpoint", str(checkpoint), "--input", str(source), "--output", str(out),
-               "--labels-glob", "labels/*", "--device", "cpu", "--batch-size", "1", "--no-progress")
+    args = cli(
+        "--checkpoint",
+        str(checkpoint),
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--labels-glob",
+        "labels/*",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "1",
+        "--no-progress",
+    )
     process = subprocess.Popen(args, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -198,8 +240,11 @@ def test_killed_run_resumes_without_redoing_finished_files(tmp_path):
         time.sleep(0.005)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    finished = {p: p.stat().st_mtime_ns for p in out.rglob("*")
-                if p.is_file() and not p.name.endswith(".tmp") and p.name not in (STAMP_NAME, LOCK_NAME)}
+    finished = {
+        p: p.stat().st_mtime_ns
+        for p in out.rglob("*")
+        if p.is_file() and not p.name.endswith(".tmp") and p.name not in (STAMP_NAME, LOCK_NAME)
+    }
     total = len(files_under(source))
     assert 40 <= len(finished) < total
     for path in finished:  # nothing half-written under a final name
@@ -226,13 +271,33 @@ def test_two_torchrun_processes_do_each_file_exactly_once(tmp_path):
     source, out = tmp_path / "src", tmp_path / "out"
     to_translate, to_copy = make_tree(source, 200)
     checkpoint = export_tiny(tmp_path / "g.safetensors")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
-               "-m", "translate.cli", "augment", "translate-dataset", "--checkpoint", str(checkpoint),
-               "--input", str(source), "--output", str(out), "--labels-glob", "labels/*", "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        "-m",
+        "translate.cli",
+        "augment",
+        "translate-dataset",
+        "--checkpoint",
+        str(checkpoint),
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--labels-glob",
+        "labels/*",
+        "--device",
+        "cpu",
+    ]
     result = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    ranks = {int(m[0]): (int(m[1]), int(m[2]), int(m[3]))
-             for m in re.findall(r"rank (\d): translated (\d+), copied (\d+), skipped (\d+)", result.stdout)}
+    ranks = {
+        int(m[0]): (int(m[1]), int(m[2]), int(m[3]))
+        for m in re.findall(r"rank (\d): translated (\d+), copied (\d+), skipped (\d+)", result.stdout)
+    }
     assert set(ranks) == {0, 1}
     # every output exists and was not there before, and the counts add up to the file count, so
     # no file was done twice; the shares are also balanced
@@ -250,11 +315,15 @@ def test_label_globs_match_relative_paths_and_names(tmp_path):
     write_png(root / "leftImg8bit/train/aachen/a_leftImg8bit.png", image)
     write_png(root / "gtFine/train/aachen/a_gtFine_labelIds.png", image[..., 0])
     write_png(root / "gtFine/train/aachen/a_gtFine_color.png", image)
-    jobs = {job.source.relative_to(root).as_posix(): job.translate
-            for job in plan_jobs(root, tmp_path / "out", ("*_labelIds.png", "gtFine/*"))}
-    assert jobs == {"leftImg8bit/train/aachen/a_leftImg8bit.png": True,
-                    "gtFine/train/aachen/a_gtFine_labelIds.png": False,
-                    "gtFine/train/aachen/a_gtFine_color.png": False}
+    jobs = {
+        job.source.relative_to(root).as_posix(): job.translate
+        for job in plan_jobs(root, tmp_path / "out", ("*_labelIds.png", "gtFine/*"))
+    }
+    assert jobs == {
+        "leftImg8bit/train/aachen/a_leftImg8bit.png": True,
+        "gtFine/train/aachen/a_gtFine_labelIds.png": False,
+        "gtFine/train/aachen/a_gtFine_color.png": False,
+    }
 
 
 def test_sixteen_bit_gray_and_rgba_inputs_become_translated_8_bit_rgb(tmp_path):
@@ -263,13 +332,21 @@ def test_sixteen_bit_gray_and_rgba_inputs_become_translated_8_bit_rgb(tmp_path):
     source.mkdir()
     cv2.imwrite(str(source / "deep.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
     cv2.imwrite(str(source / "gray.png"), image[..., 1])
-    cv2.imwrite(str(source / "rgba.png"), np.dstack([cv2.cvtColor(image, cv2.COLOR_RGB2BGR), np.full((16, 16), 128, np.uint8)]))
+    cv2.imwrite(
+        str(source / "rgba.png"), np.dstack([cv2.cvtColor(image, cv2.COLOR_RGB2BGR), np.full((16, 16), 128, np.uint8)])
+    )
     checkpoint = export_tiny(tmp_path / "g.safetensors")
     report = translate_dataset(checkpoint, source, out, device="cpu", progress=False)
     assert report.translated == 3 and report.failed == 0
     net = load_generator(checkpoint)
-    on_white = np.rint(image * (128 / 255) + 255 * (127 / 255)).astype(np.uint8)  # half transparent, as a viewer shows it
-    for name, as_rgb in [("deep.png", image), ("gray.png", np.repeat(image[..., 1:2], 3, axis=2)), ("rgba.png", on_white)]:
+    on_white = np.rint(image * (128 / 255) + 255 * (127 / 255)).astype(
+        np.uint8
+    )  # half transparent, as a viewer shows it
+    for name, as_rgb in [
+        ("deep.png", image),
+        ("gray.png", np.repeat(image[..., 1:2], 3, axis=2)),
+        ("rgba.png", on_white),
+    ]:
         written = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED)
         assert written.dtype == np.uint8 and written.shape == (16, 16, 3)
         with torch.no_grad():
@@ -304,8 +381,15 @@ def test_a_failed_write_is_blamed_on_its_own_image_and_the_batch_goes_on(tmp_pat
         real_write(target, rgb)
 
     monkeypatch.setattr(offline, "write_encoded", write_encoded)
-    report = translate_dataset(export_tiny(tmp_path / "g.safetensors"), source, out, labels_glob=("labels/*",),
-                               device="cpu", batch_size=2, progress=False)
+    report = translate_dataset(
+        export_tiny(tmp_path / "g.safetensors"),
+        source,
+        out,
+        labels_glob=("labels/*",),
+        device="cpu",
+        batch_size=2,
+        progress=False,
+    )
     assert report.failed_sources == [source / second]
     assert len(report.failures) == 1 and report.failures[0].startswith(str(source / second))
     assert "No space left on device" in report.failures[0] and third not in report.failures[0]
@@ -319,8 +403,9 @@ def test_an_output_lost_during_the_run_is_named_at_the_end(tmp_path, monkeypatch
     lost = sorted(to_translate)[1]
     real_write = offline.write_encoded
     # a write that reports success but leaves nothing (another process removed it, a lost write)
-    monkeypatch.setattr(offline, "write_encoded",
-                        lambda target, rgb: None if target == out / lost else real_write(target, rgb))
+    monkeypatch.setattr(
+        offline, "write_encoded", lambda target, rgb: None if target == out / lost else real_write(target, rgb)
+    )
     with pytest.raises(DataError, match=rf"1 of \d+ inputs have no output .*no reported failure: .*{re.escape(lost)}"):
         translate_dataset(export_tiny(tmp_path / "g.safetensors"), source, out, device="cpu", progress=False)
 
@@ -330,8 +415,11 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_first(tmp_path):
     make_tree(source, 2)
     checkpoint = export_tiny(tmp_path / "g.safetensors")
     with FolderLock(out):  # a run in progress
-        with pytest.raises(DataError, match=rf"{re.escape(str(out))} is being written by another run "
-                                            rf"\(pid {os.getpid()} on host {re.escape(socket.gethostname())}"):
+        with pytest.raises(
+            DataError,
+            match=rf"{re.escape(str(out))} is being written by another run "
+            rf"\(pid {os.getpid()} on host {re.escape(socket.gethostname())}",
+        ):
             translate_dataset(checkpoint, source, out, device="cpu", progress=False)
         assert files_under(out) == set()  # nothing written, not even the stamp
     report = translate_dataset(checkpoint, source, out, device="cpu", progress=False)
@@ -353,8 +441,19 @@ def test_a_lock_left_by_a_dead_run_is_taken_over_with_a_warning(tmp_path):
 def test_cli_names_the_run_holding_the_output(tmp_path, capsys):
     make_tree(tmp_path / "src", 2)
     with FolderLock(tmp_path / "out"):
-        code = main(["augment", "translate-dataset", "--checkpoint", str(export_tiny(tmp_path / "g.safetensors")),
-                     "--input", str(tmp_path / "src"), "--output", str(tmp_path / "out"), "--no-progress"])
+        code = main(
+            [
+                "augment",
+                "translate-dataset",
+                "--checkpoint",
+                str(export_tiny(tmp_path / "g.safetensors")),
+                "--input",
+                str(tmp_path / "src"),
+                "--output",
+                str(tmp_path / "out"),
+                "--no-progress",
+            ]
+        )
     err = capsys.readouterr().err
     assert code == 2 and f"being written by another run (pid {os.getpid()}" in err
     assert len(err.strip().splitlines()) == 1
@@ -393,10 +492,20 @@ def run_two_processes(script: str, args: list[str]) -> tuple[list[subprocess.Pop
     """``python -c script *args`` as ranks 0 and 1 of one gloo group; returns them and their (stdout, stderr)."""
     port = str(free_port())
     processes = [
-        subprocess.Popen([sys.executable, "-c", script, *args],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**environment(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
-                              "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)})
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **environment(),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+                "WORLD_SIZE": "2",
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+            },
+        )
         for rank in range(2)
     ]
     return processes, [process.communicate(timeout=300) for process in processes]
@@ -407,9 +516,21 @@ def test_processes_share_one_listing_when_files_appear_during_the_run(tmp_path):
     source, out = tmp_path / "src", tmp_path / "out"
     make_tree(source, 6)
     listed = files_under(source)
-    args = ["augment", "translate-dataset", "--checkpoint", str(export_tiny(tmp_path / "g.safetensors")),
-            "--input", str(source), "--output", str(out), "--labels-glob", "labels/*", "--device", "cpu",
-            "--no-progress"]
+    args = [
+        "augment",
+        "translate-dataset",
+        "--checkpoint",
+        str(export_tiny(tmp_path / "g.safetensors")),
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--labels-glob",
+        "labels/*",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     processes, results = run_two_processes(LATE_FILE_RUNNER, args)
     assert [process.returncode for process in processes] == [0, 0], results
     assert "images/aachen/0000-late.png" in files_under(source)
@@ -422,8 +543,19 @@ def test_processes_share_one_listing_when_files_appear_during_the_run(tmp_path):
 @pytest.mark.slow
 def test_an_error_process_0_meets_before_the_run_ends_every_process(tmp_path):
     make_tree(tmp_path / "src", 2)
-    args = ["augment", "translate-dataset", "--checkpoint", str(export_tiny(tmp_path / "g.safetensors")),
-            "--input", str(tmp_path / "src"), "--output", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]
+    args = [
+        "augment",
+        "translate-dataset",
+        "--checkpoint",
+        str(export_tiny(tmp_path / "g.safetensors")),
+        "--input",
+        str(tmp_path / "src"),
+        "--output",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     with FolderLock(tmp_path / "out"):  # another run holds the output
         processes, results = run_two_processes(CLI_RUNNER, args)
     assert [process.returncode for process in processes] == [2, 2], results

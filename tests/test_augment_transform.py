@@ -55,7 +55,7 @@ def test_mask_bit_identical_and_image_translated_in_compose(checkpoint):
     image, mask = sample()
     keypoints = np.array([[5.0, 6.0], [20.0, 30.0]])
     kw = dict(keypoint_params=A.KeypointParams(format="xy", remove_invisible=False), seed=7)
-    for step in range(4):
+    for _ in range(4):
         alone = A.Compose(geometric(), **kw)
         with_gan = A.Compose([*geometric(), GANTranslate(checkpoint, blend=(0.2, 1.0), p=0.5)], **kw)
         a = alone(image=image, mask=mask, keypoints=keypoints)
@@ -78,8 +78,8 @@ def test_same_seed_same_output_and_blend_drawn_from_seed(checkpoint):
         return [pipe(image=image, mask=mask)["image"] for _ in range(3)]
 
     first, again, other = run(11), run(11), run(12)
-    assert all(np.array_equal(x, y) for x, y in zip(first, again))
-    assert not all(np.array_equal(x, y) for x, y in zip(first, other))
+    assert all(np.array_equal(x, y) for x, y in zip(first, again, strict=False))
+    assert not all(np.array_equal(x, y) for x, y in zip(first, other, strict=False))
 
 
 def test_blend_mixes_original_and_translation(checkpoint):
@@ -98,13 +98,17 @@ def test_to_dict_from_dict_and_save_load_round_trips(checkpoint, tmp_path):
     assert gan["__class_fullname__"] == "augment.transforms.GANTranslate" and gan["checkpoint"] == checkpoint
     A.save(pipe, str(tmp_path / "pipe.json"))
     A.save(pipe, str(tmp_path / "pipe.yaml"), data_format="yaml")
-    copies = [A.from_dict(serialised), A.load(str(tmp_path / "pipe.json")), A.load(str(tmp_path / "pipe.yaml"), data_format="yaml")]
+    copies = [
+        A.from_dict(serialised),
+        A.load(str(tmp_path / "pipe.json")),
+        A.load(str(tmp_path / "pipe.yaml"), data_format="yaml"),
+    ]
     reference = [pipe(image=image, mask=mask) for _ in range(2)]
     for copy in copies:
         copy.set_random_seed(5)
         pipe.set_random_seed(5)
         reference = [pipe(image=image, mask=mask) for _ in range(2)]
-        for ref, out in zip(reference, (copy(image=image, mask=mask) for _ in range(2))):
+        for ref, out in zip(reference, (copy(image=image, mask=mask) for _ in range(2)), strict=False):
             assert np.array_equal(ref["image"], out["image"]) and np.array_equal(ref["mask"], out["mask"])
 
 
@@ -118,7 +122,7 @@ def test_images_stack_is_one_batched_call(checkpoint):
     handle.remove()
     assert calls == [4]
     assert out.shape == stack.shape and out.dtype == np.uint8
-    for translated, image in zip(out, stack):
+    for translated, image in zip(out, stack, strict=False):
         assert np.abs(translated.astype(int) - expected(checkpoint, image).astype(int)).max() <= 1
 
 
@@ -161,10 +165,14 @@ class Pairs(Dataset):
 @pytest.mark.parametrize("context", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
 def test_dataloader_two_workers_load_once_each_and_keep_masks(checkpoint, context):
     dataset = Pairs(checkpoint)
-    dataset.transform(image=sample()[0], force_apply=True)  # the parent loads first: forked workers must not reuse its model
+    dataset.transform(
+        image=sample()[0], force_apply=True
+    )  # the parent loads first: forked workers must not reuse its model
     assert dataset.transform.loads_in_process == 1
-    loader = DataLoader(dataset, batch_size=2, num_workers=2, multiprocessing_context=multiprocessing.get_context(context))
-    images, masks, plain_masks, pids, loads, loaded_here = (torch.cat(column) for column in zip(*loader))
+    loader = DataLoader(
+        dataset, batch_size=2, num_workers=2, multiprocessing_context=multiprocessing.get_context(context)
+    )
+    images, masks, plain_masks, pids, loads, loaded_here = (torch.cat(column) for column in zip(*loader, strict=False))
     assert len(set(pids.tolist())) == 2 and os.getpid() not in pids.tolist()
     assert loads.tolist() == [1] * len(dataset)
     assert loaded_here.all()  # each worker's own model, never the parent's
@@ -218,8 +226,16 @@ def test_uint16_and_float_images_keep_their_dtype_and_scale(checkpoint):
 
 
 def test_bad_arguments_fail_at_construction(checkpoint):
-    for bad, field in [({"p": 1.5}, "p"), ({"p": -0.1}, "p"), ({"blend": 1.2}, "blend"), ({"blend": (0.6, 0.4)}, "blend"),
-                       ({"blend": (-0.1, 0.5)}, "blend"), ({"device": "gpu"}, "device"), ({"amp": "fp8"}, "amp"), ({"tile": 4}, "tile")]:
+    for bad, field in [
+        ({"p": 1.5}, "p"),
+        ({"p": -0.1}, "p"),
+        ({"blend": 1.2}, "blend"),
+        ({"blend": (0.6, 0.4)}, "blend"),
+        ({"blend": (-0.1, 0.5)}, "blend"),
+        ({"device": "gpu"}, "device"),
+        ({"amp": "fp8"}, "amp"),
+        ({"tile": 4}, "tile"),
+    ]:
         with pytest.raises(ValueError, match=field):
             GANTranslate(checkpoint, **bad)
 
@@ -232,8 +248,11 @@ def test_missing_and_foreign_checkpoints_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not an exported i2i network"):
         GANTranslate(plain)
     other = tmp_path / "sampler.safetensors"
-    save_file({"w": torch.zeros(2)}, str(other), metadata={"format": "i2i-network", "family": "sampler",
-                                                          "architecture": "{}", "info": "{}"})
+    save_file(
+        {"w": torch.zeros(2)},
+        str(other),
+        metadata={"format": "i2i-network", "family": "sampler", "architecture": "{}", "info": "{}"},
+    )
     with pytest.raises(CheckpointError, match="not a generator"):
         GANTranslate(other)
 
@@ -312,8 +331,13 @@ def test_a_seed_set_in_the_worker_is_kept(checkpoint):
     def same_seed_everywhere(worker_id: int) -> None:
         torch.utils.data.get_worker_info().dataset.pipe.set_random_seed(7)
 
-    loader = DataLoader(dataset, batch_size=1, num_workers=2, worker_init_fn=same_seed_everywhere,
-                        multiprocessing_context=multiprocessing.get_context("fork"))
+    loader = DataLoader(
+        dataset,
+        batch_size=1,
+        num_workers=2,
+        worker_init_fn=same_seed_everywhere,
+        multiprocessing_context=multiprocessing.get_context("fork"),
+    )
     by_worker: dict[int, list[float]] = {0: [], 1: []}
     for drawn, worker in loader:
         by_worker[int(worker)].append(float(drawn))

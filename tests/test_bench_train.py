@@ -14,10 +14,32 @@ REFERENCE = Path(__file__).parents[1] / "configs" / "cyclegan_reference.yaml"
 
 @pytest.mark.slow
 def test_bench_train_prints_time_and_memory_per_variant():
-    cmd = [sys.executable, "-m", "translate.cli", "bench", "train", "--model", "cyclegan", "--config", str(REFERENCE),
-           "--size", "32", "--steps", "1", "--warmup", "1", "--device", "cpu", "--threads", "1",
-           "--variants", "fp32,checkpointing", "model.generator.ngf=4", "model.generator.n_blocks=2",
-           "model.discriminator.ndf=4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "translate.cli",
+        "bench",
+        "train",
+        "--model",
+        "cyclegan",
+        "--config",
+        str(REFERENCE),
+        "--size",
+        "32",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--variants",
+        "fp32,checkpointing",
+        "model.generator.ngf=4",
+        "model.generator.n_blocks=2",
+        "model.discriminator.ndf=4",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [line for line in done.stdout.splitlines() if re.match(r"^\w+: [0-9.]+ s/iter, peak [0-9.]+ GB", line)]

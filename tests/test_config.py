@@ -38,7 +38,12 @@ def test_reference_defaults_are_the_published_ones():
     assert cfg.model["gan_loss"] == "lsgan" and cfg.model["lambda_cycle"] == 10 and cfg.model["lambda_identity"] == 0.5
     assert cfg.model["pool_size"] == 50 and cfg.data.batch_size == 1
     assert (cfg.data.load_size, cfg.data.crop_size) == (286, 256)
-    assert (cfg.optim.lr_g, cfg.optim.betas, cfg.optim.epochs_constant, cfg.optim.epochs_decay) == (2e-4, [0.5, 0.999], 100, 100)
+    assert (cfg.optim.lr_g, cfg.optim.betas, cfg.optim.epochs_constant, cfg.optim.epochs_decay) == (
+        2e-4,
+        [0.5, 0.999],
+        100,
+        100,
+    )
 
 
 def test_unknown_keys_are_errors_naming_the_key(tmp_path):
@@ -80,4 +85,11 @@ def test_bad_engine_values_fail_before_training(tmp_path):
     with pytest.raises(ConfigError, match="engine.amp"):
         build_runtime(load_config(None, ["engine.amp=fp8", "optim.max_steps=1"]), DistEnv(), 1)
     with pytest.raises(ConfigError, match="optim.schedule"):
-        build_runtime(load_config(None, ["optim.schedule=step", "optim.max_steps=1", "model.generator={name: resnet, ngf: 4, n_blocks: 1}"]), DistEnv(), 1)
+        build_runtime(
+            load_config(
+                None,
+                ["optim.schedule=step", "optim.max_steps=1", "model.generator={name: resnet, ngf: 4, n_blocks: 1}"],
+            ),
+            DistEnv(),
+            1,
+        )

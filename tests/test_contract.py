@@ -5,8 +5,8 @@ family that reloads by itself."""
 from __future__ import annotations
 
 import pytest
-import toy_model  # noqa: F401  (registers the toy model, dataset and network family)
 import torch
+import toy_model  # noqa: F401  (registers the toy model, dataset and network family)
 
 from translate import io
 from translate.config import load_config
@@ -41,8 +41,8 @@ def test_three_groups_get_an_optimiser_each_and_one_backward_steps_two():
     assert set(rt.optimizers) == {"G", "D", "Q"}
     assert rt.optimizers["Q"].param_groups[0]["lr"] == pytest.approx(0.01)  # Q reads lr_g
     assert set(rt.ema.copies) == {"G"}  # only the averaged group
-    from toy_model import ToyCodes
     from torch.utils.data import default_collate
+    from toy_model import ToyCodes
 
     batch = default_collate([ToyCodes()[i] for i in range(8)])
     before = {k: v.clone() for k, v in rt.model.state_dict().items()}
@@ -89,8 +89,10 @@ def test_toy_model_resumes_exactly_with_all_its_groups(tmp_path):
 def test_toy_model_learns_its_codes_and_exports_a_sampler_of_its_own_family(tmp_path):
     result = train(toy(tmp_path / "run", 200))
     # the mutual-information term falls from chance (log 4 = 1.39): G and Q are both stepped
-    info = [float(line.split(",")[header_index(tmp_path / "run", "info")])
-            for line in (tmp_path / "run/metrics.csv").read_text().splitlines()[1:]]
+    info = [
+        float(line.split(",")[header_index(tmp_path / "run", "info")])
+        for line in (tmp_path / "run/metrics.csv").read_text().splitlines()[1:]
+    ]
     assert info[0] > 1.0 and info[-1] < 0.2 * info[0]
 
     # the export records its family and rebuilds without any training config

@@ -34,7 +34,9 @@ def faults_per_step(steps):
         step()
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
 """
-PROBE = STEPS + """
+PROBE = (
+    STEPS
+    + """
 from translate.cpu_memory import retain_freed_memory
 
 faults_per_step(2)
@@ -43,9 +45,12 @@ applied = retain_freed_memory(torch.device("cpu"))
 faults_per_step(6)  # freed blocks coalesce over the first steps
 print(default, applied, faults_per_step(3))
 """
+)
 # the library used as a user would (import, inference, augment), then the trainer with the switch
 # off, then with it on; each time a few steps show whether malloc keeps freed memory
-LIBRARY_THEN_TRAINER = STEPS + """
+LIBRARY_THEN_TRAINER = (
+    STEPS
+    + """
 import os
 import translate, augment
 from translate.config import load_config
@@ -71,6 +76,7 @@ def trainer(switch):
 faults_per_step(2)
 print(faults_per_step(3), faults_after(infer), faults_after(lambda: trainer("0")), faults_after(lambda: trainer("1")))
 """
+)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's malloc only")

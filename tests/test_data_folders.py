@@ -107,7 +107,10 @@ def test_flip_setting_does_not_change_crops() -> None:
     on = PairTransform("crop", load_size=16, crop_size=8, flip=True)
     off = PairTransform("crop", load_size=16, crop_size=8, flip=False)
     for s in range(5):
-        p_on, p_off = on.sample_params(np.random.default_rng(s), 20, 20), off.sample_params(np.random.default_rng(s), 20, 20)
+        p_on, p_off = (
+            on.sample_params(np.random.default_rng(s), 20, 20),
+            off.sample_params(np.random.default_rng(s), 20, 20),
+        )
         assert (p_on.top, p_on.left) == (p_off.top, p_off.left) and not p_off.flip
 
 
@@ -229,7 +232,9 @@ def test_paired_pixel_limit_checked_at_construction(tmp_path: Path) -> None:
     _folder(tmp_path / "A", ["p.png"])
     _folder(tmp_path / "B", ["p.png"])
     with pytest.raises(DataError, match=r"p\.png.*limit of 100"):
-        PairedFolders(PairTransform("none", 16, 16, False), root_a=str(tmp_path / "A"), root_b=str(tmp_path / "B"), max_pixels=100)
+        PairedFolders(
+            PairTransform("none", 16, 16, False), root_a=str(tmp_path / "A"), root_b=str(tmp_path / "B"), max_pixels=100
+        )
 
 
 def test_side_by_side_split_and_direction(tmp_path: Path) -> None:
@@ -248,7 +253,9 @@ def test_side_by_side_split_and_direction(tmp_path: Path) -> None:
 def test_two_folder_direction_swaps_paths(tmp_path: Path) -> None:
     _folder(tmp_path / "A", ["p.png"], seed=1)
     _folder(tmp_path / "B", ["p.png"], seed=2)
-    ds = PairedFolders(PairTransform("none", 16, 16, False), root_a=str(tmp_path / "A"), root_b=str(tmp_path / "B"), direction="BtoA")
+    ds = PairedFolders(
+        PairTransform("none", 16, 16, False), root_a=str(tmp_path / "A"), root_b=str(tmp_path / "B"), direction="BtoA"
+    )
     s = ds[0]
     assert Path(s["A_path"]).parent.name == "B" and Path(s["B_path"]).parent.name == "A"
     np.testing.assert_array_equal(to_image(s["A"]), _img(20, 24, 2))
@@ -286,7 +293,12 @@ def test_build_dataset_and_loader(tmp_path: Path) -> None:
     _folder(tmp_path / "A", [f"a{i}.png" for i in range(5)], h=30, w=40)
     _folder(tmp_path / "B", [f"b{i}.jpg" for i in range(3)], h=36, w=36)
     cfg = DataConfig(
-        dataset={"name": "unpaired_folders", "root_a": str(tmp_path / "A"), "root_b": str(tmp_path / "B"), "max_pixels": 10_000},
+        dataset={
+            "name": "unpaired_folders",
+            "root_a": str(tmp_path / "A"),
+            "root_b": str(tmp_path / "B"),
+            "max_pixels": 10_000,
+        },
         preprocess="scale_shortside_and_crop",
         load_size=24,
         crop_size=16,
@@ -301,12 +313,17 @@ def test_build_dataset_and_loader(tmp_path: Path) -> None:
     assert all(b["A"].shape[1:] == (3, 16, 16) and b["B"].shape[1:] == (3, 16, 16) for b in batches)
     assert len(batches[0]["A_path"]) == 2
     again = list(DataLoader(ds, batch_size=2, sampler=EpochSampler(len(ds), seed=0, epoch=0)))
-    assert all(torch.equal(x["B"], y["B"]) for x, y in zip(batches, again))
+    assert all(torch.equal(x["B"], y["B"]) for x, y in zip(batches, again, strict=False))
 
 
 def test_build_paired_dataset_and_unknown_option(tmp_path: Path) -> None:
     write_image(tmp_path / "AB" / "x.png", _img(20, 40))
-    cfg = DataConfig(dataset={"name": "paired_folders", "root": str(tmp_path / "AB")}, preprocess="resize_and_crop", load_size=20, crop_size=16)
+    cfg = DataConfig(
+        dataset={"name": "paired_folders", "root": str(tmp_path / "AB")},
+        preprocess="resize_and_crop",
+        load_size=20,
+        crop_size=16,
+    )
     batch = next(iter(DataLoader(build_dataset(cfg), batch_size=1, sampler=EpochSampler(1, seed=1, epoch=0))))
     assert batch["A"].shape == batch["B"].shape == (1, 3, 16, 16)
     bad = DataConfig(dataset={"name": "paired_folders", "root": str(tmp_path / "AB"), "rot": 1})

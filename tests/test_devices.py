@@ -62,8 +62,19 @@ def test_amp_names() -> None:
 
 def test_translate_command_takes_a_numbered_gpu(no_gpu, tmp_path: Path, capsys) -> None:
     """The device reaches the resolver (not an argparse choice list), whose error names it."""
-    code = main(["translate", "--checkpoint", str(tmp_path / "G.safetensors"), "--input", str(tmp_path),
-                 "--output", str(tmp_path / "out"), "--device", "cuda:1"])
+    code = main(
+        [
+            "translate",
+            "--checkpoint",
+            str(tmp_path / "G.safetensors"),
+            "--input",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "out"),
+            "--device",
+            "cuda:1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "invalid choice" not in err
     assert "device 'cuda:1' was asked for but no CUDA device is available" in err

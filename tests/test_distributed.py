@@ -44,9 +44,15 @@ def test_gradients_average_by_parameter_even_when_ranks_have_different_ones(tmp_
         assert grads["unused"] is None, rank
 
 
-TINY_CYCLEGAN = ["model.generator={name: resnet, ngf: 4, n_blocks: 1}",
-                 "model.discriminator={name: patchgan, ndf: 4, n_layers: 2}", "model.pool_size=2",
-                 "optim.max_steps=10", "engine.device=cpu", "engine.progress=false", "engine.tensorboard=false"]
+TINY_CYCLEGAN = [
+    "model.generator={name: resnet, ngf: 4, n_blocks: 1}",
+    "model.discriminator={name: patchgan, ndf: 4, n_layers: 2}",
+    "model.pool_size=2",
+    "optim.max_steps=10",
+    "engine.device=cpu",
+    "engine.progress=false",
+    "engine.tensorboard=false",
+]
 
 
 def saving_worker(rank: int, port: int, out: str) -> None:
@@ -83,5 +89,7 @@ def test_image_pools_are_gathered_to_the_saving_rank_only(tmp_path):
         own = torch.load(tmp_path / f"pool_A_rank{rank}.pt")["images"]
         assert own.shape[0] == 1 and torch.equal(per_rank[rank]["extra"]["_extra_state"]["pool_A"]["images"], own)
     # each rank's pool holds its own fakes: the two entries are not one pool saved twice
-    assert not torch.equal(per_rank[0]["extra"]["_extra_state"]["pool_A"]["images"],
-                           per_rank[1]["extra"]["_extra_state"]["pool_A"]["images"])
+    assert not torch.equal(
+        per_rank[0]["extra"]["_extra_state"]["pool_A"]["images"],
+        per_rank[1]["extra"]["_extra_state"]["pool_A"]["images"],
+    )

@@ -20,8 +20,12 @@ CLASSES = np.array(SYNTHETIC_TRAIN_IDS)
 
 def _pairs(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     gen = SceneGenerator(seed=seed, height=32, width=64, paired=True)
-    src, tgt, lab = zip(*(gen.pair(i) for i in range(n)))
-    return np.stack(src).reshape(-1, 3).astype(np.float64), np.stack(tgt).reshape(-1, 3).astype(np.float64), np.stack(lab).reshape(-1)
+    src, tgt, lab = zip(*(gen.pair(i) for i in range(n)), strict=False)
+    return (
+        np.stack(src).reshape(-1, 3).astype(np.float64),
+        np.stack(tgt).reshape(-1, 3).astype(np.float64),
+        np.stack(lab).reshape(-1),
+    )
 
 
 def _fit(pixels: np.ndarray, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
@@ -35,7 +39,9 @@ def _fit(pixels: np.ndarray, labels: np.ndarray) -> list[tuple[np.ndarray, np.nd
 
 
 def _predict(model: list, pixels: np.ndarray) -> np.ndarray:
-    scores = [-0.5 * np.einsum("ni,ij,nj->n", pixels - mu, icov, pixels - mu) - 0.5 * logdet for mu, icov, logdet in model]
+    scores = [
+        -0.5 * np.einsum("ni,ij,nj->n", pixels - mu, icov, pixels - mu) - 0.5 * logdet for mu, icov, logdet in model
+    ]
     return CLASSES[np.argmax(scores, axis=0)]
 
 

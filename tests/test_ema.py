@@ -92,7 +92,9 @@ def test_state_dict_round_trip_restores_the_average_exactly():
     buffer.seek(0)
     restored = EMA({"G": tiny_net(7)}, 0.8)  # other initial weights: everything must come from the state
     restored.load_state_dict(torch.load(buffer, weights_only=True))
-    for (name, a), (_, b) in zip(ema.copies["G"].state_dict().items(), restored.copies["G"].state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        ema.copies["G"].state_dict().items(), restored.copies["G"].state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
     set_weights(net, 9.0)  # and both continue identically
     ema.update({"G": net})

@@ -118,8 +118,13 @@ def test_resume_with_another_process_count_is_a_clear_error(tiny_unpaired, tmp_p
         resume_with(tmp_path, a, b, two_ranks)
 
 
-TINY = ["model.generator={name: resnet, ngf: 4, n_blocks: 1}", "model.discriminator={name: patchgan, ndf: 4, n_layers: 2}",
-        "model.pool_size=0", "optim.max_steps=10", "engine.device=cpu"]
+TINY = [
+    "model.generator={name: resnet, ngf: 4, n_blocks: 1}",
+    "model.discriminator={name: patchgan, ndf: 4, n_layers: 2}",
+    "model.pool_size=0",
+    "optim.max_steps=10",
+    "engine.device=cpu",
+]
 
 
 def two_steps(*extra: str) -> tuple[dict, torch.nn.Module]:
@@ -160,13 +165,24 @@ def test_crops_too_small_for_the_discriminator_are_a_one_line_error(tiny_unpaire
     from translate.cli import main
 
     a, b = tiny_unpaired
-    overrides = [f"out_dir={tmp_path}", f"data.dataset.root_a={a}", f"data.dataset.root_b={b}", "data.load_size=20",
-                 "data.crop_size=16", "optim.max_steps=2", "engine.progress=false", "engine.tensorboard=false",
-                 "model.generator.ngf=4", "model.generator.n_blocks=1"]
+    overrides = [
+        f"out_dir={tmp_path}",
+        f"data.dataset.root_a={a}",
+        f"data.dataset.root_b={b}",
+        "data.load_size=20",
+        "data.crop_size=16",
+        "optim.max_steps=2",
+        "engine.progress=false",
+        "engine.tensorboard=false",
+        "model.generator.ngf=4",
+        "model.generator.n_blocks=1",
+    ]
     assert main(["train", str(REFERENCE), *overrides]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["i2i train: error: patchgan discriminator (n_layers=3) needs images of at least 24×24 pixels, "
-                   "got 16×16; use a larger data.crop_size or fewer discriminator n_layers"]
+    assert err == [
+        "i2i train: error: patchgan discriminator (n_layers=3) needs images of at least 24×24 pixels, "
+        "got 16×16; use a larger data.crop_size or fewer discriminator n_layers"
+    ]
 
 
 PIX2PIX = Path(__file__).parents[1] / "configs" / "pix2pix_reference.yaml"
@@ -180,12 +196,28 @@ def test_pix2pix_resume_is_exact(tmp_path):
     a, b = write_folder(tmp_path / "A", images[:6]), write_folder(tmp_path / "B", images[6:])
 
     def pix2pix(out, *extra):
-        return train(load_config(PIX2PIX, [
-            f"out_dir={out}", "data.dataset.root=null", f"data.dataset.root_a={a}", f"data.dataset.root_b={b}",
-            "data.load_size=20", "data.crop_size=16", "model.generator={name: unet, ngf: 4, num_downs: 6, dropout: 0.5}",  # dropout at level 4
-            "model.discriminator={name: patchgan, ndf: 4, n_layers: 2, norm: batch}", "optim.max_steps=6",
-            "engine.save_every=100", "engine.sample_every=100", "engine.progress=false", "engine.tensorboard=false",
-            "engine.deterministic=true", *extra]))
+        return train(
+            load_config(
+                PIX2PIX,
+                [
+                    f"out_dir={out}",
+                    "data.dataset.root=null",
+                    f"data.dataset.root_a={a}",
+                    f"data.dataset.root_b={b}",
+                    "data.load_size=20",
+                    "data.crop_size=16",
+                    "model.generator={name: unet, ngf: 4, num_downs: 6, dropout: 0.5}",  # dropout at level 4
+                    "model.discriminator={name: patchgan, ndf: 4, n_layers: 2, norm: batch}",
+                    "optim.max_steps=6",
+                    "engine.save_every=100",
+                    "engine.sample_every=100",
+                    "engine.progress=false",
+                    "engine.tensorboard=false",
+                    "engine.deterministic=true",
+                    *extra,
+                ],
+            )
+        )
 
     pix2pix(tmp_path / "straight")
     pix2pix(tmp_path / "split", "engine.stop_at_step=3")
@@ -209,7 +241,11 @@ def test_init_from_starts_the_nets_from_another_run_and_the_rest_fresh(tiny_unpa
     # learning rates of 0 leave the weights where they started
     run(a, b, tmp_path / "tuned", 2, f"init_from={start}", "optim.lr_g=0", "optim.lr_d=0", "engine.ema_decay=0.5")
     run(a, b, tmp_path / "fresh", 2, "optim.lr_g=0", "optim.lr_d=0")
-    first, tuned, fresh = checkpoint(tmp_path / "first", 3), checkpoint(tmp_path / "tuned", 2), checkpoint(tmp_path / "fresh", 2)
+    first, tuned, fresh = (
+        checkpoint(tmp_path / "first", 3),
+        checkpoint(tmp_path / "tuned", 2),
+        checkpoint(tmp_path / "fresh", 2),
+    )
     assert tuned["step"] == 2  # step and schedule start fresh
     for net in ("G_AB", "G_BA", "D_A", "D_B"):
         assert_same_tensors(_net_weights(first, net), _net_weights(tuned, net))

@@ -81,7 +81,9 @@ def test_train_exports_the_ema_weights_and_export_command_the_raw_ones(tiny_unpa
     for name in ("G_AB", "G_BA"):
         live = model_3.generators()[name]
         # the engine advanced the average once, after step 3's update: e3 = d e2 + (1 - d) w3
-        for e2, e3, w3 in zip(ema_2.copies[name].parameters(), ema_3.copies[name].parameters(), live.parameters(), strict=True):
+        for e2, e3, w3 in zip(
+            ema_2.copies[name].parameters(), ema_3.copies[name].parameters(), live.parameters(), strict=True
+        ):
             torch.testing.assert_close(e3, decay * e2 + (1 - decay) * w3, rtol=1e-6, atol=1e-7)
         # training exported exactly the average, not the last iterate
         assert_same_tensors(state_of(translate.load_generator(result.exports[name])), state_of(ema_3.copies[name]))

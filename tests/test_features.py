@@ -18,7 +18,9 @@ def test_resnet_features_match_the_forward_pass_and_declared_shapes():
         feats = g.forward_features(x, list(info))
         out = g(x)
     for name, f in feats.items():
-        assert f.shape == (2, info[name]["channels"], 32 // info[name]["reduction"], 36 // info[name]["reduction"]), name
+        assert f.shape == (2, info[name]["channels"], 32 // info[name]["reduction"], 36 // info[name]["reduction"]), (
+            name
+        )
     # the last feature is the generator's output before the crop back to the input size
     assert torch.equal(feats["output"][..., 1:31, 1:35], out)
     # each feature is what the layers compute: stem -> first downsampling by hand

@@ -84,8 +84,11 @@ def test_rgba_is_composited_onto_white_as_a_viewer_shows_it(tmp_path: Path) -> N
     out = read_image(_write_raw(tmp_path / "rgba.png", bgra))
     assert out.shape == (4, 4, 3)
     assert out[0, 0].tolist() == [30, 20, 10]
-    assert out[0, 1].tolist() == [round(30 * 128 / 255 + 255 * 127 / 255), round(20 * 128 / 255 + 255 * 127 / 255),
-                                  round(10 * 128 / 255 + 255 * 127 / 255)]
+    assert out[0, 1].tolist() == [
+        round(30 * 128 / 255 + 255 * 127 / 255),
+        round(20 * 128 / 255 + 255 * 127 / 255),
+        round(10 * 128 / 255 + 255 * 127 / 255),
+    ]
     assert (out[1:] == 255).all()
 
 
@@ -206,7 +209,12 @@ def test_phone_photo_with_orientation_6_is_read_upright(tmp_path: Path) -> None:
     upright = np.rot90(stored, k=-1)  # clockwise
     assert np.median(np.abs(out.astype(int) - upright.astype(int))) <= 3  # JPEG blurs the quadrant edges only
     # a clockwise quarter turn: stored top-left (red) shows top-right, stored bottom-left (blue) top-left
-    for (row, col), colour in {(2, -3): (250, 20, 20), (2, 2): (20, 20, 250), (-3, 2): (250, 250, 250), (-3, -3): (20, 250, 20)}.items():
+    for (row, col), colour in {
+        (2, -3): (250, 20, 20),
+        (2, 2): (20, 20, 250),
+        (-3, 2): (250, 250, 250),
+        (-3, -3): (20, 250, 20),
+    }.items():
         assert tuple(int(v) for v in out[row, col]) == pytest.approx(colour, abs=12)
     assert image_size(path) == (40, 24)
 

@@ -71,7 +71,9 @@ def diffs(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
 # --- geometry ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("length,tile,overlap,multiple", [(256, 64, 32, 4), (2048, 512, 64, 4), (304, 128, 40, 8), (130, 64, 16, 2)])
+@pytest.mark.parametrize(
+    "length,tile,overlap,multiple", [(256, 64, 32, 4), (2048, 512, 64, 4), (304, 128, 40, 8), (130, 64, 16, 2)]
+)
 def test_cores_partition_and_windows_sum_to_one(length: int, tile: int, overlap: int, multiple: int) -> None:
     spans = tile_spans(length, tile, overlap, multiple)
     covered = torch.zeros(length)
@@ -120,7 +122,9 @@ def test_tiles_with_whole_image_statistics_match_untiled_and_naive_tiles_do_not(
     assert out.shape == (1, 3, h, w)  # any size comes back the same size
     mean, peak = (v * 127.5 for v in diffs(out, ref))
     assert mean < mean_bound and peak < max_bound, f"{case}: mean {mean:.2f}/255, max {peak:.2f}/255"
-    naive_mean, naive_peak = (v * 127.5 for v in diffs(translate_image(net, x, tile=64, overlap=32, device="cpu", norm_stats="tile"), ref))
+    naive_mean, naive_peak = (
+        v * 127.5 for v in diffs(translate_image(net, x, tile=64, overlap=32, device="cpu", norm_stats="tile"), ref)
+    )
     # the bounds can fail: tiles with their own statistics break both of them
     assert naive_mean > 2 * mean_bound and naive_peak > max_bound, (naive_mean, naive_peak)
 
@@ -183,15 +187,18 @@ class AdaIN(torch.nn.Module):
 def norm_generator(norm: torch.nn.Module) -> torch.nn.Module:
     """conv, ``norm``, conv: the smallest generator whose tiles depend on how ``norm`` is shared."""
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), norm, torch.nn.ReLU(),
-                               torch.nn.Conv2d(8, 3, 3, padding=1), torch.nn.Tanh()).eval()
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), norm, torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 3, padding=1), torch.nn.Tanh()
+    ).eval()
 
 
 UNSHARED_NORMS = {
     "layer norm over the pixels": (SpatialLayerNorm(), "SpatialLayerNorm calling layer_norm"),
     "custom instance norm": (AdaIN(8), "AdaIN calling instance_norm"),
-    "batch norm without running statistics": (torch.nn.BatchNorm2d(8, track_running_stats=False),
-                                              "BatchNorm2d calling batch_norm"),
+    "batch norm without running statistics": (
+        torch.nn.BatchNorm2d(8, track_running_stats=False),
+        "BatchNorm2d calling batch_norm",
+    ),
 }
 
 
@@ -200,8 +207,11 @@ def test_norms_whose_statistics_tiles_cannot_share_are_refused_by_name(case: str
     norm, what = UNSHARED_NORMS[case]
     net = norm_generator(norm)
     x = to_tensor(photo(128, 128))[None]
-    with pytest.raises(ConfigError, match=rf"generator layer\(s\) '1' \({what}\) normalise each tile with its own "
-                                          r"statistics.*translate untiled \(tile >= 128\).*allow_unshared_norms=True"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"generator layer\(s\) '1' \({what}\) normalise each tile with its own "
+        r"statistics.*translate untiled \(tile >= 128\).*allow_unshared_norms=True",
+    ):
         translate_image(net, x, tile=64, overlap=16, device="cpu")
     # the seams the refusal prevents: tiles normalised alone are far from the untiled image
     seamed = translate_image(net, x, tile=64, overlap=16, device="cpu", allow_unshared_norms=True)
@@ -323,7 +333,9 @@ def test_frontier_spilled_to_disk_gives_the_ram_output_at_the_ram_cost(monkeypat
     assert spills[0] == 0
     # "auto" with a budget this image's frontier exceeds: spilled to a file in cache_dir
     assert frontier_cache_mode(net, 256, 256, 64, 32, cache_mb=0.01, cache_dir=str(tmp_path)) == "disk"
-    on_disk = translate_image(net, x, tile=64, overlap=32, device="cpu", amp=amp, cache_mb=0.01, cache_dir=str(tmp_path))
+    on_disk = translate_image(
+        net, x, tile=64, overlap=32, device="cpu", amp=amp, cache_mb=0.01, cache_dir=str(tmp_path)
+    )
     assert spills[0] > 16  # every tile's state, several times
     assert torch.equal(on_disk, in_ram) and calls[0] == ram_calls
     assert not list(tmp_path.iterdir())  # the spill file is gone
@@ -382,8 +394,25 @@ def exported(tmp_path: Path) -> Path:
 
 
 def translate(checkpoint: Path, source: Path, out: Path, *extra: str) -> int:
-    return main(["translate", "--checkpoint", str(checkpoint), "--input", str(source), "--output", str(out),
-                 "--tile", "64", "--overlap", "32", "--device", "cpu", "--no-progress", *extra])
+    return main(
+        [
+            "translate",
+            "--checkpoint",
+            str(checkpoint),
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--tile",
+            "64",
+            "--overlap",
+            "32",
+            "--device",
+            "cpu",
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_cli_translates_a_folder_keeping_names_and_sizes(tmp_path: Path, exported: Path) -> None:
@@ -496,8 +525,31 @@ def test_an_output_lost_during_a_folder_run_is_named(tmp_path: Path, exported: P
 @pytest.mark.slow
 def test_bench_infer_prints_its_lines_and_table(capsys) -> None:
     """A tiny ``i2i bench infer``: each variant in its own process, then the comparison table."""
-    assert main(["bench", "infer", "--size", "96", "--tile", "48", "--overlap", "16", "--ngf", "4", "--n-blocks", "1",
-                 "--variants", "untiled,image", "--device", "cpu", "--cache", "disk"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "infer",
+                "--size",
+                "96",
+                "--tile",
+                "48",
+                "--overlap",
+                "16",
+                "--ngf",
+                "4",
+                "--n-blocks",
+                "1",
+                "--variants",
+                "untiled,image",
+                "--device",
+                "cpu",
+                "--cache",
+                "disk",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("  untiled: ") and " s, peak " in line for line in lines)
     assert any(line.startswith("  image: ") and line.endswith("cache disk") for line in lines)
@@ -522,5 +574,7 @@ def test_progress_counts_every_tile_pass_towards_a_total_known_up_front():
     same = translate_image(g, image, tile=64, overlap=16, device="cpu")
     assert torch.equal(out, same)
     small = []
-    translate_image(g, image[..., :32, :32], tile=64, overlap=16, device="cpu", progress=lambda d, t: small.append((d, t)))
+    translate_image(
+        g, image[..., :32, :32], tile=64, overlap=16, device="cpu", progress=lambda d, t: small.append((d, t))
+    )
     assert small == [(1, 1)]

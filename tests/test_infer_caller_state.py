@@ -7,8 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from translate.infer import tiled
-from translate.infer import translate_image
+from translate.infer import tiled, translate_image
 from translate.nets import build_generator
 
 SPEC = {"name": "resnet", "ngf": 4, "n_blocks": 1, "norm": "batch", "dropout": 0.5}

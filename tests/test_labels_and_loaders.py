@@ -12,13 +12,41 @@ from PIL import Image
 from translate.data.images import write_image
 from translate.errors import DataError
 from translate.segdata.cityscapes import CityscapesDataset
-from translate.segdata.classes import CLASSES, ID_TO_TRAINID, IGNORE, NUM_CLASSES, PALETTE, colorize, ids_to_train_ids, overlay
+from translate.segdata.classes import (
+    CLASSES,
+    ID_TO_TRAINID,
+    IGNORE,
+    NUM_CLASSES,
+    PALETTE,
+    colorize,
+    ids_to_train_ids,
+    overlay,
+)
 from translate.segdata.datasets import SegmentationFolder, read_label
 from translate.segdata.gta5 import GTA5Dataset
 
 # label id -> trainId, the standard Cityscapes table
-STANDARD = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,
-            27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+STANDARD = {
+    7: 0,
+    8: 1,
+    11: 2,
+    12: 3,
+    13: 4,
+    17: 5,
+    19: 6,
+    20: 7,
+    21: 8,
+    22: 9,
+    23: 10,
+    24: 11,
+    25: 12,
+    26: 13,
+    27: 14,
+    28: 15,
+    31: 16,
+    32: 17,
+    33: 18,
+}
 
 
 # ----------------------------------------------------------------------------- class table
@@ -108,7 +136,11 @@ def _gta5(root: Path, n: int = 3, h: int = 12, w: int = 16) -> Path:
 
 
 def _cityscapes(root: Path, split: str = "val", h: int = 12, w: int = 16) -> list[tuple[str, int]]:
-    frames = [("frankfurt", "frankfurt_000000_000294", 21), ("lindau", "lindau_000001_000019", 23), ("lindau", "lindau_000002_000019", 33)]
+    frames = [
+        ("frankfurt", "frankfurt_000000_000294", 21),
+        ("lindau", "lindau_000001_000019", 23),
+        ("lindau", "lindau_000002_000019", 33),
+    ]
     for k, (city, stem, label_id) in enumerate(frames):
         write_image(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", _image(50 + k, h, w))
         ids = np.full((h, w), label_id, np.uint8)
@@ -154,13 +186,17 @@ def test_gta5_errors(tmp_path: Path) -> None:
         GTA5Dataset(root)[2]
 
 
-def test_gta5_label_size_policy_is_applied_when_the_dataset_is_built(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_gta5_label_size_policy_is_applied_when_the_dataset_is_built(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     root = _gta5(tmp_path, n=3, h=12, w=16)
     ids = np.full((6, 8), 7, np.uint8)  # half size: road on the left, car on the right
     ids[:, 4:] = 26
     _palette_png(root / "labels" / "00002.png", ids)
 
-    with pytest.raises(DataError, match=r"1 of 3 labels .*00002\.png is 8×6 but its image .*00002\.png is 16×12.*mismatched="):
+    with pytest.raises(
+        DataError, match=r"1 of 3 labels .*00002\.png is 8×6 but its image .*00002\.png is 16×12.*mismatched="
+    ):
         GTA5Dataset(root)
 
     with caplog.at_level(logging.WARNING):
@@ -171,7 +207,9 @@ def test_gta5_label_size_policy_is_applied_when_the_dataset_is_built(tmp_path: P
     assert all(skipping[i][1].shape == (12, 16) for i in range(len(skipping)))
 
     resizing = GTA5Dataset(root, mismatched="resize_label")
-    assert len(resizing) == 3 and [label.name for _, label in resizing.resized] == ["00002.png"] and not resizing.skipped
+    assert (
+        len(resizing) == 3 and [label.name for _, label in resizing.resized] == ["00002.png"] and not resizing.skipped
+    )
     image, label = resizing[1]
     assert image.shape == (12, 16, 3) and label.shape == (12, 16)
     assert (label[:, :8] == 0).all() and (label[:, 8:] == 13).all()  # nearest neighbour: no blended ids

@@ -14,7 +14,12 @@ WRONG_WAY = "translate.data is not allowed to import translate.models"
 
 def _lint(tree: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(tree)}  # analyse the copy, not an installed package
-    cmd = [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()", "--no-cache"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from importlinter.cli import lint_imports_command; lint_imports_command()",
+        "--no-cache",
+    ]
     return subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=300)
 
 

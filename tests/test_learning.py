@@ -57,18 +57,34 @@ def test_pix2pix_learns_a_spatial_mapping_no_per_pixel_colour_map_can(tmp_path):
     train_a = smooth_images(32, 16, seed=1)
     write_folder(tmp_path / "A", train_a)
     write_folder(tmp_path / "B", spatial_mapping(train_a))
-    cfg = load_config(CONFIGS / "pix2pix_reference.yaml", [
-        f"out_dir={tmp_path / 'run'}",
-        "data.dataset.root=null", f"data.dataset.root_a={tmp_path / 'A'}", f"data.dataset.root_b={tmp_path / 'B'}",
-        # no random flips: flipping a pair would reverse the derivative's sign
-        "data.preprocess=none", "data.flip=false", "data.batch_size=4",
-        "model.generator.ngf=16", "model.generator.num_downs=4", "model.generator.dropout=0.0",
-        "model.discriminator.ndf=8", "model.discriminator.n_layers=2",
-        "optim.lr_g=0.002", "optim.max_steps=240", "optim.schedule=linear",
-        "optim.epochs_constant=1", "optim.epochs_decay=1",
-        "engine.log_every=40", "engine.sample_every=1000", "engine.save_every=1000",
-        "engine.progress=false", "engine.tensorboard=false",
-    ])
+    cfg = load_config(
+        CONFIGS / "pix2pix_reference.yaml",
+        [
+            f"out_dir={tmp_path / 'run'}",
+            "data.dataset.root=null",
+            f"data.dataset.root_a={tmp_path / 'A'}",
+            f"data.dataset.root_b={tmp_path / 'B'}",
+            # no random flips: flipping a pair would reverse the derivative's sign
+            "data.preprocess=none",
+            "data.flip=false",
+            "data.batch_size=4",
+            "model.generator.ngf=16",
+            "model.generator.num_downs=4",
+            "model.generator.dropout=0.0",
+            "model.discriminator.ndf=8",
+            "model.discriminator.n_layers=2",
+            "optim.lr_g=0.002",
+            "optim.max_steps=240",
+            "optim.schedule=linear",
+            "optim.epochs_constant=1",
+            "optim.epochs_decay=1",
+            "engine.log_every=40",
+            "engine.sample_every=1000",
+            "engine.save_every=1000",
+            "engine.progress=false",
+            "engine.tensorboard=false",
+        ],
+    )
     result = train(cfg)
     generator = translate.load_generator(result.exports["G"])
     test_a = smooth_images(8, 16, seed=99)  # held-out inputs
@@ -102,8 +118,10 @@ def flat_and_contrasty(tmp_path: Path) -> tuple[Path, Path]:
     base = smooth_images(16, 24, seed=0).astype(np.float32) - 127.5
     a = base[:8] * 0.25 + np.array([60, 70, 110])
     b = base[8:] * 0.9 + np.array([150, 110, 80])
-    return (write_folder(tmp_path / "A", a.clip(0, 255).astype(np.uint8)),
-            write_folder(tmp_path / "B", b.clip(0, 255).astype(np.uint8)))
+    return (
+        write_folder(tmp_path / "A", a.clip(0, 255).astype(np.uint8)),
+        write_folder(tmp_path / "B", b.clip(0, 255).astype(np.uint8)),
+    )
 
 
 @pytest.mark.slow
@@ -112,13 +130,24 @@ def test_cyclegan_cycle_loss_falls_and_outputs_move_to_target(flat_and_contrasty
 
     a, b = flat_and_contrasty
     overrides = tiny_cyclegan_overrides(a, b, tmp_path / "run", steps=120)
-    overrides += ["model.generator.ngf=8", "model.generator.n_blocks=2", "engine.log_every=10",
-                  "engine.save_every=1000", "engine.sample_every=60", "engine.deterministic=false", "optim.lr_g=0.002",
-                  "optim.lr_d=0.002", "engine.tensorboard=true"]
+    overrides += [
+        "model.generator.ngf=8",
+        "model.generator.n_blocks=2",
+        "engine.log_every=10",
+        "engine.save_every=1000",
+        "engine.sample_every=60",
+        "engine.deterministic=false",
+        "optim.lr_g=0.002",
+        "optim.lr_d=0.002",
+        "engine.tensorboard=true",
+    ]
     result = train(load_config(CONFIGS / "cyclegan_reference.yaml", overrides))
     rows = read_metrics(tmp_path / "run" / "metrics.csv")
     assert rows[-1]["cycle"] < 0.75 * rows[0]["cycle"], [r["cycle"] for r in rows]
-    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step_00000060.png", "step_00000120.png"]
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == [
+        "step_00000060.png",
+        "step_00000120.png",
+    ]
     assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))  # TensorBoard scalars and grids
 
     real_a = [read_image(p) for p in list_images(a)]

@@ -193,8 +193,9 @@ def test_mismatched_or_unreadable_real_images_are_named():
         mix[10]
     with pytest.raises(DataError, match=r"values in \[-3, 4\].*value_range"):
         SyntheticMix(Items(lambda k: (torch.linspace(-3, 4, 72).view(3, 4, 6), k)), ColourPainter(), ratio=0.5)
-    explicit = SyntheticMix(Items(lambda k: (torch.linspace(-3, 4, 72).view(3, 4, 6), k)), ColourPainter(), ratio=0.5,
-                            value_range=(-3, 4))
+    explicit = SyntheticMix(
+        Items(lambda k: (torch.linspace(-3, 4, 72).view(3, 4, 6), k)), ColourPainter(), ratio=0.5, value_range=(-3, 4)
+    )
     assert explicit[10][0].min() == -3
     with pytest.raises(DataError, match="numpy arrays or torch tensors, got str"):
         SyntheticMix(Items(lambda k: ("a.png", k)), ColourPainter(), ratio=0.5)[10]

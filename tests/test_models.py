@@ -64,8 +64,15 @@ def test_batch_norm_nets_are_not_batched():
 
 
 def test_wgan_clips_the_critic_after_each_step_and_not_the_generator():
-    rt = runtime([*TINY_CYCLEGAN, "model.gan_loss={name: wgan, clip_weights: 0.005}", "model.lambda_identity=0",
-                  "optim.lr_d=0.05", "optim.lr_g=0.05"])
+    rt = runtime(
+        [
+            *TINY_CYCLEGAN,
+            "model.gan_loss={name: wgan, clip_weights: 0.005}",
+            "model.lambda_identity=0",
+            "optim.lr_d=0.05",
+            "optim.lr_g=0.05",
+        ]
+    )
     for step in range(2):
         logs = train_step(rt, random_batch(step))
         assert all(torch.isfinite(v) for v in logs.values())
@@ -114,8 +121,15 @@ def test_pix2pix_refuses_unpaired_data(tiny_unpaired, tmp_path):
     from translate.errors import ConfigError
 
     a, b = tiny_unpaired
-    cfg = load_config(None, ["model.name=pix2pix", f"out_dir={tmp_path}", "optim.max_steps=1",
-                             f"data.dataset={{name: unpaired_folders, root_a: {a}, root_b: {b}}}"])
+    cfg = load_config(
+        None,
+        [
+            "model.name=pix2pix",
+            f"out_dir={tmp_path}",
+            "optim.max_steps=1",
+            f"data.dataset={{name: unpaired_folders, root_a: {a}, root_b: {b}}}",
+        ],
+    )
     with pytest.raises(ConfigError, match="needs a paired dataset"):
         train(cfg)
 

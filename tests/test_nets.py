@@ -127,8 +127,11 @@ PER_SAMPLE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("registry", "spec", "expected"), PER_SAMPLE_CASES,
-                         ids=lambda v: v if isinstance(v, bool) else getattr(v, "family", None) or str(v))
+@pytest.mark.parametrize(
+    ("registry", "spec", "expected"),
+    PER_SAMPLE_CASES,
+    ids=lambda v: v if isinstance(v, bool) else getattr(v, "family", None) or str(v),
+)
 def test_each_network_declares_whether_it_normalises_per_sample(registry, spec, expected):
     assert normalises_per_sample(registry, spec) is expected
 
@@ -138,8 +141,11 @@ def test_a_network_without_the_declaration_is_refused_as_it_registers():
         def __init__(self, norm: str = "instance") -> None:
             super().__init__()
 
-    with pytest.raises(ConfigError, match=r"generator 'undeclared' \(.*Undeclared\) does not declare "
-                                          r"normalises_per_sample: a static method normalises_per_sample\(spec\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"generator 'undeclared' \(.*Undeclared\) does not declare "
+        r"normalises_per_sample: a static method normalises_per_sample\(spec\)",
+    ):
         GENERATORS.register("undeclared")(Undeclared)
     assert "undeclared" not in GENERATORS
 
@@ -205,14 +211,18 @@ def assert_scheme(weight: torch.Tensor, scheme: str, gain: float) -> None:
         # rows (or columns, for a tall matrix) of the flattened weight are orthogonal with norm gain
         flat = w.reshape(w.shape[0], -1)
         gram = flat @ flat.T if flat.shape[0] <= flat.shape[1] else flat.T @ flat
-        torch.testing.assert_close(gram, gain**2 * torch.eye(gram.shape[0], dtype=gram.dtype), rtol=0, atol=1e-5 * gain**2)
+        torch.testing.assert_close(
+            gram, gain**2 * torch.eye(gram.shape[0], dtype=gram.dtype), rtol=0, atol=1e-5 * gain**2
+        )
         return
     std = expected_std(w, scheme, gain)
     assert abs(w.mean().item()) < 6 * std / math.sqrt(n), f"{scheme}: mean {w.mean().item():.3g} is not 0"
     assert w.std().item() == pytest.approx(std, rel=6 / math.sqrt(2 * n)), f"{scheme}: std of {tuple(w.shape)}"
     if n >= 10_000:  # a normal draw, not a uniform one of the same spread (excess kurtosis 0 vs -1.2)
         kurtosis = ((w - w.mean()) ** 4).mean() / w.var(unbiased=False) ** 2
-        assert kurtosis.item() == pytest.approx(3.0, abs=6 * math.sqrt(24 / n)), f"{scheme}: kurtosis {kurtosis.item():.2f}"
+        assert kurtosis.item() == pytest.approx(3.0, abs=6 * math.sqrt(24 / n)), (
+            f"{scheme}: kurtosis {kurtosis.item():.2f}"
+        )
 
 
 def layer_zoo() -> dict[str, nn.Module]:
@@ -251,7 +261,9 @@ def test_every_layer_of_built_networks_is_initialised(scheme):
     # the builders must reach every conv, transposed conv and spectral-norm raw weight
     torch.manual_seed(0)
     generator = build_generator(
-        {"name": "resnet", "ngf": 16, "n_blocks": 1, "norm": "batch", "spectral_norm": True}, init=scheme, init_gain=GAIN
+        {"name": "resnet", "ngf": 16, "n_blocks": 1, "norm": "batch", "spectral_norm": True},
+        init=scheme,
+        init_gain=GAIN,
     )
     discriminator = build_discriminator({"name": "patchgan", "ndf": 16, "n_layers": 2}, 3, init=scheme, init_gain=GAIN)
     checked = 0
@@ -262,7 +274,9 @@ def test_every_layer_of_built_networks_is_initialised(scheme):
             if layer.bias is not None:
                 assert layer.bias.abs().max().item() == 0
         elif isinstance(layer, nn.BatchNorm2d):
-            assert layer.weight.detach().mean().item() == pytest.approx(1.0, abs=6 * GAIN / math.sqrt(layer.num_features))
+            assert layer.weight.detach().mean().item() == pytest.approx(
+                1.0, abs=6 * GAIN / math.sqrt(layer.num_features)
+            )
             assert layer.bias.abs().max().item() == 0
     assert checked == 8 + 4  # ResNet: stem, 2 down, 2 in the block, 2 up, head; PatchGAN: 4
 

@@ -14,8 +14,12 @@ from translate.distributed import DistEnv
 from translate.engine import build_runtime, train_step
 from translate.engine.runtime import EngineStepContext
 
-TINY = ["model.generator={name: resnet, ngf: 4, n_blocks: 1}", "model.discriminator={name: patchgan, ndf: 4, n_layers: 2}",
-        "optim.max_steps=10", "engine.device=cpu"]
+TINY = [
+    "model.generator={name: resnet, ngf: 4, n_blocks: 1}",
+    "model.discriminator={name: patchgan, ndf: 4, n_layers: 2}",
+    "optim.max_steps=10",
+    "engine.device=cpu",
+]
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -43,7 +47,9 @@ def test_mixed_precision_steps_train(amp):
     # the forward passes ran under autocast: convolutions computed in the reduced precision
     assert dtypes == {torch.bfloat16 if amp == "bf16" else torch.float16}
     assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in logs.values())
-    changed = [k for k, v in rt.model.state_dict().items() if isinstance(v, torch.Tensor) and not torch.equal(v, before[k])]
+    changed = [
+        k for k, v in rt.model.state_dict().items() if isinstance(v, torch.Tensor) and not torch.equal(v, before[k])
+    ]
     assert any(k.startswith("G_AB") for k in changed) and any(k.startswith("D_B") for k in changed)
     assert (rt.scaler.is_enabled()) == (amp == "fp16")
 
@@ -68,6 +74,9 @@ def test_fp16_overflow_skips_both_optimisers():
     assert rt.scaler.get_scale() < 1e38  # the scale backs off
     rt.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     train_step(rt, batch())  # with a sane scale the next step updates both groups again
-    changed = {k.split(".")[0] for k, v in rt.model.state_dict().items()
-               if isinstance(v, torch.Tensor) and not torch.equal(v, before[k])}
+    changed = {
+        k.split(".")[0]
+        for k, v in rt.model.state_dict().items()
+        if isinstance(v, torch.Tensor) and not torch.equal(v, before[k])
+    }
     assert {"G_AB", "G_BA", "D_A", "D_B"} <= changed

@@ -74,8 +74,12 @@ def test_sigterm_saves_and_resumes(tiny_unpaired, tmp_path):
     out = tmp_path / "run"
     overrides = tiny_cyclegan_overrides(a, b, out, steps=100000)
     overrides += ["engine.save_every=100000", "engine.sample_every=100000", "engine.log_every=1"]
-    proc = subprocess.Popen([sys.executable, "-m", "translate.cli", "train", str(REFERENCE), *overrides],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "translate.cli", "train", str(REFERENCE), *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     metrics = out / "metrics.csv"
     for _ in range(600):  # wait until a few steps have been logged
         if metrics.exists() and len(metrics.read_text().splitlines()) > 3:

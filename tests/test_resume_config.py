@@ -24,14 +24,33 @@ def test_trajectory_keys_are_everything_but_the_declared_free_ones():
     from translate.config import RESUME_FREE_KEYS, config_dict, flat_config, trajectory_changes
 
     base = config_dict(load_config(REFERENCE))
-    changed = {"data.batch_size": 2, "optim.max_steps": 9, "optim.lr_g": 1e-3, "optim.schedule": "cosine",
-               "engine.seed": 5, "engine.amp": "bf16", "engine.ema_decay": 0.9, "model.generator.ngf": 8,
-               "data.dataset.root_a": "elsewhere", "data.crop_size": 128, "model.pool_size": 3}
+    changed = {
+        "data.batch_size": 2,
+        "optim.max_steps": 9,
+        "optim.lr_g": 1e-3,
+        "optim.schedule": "cosine",
+        "engine.seed": 5,
+        "engine.amp": "bf16",
+        "engine.ema_decay": 0.9,
+        "model.generator.ngf": 8,
+        "data.dataset.root_a": "elsewhere",
+        "data.crop_size": 128,
+        "model.pool_size": 3,
+    }
     for key, value in changed.items():
         other = load_config(REFERENCE, [f"{key}={value}"])
         assert trajectory_changes(base, config_dict(other)) == [f"{key}: {flat_config(base)[key]} -> {value}"], key
-    free = ["engine.log_every=7", "engine.sample_every=7", "engine.save_every=7", "engine.progress=false",
-            "engine.tensorboard=false", "data.num_workers=3", "engine.device=cpu", "out_dir=x", "name=y"]
+    free = [
+        "engine.log_every=7",
+        "engine.sample_every=7",
+        "engine.save_every=7",
+        "engine.progress=false",
+        "engine.tensorboard=false",
+        "data.num_workers=3",
+        "engine.device=cpu",
+        "out_dir=x",
+        "name=y",
+    ]
     assert trajectory_changes(base, config_dict(load_config(REFERENCE, free))) == []
     # every free key exists: a renamed option cannot silently become free or stay listed
     assert RESUME_FREE_KEYS <= set(flat_config(base))

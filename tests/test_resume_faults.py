@@ -52,8 +52,11 @@ def test_no_readable_checkpoint_is_an_error_naming_the_files(tiny_unpaired, tmp_
     run(a, b, out, 9, "engine.stop_at_step=6")
     for path in (out / "checkpoints").iterdir():
         path.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"no readable checkpoint in .*checkpoints: ckpt_00000006\.pt, "
-                                              r"ckpt_00000003\.pt cannot be read; set resume=never"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"no readable checkpoint in .*checkpoints: ckpt_00000006\.pt, "
+        r"ckpt_00000003\.pt cannot be read; set resume=never",
+    ):
         run(a, b, out, 9)
 
 
@@ -113,8 +116,13 @@ def test_a_gpu_stream_saved_on_cuda3_is_restored_on_the_only_gpu(monkeypatch):
 
 
 def draws() -> list[float]:
-    return [*np.random.standard_normal(3), np.random.random(), random.gauss(0, 1), random.random(),
-            *torch.randn(2).tolist()]
+    return [
+        *np.random.standard_normal(3),
+        np.random.random(),
+        random.gauss(0, 1),
+        random.random(),
+        *torch.randn(2).tolist(),
+    ]
 
 
 def test_numpy_and_python_random_streams_round_trip_completely():
@@ -146,8 +154,10 @@ class SlowUnpairedFolders(UnpairedFolders):
         time.sleep(2.0)
         return super().__getitem__(key)
 """
-CLI_WITH_SLOW_DATA = "import multiprocessing, sys, slow_data; multiprocessing.set_start_method('spawn'); " \
-                     "from translate.cli import main; sys.exit(main(sys.argv[1:]))"
+CLI_WITH_SLOW_DATA = (
+    "import multiprocessing, sys, slow_data; multiprocessing.set_start_method('spawn'); "
+    "from translate.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 @pytest.mark.slow
@@ -156,13 +166,19 @@ def test_ctrl_c_to_the_process_group_with_loader_workers_saves_and_resumes(tiny_
     (tmp_path / "slow_data.py").write_text(SLOW_DATA)
     out = tmp_path / "run"
     overrides = tiny_cyclegan_overrides(a, b, out, steps=100000)
-    overrides += ["engine.save_every=100000", "engine.sample_every=100000", "engine.log_every=1",
-                  "data.num_workers=2", "data.dataset.name=slow_unpaired_folders"]
+    overrides += [
+        "engine.save_every=100000",
+        "engine.sample_every=100000",
+        "engine.log_every=1",
+        "data.num_workers=2",
+        "data.dataset.name=slow_unpaired_folders",
+    ]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-c", CLI_WITH_SLOW_DATA, "train", str(REFERENCE), *overrides]
     # a session of its own, as a terminal's foreground job
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     metrics = out / "metrics.csv"
     try:
         for _ in range(900):
@@ -178,8 +194,9 @@ def test_ctrl_c_to_the_process_group_with_loader_workers_saves_and_resumes(tiny_
     assert "stopped by signal" in output
     saved = io.checkpoint_step(io.latest_checkpoint(out / "checkpoints"))
     assert saved >= 1
-    resumed = subprocess.run([*command, f"engine.stop_at_step={saved + 1}"], env=env, capture_output=True, text=True,
-                             timeout=120)
+    resumed = subprocess.run(
+        [*command, f"engine.stop_at_step={saved + 1}"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {out / 'checkpoints'}" in resumed.stdout
     assert io.checkpoint_step(io.latest_checkpoint(out / "checkpoints")) == saved + 1

@@ -9,13 +9,13 @@ import torch
 from translate import io
 from translate.config import load_config
 from translate.data.sampling_sets import Digits, GaussianRing, ring_centres
-from translate.engine import build_runtime, train, train_step
 from translate.distributed import DistEnv
+from translate.engine import build_runtime, train, train_step
 from translate.errors import CheckpointError, ConfigError
 from translate.measures import best_code_accuracy, ring_coverage
 from translate.models.tricks import HistoricalAverage, instance_noise_std
-from translate.objectives import gradient_penalty
 from translate.nets.samplers import SAMPLER_CRITICS, SAMPLERS, minibatch_stddev
+from translate.objectives import gradient_penalty
 from translate.sampling import load_sampler
 
 # --- networks -------------------------------------------------------------------------------
@@ -25,8 +25,18 @@ from translate.sampling import load_sampler
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("upsample", ["transpose", "resize"])
 def test_dcgan_generator_shapes_and_range(size, channels, upsample):
-    g = SAMPLERS.build({"name": "dcgan", "noise_dim": 8, "image_size": size, "channels": channels, "width": 4,
-                        "classes": 3, "code_dim": 2, "upsample": upsample}).eval()
+    g = SAMPLERS.build(
+        {
+            "name": "dcgan",
+            "noise_dim": 8,
+            "image_size": size,
+            "channels": channels,
+            "width": 4,
+            "classes": 3,
+            "code_dim": 2,
+            "upsample": upsample,
+        }
+    ).eval()
     out = g(torch.randn(5, 8), torch.tensor([0, 1, 2, 0, 1]), torch.zeros(5, 2))
     assert out.shape == (5, channels, size, size) and out.dtype == torch.float32
     assert out.abs().max() <= 1.0
@@ -39,9 +49,13 @@ def test_dcgan_generator_shapes_and_range(size, channels, upsample):
 def test_discriminator_variants(conditioning, stddev):
     classes = 0 if conditioning == "none" else 4
     label = torch.tensor([0, 3, 1]) if classes else None
-    for spec, x in (({"name": "dcgan", "image_size": 32, "channels": 2, "width": 4}, torch.randn(3, 2, 32, 32)),
-                    ({"name": "mlp", "in_shape": [2], "width": 8}, torch.randn(3, 2))):
-        d = SAMPLER_CRITICS.build({**spec, "classes": classes, "conditioning": conditioning, "minibatch_stddev": stddev})
+    for spec, x in (
+        ({"name": "dcgan", "image_size": 32, "channels": 2, "width": 4}, torch.randn(3, 2, 32, 32)),
+        ({"name": "mlp", "in_shape": [2], "width": 8}, torch.randn(3, 2)),
+    ):
+        d = SAMPLER_CRITICS.build(
+            {**spec, "classes": classes, "conditioning": conditioning, "minibatch_stddev": stddev}
+        )
         judged = d(x, label)
         assert judged.logit.shape == (3, 1) and judged.features.ndim == 2
         assert (judged.class_logits is not None) == (conditioning == "auxiliary")
@@ -85,7 +99,9 @@ def test_instance_noise_anneals_to_zero():
 def test_gradient_penalty_is_zero_for_unit_slope_and_rank_agnostic():
     w = torch.tensor([[0.6], [0.8]])  # ‖w‖ = 1: a linear critic with unit gradient everywhere
     assert gradient_penalty(lambda x: x @ w, torch.randn(6, 2), torch.randn(6, 2)) == pytest.approx(0.0, abs=1e-10)
-    penalty = gradient_penalty(lambda x: 3 * x.flatten(1).sum(1, keepdim=True), torch.randn(2, 1, 2, 2), torch.randn(2, 1, 2, 2))
+    penalty = gradient_penalty(
+        lambda x: 3 * x.flatten(1).sum(1, keepdim=True), torch.randn(2, 1, 2, 2), torch.randn(2, 1, 2, 2)
+    )
     assert penalty == pytest.approx((3 * 2 - 1) ** 2)  # ‖∇‖ = 3·sqrt(4) = 6
 
 
@@ -162,7 +178,9 @@ def ring_cfg(out_dir, steps, *extra):
     return load_config(None, [*RING, f"out_dir={out_dir}", f"optim.max_steps={steps}", *extra])
 
 
-@pytest.mark.parametrize("loss", ["nsgan", "minimax", "lsgan", "wgan", "wgan-gp", "hinge", "{name: nsgan, real_label: 0.9}"])
+@pytest.mark.parametrize(
+    "loss", ["nsgan", "minimax", "lsgan", "wgan", "wgan-gp", "hinge", "{name: nsgan, real_label: 0.9}"]
+)
 def test_every_objective_trains_a_ring_gan(tmp_path, loss):
     extra = [f"model.gan_loss={loss}"]
     if loss.startswith("wgan"):
@@ -183,9 +201,20 @@ def test_every_objective_trains_a_ring_gan(tmp_path, loss):
 
 
 def test_all_tricks_together_train_and_export_a_reloadable_sampler(tmp_path):
-    result = train(ring_cfg(tmp_path / "run", 6, "model.minibatch_stddev=true", "model.instance_noise=0.1",
-                            "model.instance_noise_steps=4", "model.historical_averaging=0.01",
-                            "model.feature_matching=1.0", "engine.ema_decay=0.9", "data.batch_size=16", "model.n_critic=2"))
+    result = train(
+        ring_cfg(
+            tmp_path / "run",
+            6,
+            "model.minibatch_stddev=true",
+            "model.instance_noise=0.1",
+            "model.instance_noise_steps=4",
+            "model.historical_averaging=0.01",
+            "model.feature_matching=1.0",
+            "engine.ema_decay=0.9",
+            "data.batch_size=16",
+            "model.n_critic=2",
+        )
+    )
     assert {"G_fm", "G_hist", "D_hist"} <= set(result.last_logs)
     sampler = load_sampler(result.exports["G"])
     ema = io.load_checkpoint(tmp_path / "run/checkpoints/ckpt_00000006.pt")["ema"]["G"]
@@ -203,17 +232,33 @@ def test_conditioning_and_classes_must_agree(tmp_path):
         build_runtime(ring_cfg(tmp_path, 2, "model.classes=10"), DistEnv(), 8)
 
 
-@pytest.mark.parametrize("model,extra", [
-    ("gan", ["model.classes=10", "model.conditioning=auxiliary"]),
-    ("gan", ["model.classes=10", "model.conditioning=projection"]),
-    ("infogan", ["model.cat_codes=[3]", "model.cont_codes=1"]),
-])
+@pytest.mark.parametrize(
+    "model,extra",
+    [
+        ("gan", ["model.classes=10", "model.conditioning=auxiliary"]),
+        ("gan", ["model.classes=10", "model.conditioning=projection"]),
+        ("infogan", ["model.cat_codes=[3]", "model.cont_codes=1"]),
+    ],
+)
 def test_digit_models_take_a_step_and_export(tmp_path, model, extra):
-    cfg = load_config(None, [
-        f"model.name={model}", "model.data_key=image", "model.init=normal",
-        "model.generator={name: dcgan, noise_dim: 8, width: 4}", "model.discriminator={name: dcgan, width: 4}",
-        "data.dataset={name: digits, split: test}", "data.batch_size=8", "optim.max_steps=2",
-        "engine.device=cpu", "engine.progress=false", "engine.tensorboard=false", f"out_dir={tmp_path}", *extra])
+    cfg = load_config(
+        None,
+        [
+            f"model.name={model}",
+            "model.data_key=image",
+            "model.init=normal",
+            "model.generator={name: dcgan, noise_dim: 8, width: 4}",
+            "model.discriminator={name: dcgan, width: 4}",
+            "data.dataset={name: digits, split: test}",
+            "data.batch_size=8",
+            "optim.max_steps=2",
+            "engine.device=cpu",
+            "engine.progress=false",
+            "engine.tensorboard=false",
+            f"out_dir={tmp_path}",
+            *extra,
+        ],
+    )
     result = train(cfg)
     sampler = load_sampler(result.exports["G"])
     assert (tmp_path / "samples/step_00000002.png").is_file()
@@ -239,8 +284,8 @@ def write_label_pairs(root, n=3, h=16, w=32):
     rng = torch.Generator().manual_seed(0)
     for i in range(n):
         label = torch.zeros(h, w, dtype=torch.uint8)
-        label[h // 2:] = 1  # road below, sky above, one car
-        label[h // 2 - 2:h // 2 + 2, 4 + i:10 + i] = 13
+        label[h // 2 :] = 1  # road below, sky above, one car
+        label[h // 2 - 2 : h // 2 + 2, 4 + i : 10 + i] = 13
         label[0, 0] = 255  # unlabelled
         image = torch.randint(0, 255, (h, w, 3), generator=rng, dtype=torch.uint8)
         Image.fromarray(label.numpy()).save(root / f"labels/{i:05d}.png")
@@ -249,11 +294,22 @@ def write_label_pairs(root, n=3, h=16, w=32):
 
 def test_spade_trains_from_label_folders_and_samples_new_images_per_label_map(tmp_path):
     write_label_pairs(tmp_path / "pairs")
-    cfg = load_config(None, [
-        "model.name=spade", "model.generator={name: spade, width: 4, ups: 2, hidden: 4, noise_dim: 3}",
-        "model.discriminator={name: patchgan, ndf: 4, n_layers: 1}", f"data.dataset={{name: label_folders, root: {tmp_path / 'pairs'}}}",
-        "data.batch_size=2", "optim.max_steps=2", "engine.device=cpu", "engine.progress=false", "engine.tensorboard=false",
-        "engine.grad_checkpointing=true", f"out_dir={tmp_path / 'run'}"])
+    cfg = load_config(
+        None,
+        [
+            "model.name=spade",
+            "model.generator={name: spade, width: 4, ups: 2, hidden: 4, noise_dim: 3}",
+            "model.discriminator={name: patchgan, ndf: 4, n_layers: 1}",
+            f"data.dataset={{name: label_folders, root: {tmp_path / 'pairs'}}}",
+            "data.batch_size=2",
+            "optim.max_steps=2",
+            "engine.device=cpu",
+            "engine.progress=false",
+            "engine.tensorboard=false",
+            "engine.grad_checkpointing=true",
+            f"out_dir={tmp_path / 'run'}",
+        ],
+    )
     result = train(cfg)
     assert {"D", "G_adv", "G_feat"} <= set(result.last_logs)
     sampler = load_sampler(result.exports["G"])
@@ -277,7 +333,7 @@ def test_spade_gradient_checkpointing_gives_the_same_gradients():
         g.set_grad_checkpointing(flag)
         g(labels, noise).square().sum().backward()
         grads.append([p.grad.clone() for p in g.parameters()])
-    for x, y in zip(*grads):
+    for x, y in zip(*grads, strict=False):
         assert torch.allclose(x, y, atol=1e-6)
 
 

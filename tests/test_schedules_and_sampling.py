@@ -38,7 +38,7 @@ def test_linear_schedule_is_the_reference_rule_per_step():
     factors = [lr_factor(s, total, "linear", constant_fraction) for s in range(total + 1)]
     assert factors == pytest.approx([reference_linear_rule(s, c, d) for s in range(total + 1)], abs=1e-12)
     assert factors[:c] == [1.0] * c  # constant part, exactly
-    steps = [b - a for a, b in zip(factors[c - 1 :], factors[c:])]
+    steps = [b - a for a, b in zip(factors[c - 1 :], factors[c:], strict=False)]
     assert steps == pytest.approx([-1 / (d + 1)] * (d + 1), abs=1e-12)  # then linear, one equal step at a time
     assert factors[total - 1] == pytest.approx(1 / (d + 1)) and factors[total - 1] > 0  # the last step that trains
     assert factors[total] == pytest.approx(0.0, abs=1e-12)  # after the last update: never used
@@ -47,12 +47,20 @@ def test_linear_schedule_is_the_reference_rule_per_step():
 def test_engine_changes_the_rate_every_step(tiny_unpaired, tmp_path):
     # the rate logged after step k (1-based) is the one step k + 1 trains with: lr_factor(k)
     a, b = tiny_unpaired
-    overrides = [*tiny_cyclegan_overrides(a, b, tmp_path / "run", steps=6), "engine.log_every=1",
-                 "optim.lr_g=0.001", "optim.schedule=linear", "optim.epochs_constant=1", "optim.epochs_decay=1"]
+    overrides = [
+        *tiny_cyclegan_overrides(a, b, tmp_path / "run", steps=6),
+        "engine.log_every=1",
+        "optim.lr_g=0.001",
+        "optim.schedule=linear",
+        "optim.epochs_constant=1",
+        "optim.epochs_decay=1",
+    ]
     train(load_config(Path(__file__).parents[1] / "configs" / "cyclegan_reference.yaml", overrides))
     with open(tmp_path / "run" / "metrics.csv", newline="") as fh:
         logged = [(int(float(row["step"])), float(row["lr_G"])) for row in csv.DictReader(fh)]
-    assert logged == [(k, pytest.approx(0.001 * lr_factor(k, 6, "linear", 0.5), rel=1e-6, abs=1e-12)) for k in range(1, 7)]
+    assert logged == [
+        (k, pytest.approx(0.001 * lr_factor(k, 6, "linear", 0.5), rel=1e-6, abs=1e-12)) for k in range(1, 7)
+    ]
     # steps 1-3 train at the full rate, steps 4, 5 and 6 at 3/4, 2/4 and 1/4 of it
     assert [lr for _, lr in logged] == pytest.approx([0.001, 0.001, 0.00075, 0.0005, 0.00025, 0.0], rel=1e-6, abs=1e-12)
 
@@ -73,7 +81,7 @@ def test_cosine_schedule_endpoints_and_midpoint():
     assert factors[total // 4] == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)), abs=1e-12)
     assert factors[total] == pytest.approx(0.0, abs=1e-12)
     assert 0 < factors[total - 1] < 1e-3  # the last step that trains, at a rate close to zero
-    assert all(a > b for a, b in zip(factors, factors[1:]))
+    assert all(a > b for a, b in zip(factors, factors[1:], strict=False))
     assert all(factors[s] + factors[total - s] == pytest.approx(1.0, abs=1e-12) for s in range(total + 1))
     # cosine has no constant part: the epoch proportions do not change it
     assert factors == [lr_factor(s, total, "cosine", 0.9) for s in range(total + 1)]

@@ -92,7 +92,7 @@ def test_a_stopped_and_resumed_training_ends_with_the_weights_of_an_uninterrupte
     assert resumed_from == []
     resumed = train(checkpoint=checkpoint, save_every=1, on_resume=resumed_from.append)
     assert resumed_from == [2]  # what the trainer loaded, not merely a file on disk
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=False):
         assert torch.equal(a, b), name
 
 
@@ -110,10 +110,14 @@ def test_augmentation_changes_pixels_and_keeps_labels_aligned_with_geometry() ->
     assert batch.shape == (16, 32, 64, 3) and batch.dtype == np.uint8 and target.shape == (16, 32, 64)
 
     flips, changed = [], 0
-    for image, label in zip(batch, target):
+    for image, label in zip(batch, target, strict=False):
         # the label is one source label, untouched or mirrored: photometric augmentation never edits labels
-        matches = [(j, f) for j in range(len(labels)) for f in (False, True)
-                   if np.array_equal(label, labels[j][:, ::-1] if f else labels[j])]
+        matches = [
+            (j, f)
+            for j in range(len(labels))
+            for f in (False, True)
+            if np.array_equal(label, labels[j][:, ::-1] if f else labels[j])
+        ]
         assert len(matches) == 1
         j, flipped = matches[0]
         flips.append(flipped)

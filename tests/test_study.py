@@ -16,8 +16,17 @@ from translate.data.images import read_image, write_image
 
 SMOKE = "configs/study_synth_smoke.yaml"
 OUTPUTS = [
-    "results.md", "results.csv", "results.json", "translator_quality.csv", "miou_bars.png", "per_class_iou.png",
-    "translator_samples.png", "example_predictions.png", "config.yaml", "configs/config_0001.yaml", "versions.json",
+    "results.md",
+    "results.csv",
+    "results.json",
+    "translator_quality.csv",
+    "miou_bars.png",
+    "per_class_iou.png",
+    "translator_samples.png",
+    "example_predictions.png",
+    "config.yaml",
+    "configs/config_0001.yaml",
+    "versions.json",
 ]
 
 
@@ -37,8 +46,15 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     results = json.loads((out / "results.json").read_text())
     summary = results["summary"]
-    assert list(summary) == ["source-only", "source + photometric", "CycleGAN", "CycleGAN + photometric",
-                             "CycleGAN mixed p=0.5", "CyCADA (CycleGAN + semantic)", "oracle"]
+    assert list(summary) == [
+        "source-only",
+        "source + photometric",
+        "CycleGAN",
+        "CycleGAN + photometric",
+        "CycleGAN mixed p=0.5",
+        "CyCADA (CycleGAN + semantic)",
+        "oracle",
+    ]
     for row in summary.values():
         assert 0.0 <= row["miou_mean"] <= 1.0 and len(row["per_seed_miou"]) == 2
         assert row["per_class"], "per-class IoU always listed"
@@ -93,10 +109,13 @@ def _straight_run(out: Path, stage: str, elsewhere: Path, *overrides: str) -> Pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage,step,checkpoint", [
-    ("translator:cyclegan", 4, "translators/cyclegan/checkpoints/ckpt_00000004.pt"),
-    ("segmenter:source-seed0", 4, "segmenters/source-seed0/train_state.pt"),
-])
+@pytest.mark.parametrize(
+    "stage,step,checkpoint",
+    [
+        ("translator:cyclegan", 4, "translators/cyclegan/checkpoints/ckpt_00000004.pt"),
+        ("segmenter:source-seed0", 4, "segmenters/source-seed0/train_state.pt"),
+    ],
+)
 def test_killed_stage_continues_from_its_checkpoint(tmp_path: Path, stage: str, step: int, checkpoint: str) -> None:
     out = tmp_path / "run"
     # keep it short: one seed and the rows this stage feeds
@@ -119,8 +138,9 @@ def test_killed_stage_continues_from_its_checkpoint(tmp_path: Path, stage: str, 
 
 
 @pytest.mark.slow
-def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_translators(tmp_path: Path,
-                                                                                           capsys) -> None:
+def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_translators(
+    tmp_path: Path, capsys
+) -> None:
     from translate.io import read_metadata
 
     out = tmp_path / "run"
@@ -131,7 +151,10 @@ def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_
     said = capsys.readouterr().out
     second = {e["stage"]: e for e in _events(out)[first_run:] if e["event"] in ("cached", "rerun", "started")}
     assert {name for name, e in second.items() if e["event"] == "cached"} == {
-        "data", "translator:cyclegan", "translation:cyclegan"}
+        "data",
+        "translator:cyclegan",
+        "translation:cyclegan",
+    }
     assert all(e["event"] == "rerun" for name, e in second.items() if name.startswith("segmenter:"))
     assert second["report"]["event"] == "rerun"
     # every segmenter says why, and the table is built from segmenters trained for 8 steps, afresh
@@ -144,8 +167,10 @@ def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_
     # CyCADA's semantic term reads the source-only segmenter: that translator is redone, and says so
     assert second["translator:cycada"]["reason"] == "inputs changed (segmenter:source-seed0)"
     report = json.loads((out / "stages" / "report.json").read_text())
-    assert report["inputs"]["stage segmenter:source-seed0"] == json.loads(
-        (out / "stages" / "segmenter_source-seed0.json").read_text())["fingerprint"]
+    assert (
+        report["inputs"]["stage segmenter:source-seed0"]
+        == json.loads((out / "stages" / "segmenter_source-seed0.json").read_text())["fingerprint"]
+    )
     assert json.loads((out / "results.json").read_text())["summary"] == report["summary"]
     kept = sorted((out / "configs").glob("config_*.yaml"))
     assert len(kept) == 2 and "steps: 8" in (out / "config.yaml").read_text() and "steps: 6" in kept[0].read_text()
@@ -166,7 +191,9 @@ def test_unknown_target_preset_is_a_clear_error_before_training(tmp_path: Path, 
 
 
 def test_missing_dataset_path_is_a_clear_error_before_training(tmp_path: Path, capsys) -> None:
-    code = _study(tmp_path / "run", f"data.real.gta5_root={tmp_path / 'nowhere'}", config="configs/study_gta5_cityscapes.yaml")
+    code = _study(
+        tmp_path / "run", f"data.real.gta5_root={tmp_path / 'nowhere'}", config="configs/study_gta5_cityscapes.yaml"
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "GTA5 root not found" in err and "nowhere" in err
@@ -178,8 +205,10 @@ def test_condition_naming_an_unknown_translator_is_an_error(tmp_path: Path) -> N
     from translate.errors import ConfigError
 
     config = tmp_path / "study.yaml"
-    config.write_text("conditions:\n  - {name: source-only, train_on: source}\n  - {name: oracle, train_on: target}\n"
-                      "  - {name: MUNIT, train_on: translated, translator: munit}\n")
+    config.write_text(
+        "conditions:\n  - {name: source-only, train_on: source}\n  - {name: oracle, train_on: target}\n"
+        "  - {name: MUNIT, train_on: translated, translator: munit}\n"
+    )
     with pytest.raises(ConfigError, match="translator 'munit'"):
         load_study_config(config)
 
@@ -194,22 +223,30 @@ def test_translator_init_from_must_name_another_translator(tmp_path: Path) -> No
         load_study_config(SMOKE, ["translators.cycada.init_from=cycada"])
 
 
-@pytest.mark.parametrize("override,message", [
-    ("data.kind=kitti", "data.kind must be one of synthetic, gta5_cityscapes, got 'kitti'"),
-    ("segmenter.seeds=[]", "segmenter.seeds must list at least one seed"),
-    ("segmenter.decoder_channels=[8,8]", "segmenter.decoder_channels needs one entry per encoder stage"),
-    ("translators.cyclegan.steps=0", "translators.cyclegan.steps must be >= 1"),
-    ("conditions=[{name: a, train_on: source}, {name: a, train_on: target}]", "condition names must be unique"),
-    ("conditions=[{name: src, train_on: source}]", "conditions need an oracle row (train_on: target)"),
-    ("conditions=[{name: o, train_on: target}]", "conditions need a source-only row (train_on: source)"),
-    ("conditions=[{name: s, train_on: source}, {name: o, train_on: target}, {name: x, train_on: sim}]",
-     "condition 'x': train_on must be one of source, target, translated, got 'sim'"),
-    ("conditions=[{name: s, train_on: source}, {name: o, train_on: target}, "
-     "{name: m, train_on: translated, translator: cyclegan, p_translated: 1.5}]",
-     "condition 'm': p_translated must be in [0, 1], got 1.5"),
-])
-def test_inconsistent_study_config_is_an_error_naming_the_key(override: str, message: str, tmp_path: Path,
-                                                               capsys) -> None:
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("data.kind=kitti", "data.kind must be one of synthetic, gta5_cityscapes, got 'kitti'"),
+        ("segmenter.seeds=[]", "segmenter.seeds must list at least one seed"),
+        ("segmenter.decoder_channels=[8,8]", "segmenter.decoder_channels needs one entry per encoder stage"),
+        ("translators.cyclegan.steps=0", "translators.cyclegan.steps must be >= 1"),
+        ("conditions=[{name: a, train_on: source}, {name: a, train_on: target}]", "condition names must be unique"),
+        ("conditions=[{name: src, train_on: source}]", "conditions need an oracle row (train_on: target)"),
+        ("conditions=[{name: o, train_on: target}]", "conditions need a source-only row (train_on: source)"),
+        (
+            "conditions=[{name: s, train_on: source}, {name: o, train_on: target}, {name: x, train_on: sim}]",
+            "condition 'x': train_on must be one of source, target, translated, got 'sim'",
+        ),
+        (
+            "conditions=[{name: s, train_on: source}, {name: o, train_on: target}, "
+            "{name: m, train_on: translated, translator: cyclegan, p_translated: 1.5}]",
+            "condition 'm': p_translated must be in [0, 1], got 1.5",
+        ),
+    ],
+)
+def test_inconsistent_study_config_is_an_error_naming_the_key(
+    override: str, message: str, tmp_path: Path, capsys
+) -> None:
     assert _study(tmp_path / "run", override) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
@@ -229,7 +266,7 @@ def _labels(h: int, w: int, ids: list[int], seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     cuts = np.sort(rng.choice(np.arange(2, h - 2), len(ids) - 1, replace=False))
     out = np.empty((h, w), np.uint8)
-    for band, (lo, hi) in enumerate(zip([0, *cuts], [*cuts, h])):
+    for band, (lo, hi) in enumerate(zip([0, *cuts], [*cuts, h], strict=False)):
         out[lo:hi] = ids[band]
     return out
 
@@ -276,13 +313,28 @@ def test_real_dataset_config_runs_end_to_end_on_fixture_trees(tmp_path: Path) ->
     _cityscapes_tree(cs, "val", 4, 40, 72)
     tiny_net = "{name: cyclegan, generator: {name: resnet, ngf: 4, n_blocks: 1}, discriminator: {name: patchgan, ndf: 4, n_layers: 1}, pool_size: 2}"
     overrides = [
-        f"data.real.gta5_root={gta}", f"data.real.cityscapes_root={cs}", "data.real.size=32x64", "data.real.n_quality=2",
-        "device=cpu", "segmenter.encoder=resnet18", "segmenter.encoder_depth=3", "segmenter.decoder_channels=[8,8,8]",
-        "segmenter.steps=3", "segmenter.batch_size=2", "segmenter.seeds=[0]", "segmenter.save_every=2", "n_examples=2",
+        f"data.real.gta5_root={gta}",
+        f"data.real.cityscapes_root={cs}",
+        "data.real.size=32x64",
+        "data.real.n_quality=2",
+        "device=cpu",
+        "segmenter.encoder=resnet18",
+        "segmenter.encoder_depth=3",
+        "segmenter.decoder_channels=[8,8,8]",
+        "segmenter.steps=3",
+        "segmenter.batch_size=2",
+        "segmenter.seeds=[0]",
+        "segmenter.save_every=2",
+        "n_examples=2",
     ]
     for t in ("cyclegan", "cycada"):
-        overrides += [f"translators.{t}.model={tiny_net}", f"translators.{t}.steps=3", f"translators.{t}.save_every=2",
-                      f"translators.{t}.sample_every=3", f"translators.{t}.ema_decay=0"]
+        overrides += [
+            f"translators.{t}.model={tiny_net}",
+            f"translators.{t}.steps=3",
+            f"translators.{t}.save_every=2",
+            f"translators.{t}.sample_every=3",
+            f"translators.{t}.ema_decay=0",
+        ]
     out = tmp_path / "run"
     assert _study(out, *overrides, config="configs/study_gta5_cityscapes.yaml") == 0
     for name in OUTPUTS:

@@ -56,8 +56,10 @@ def test_a_changed_key_reruns_its_stage_and_those_reading_it_and_says_why(tmp_pa
     record = json.loads((tmp_path / "stages" / "segmenter_a.json").read_text())
     assert record["value"] == 800 and record["inputs"]["segmenter.steps"] == 800
     reruns = [e for e in StageRunner(tmp_path).events() if e["event"] == "rerun"]
-    assert [(e["stage"], e["changed"]) for e in reruns] == [("segmenter:a", ["segmenter.steps"]),
-                                                           ("report", ["stage segmenter:a"])]
+    assert [(e["stage"], e["changed"]) for e in reruns] == [
+        ("segmenter:a", ["segmenter.steps"]),
+        ("report", ["stage segmenter:a"]),
+    ]
     assert run_all(800, []) == []  # the same inputs again: everything cached
 
 
@@ -72,18 +74,27 @@ def test_changing_segmenter_steps_changes_the_segmenters_and_what_reads_them_onl
     changed = {name for name in before if before[name] != after[name]}
     segmenters = {name for name in before if name.startswith("segmenter:")}
     # CyCADA's semantic term reads the source-only segmenter, so that translator is redone too
-    assert changed == segmenters | {"quality:none", "quality:cyclegan", "quality:cycada", "translator:cycada",
-                                    "translation:cycada", "report"}
+    assert changed == segmenters | {
+        "quality:none",
+        "quality:cyclegan",
+        "quality:cycada",
+        "translator:cycada",
+        "translation:cycada",
+        "report",
+    }
     assert {"data", "translator:cyclegan", "translation:cyclegan"} <= before.keys() - changed
 
 
-@pytest.mark.parametrize("override,unchanged", [
-    ("segmenter.seeds=[0,1,2]", "segmenter:source-seed0"),  # a new seed leaves the others' segmenters
-    ("segmenter.save_every=3", "segmenter:source-seed0"),  # a checkpoint cadence changes no result
-    ("translators.cyclegan.sample_every=2", "translator:cyclegan"),
-    ("progress=false", "report"),
-    ("segmenter.photometric_strength=0.5", "segmenter:source-seed0"),  # read by photometric rows only
-])
+@pytest.mark.parametrize(
+    "override,unchanged",
+    [
+        ("segmenter.seeds=[0,1,2]", "segmenter:source-seed0"),  # a new seed leaves the others' segmenters
+        ("segmenter.save_every=3", "segmenter:source-seed0"),  # a checkpoint cadence changes no result
+        ("translators.cyclegan.sample_every=2", "translator:cyclegan"),
+        ("progress=false", "report"),
+        ("segmenter.photometric_strength=0.5", "segmenter:source-seed0"),  # read by photometric rows only
+    ],
+)
 def test_keys_that_do_not_change_a_result_keep_its_stage(override: str, unchanged: str) -> None:
     before, after = _fingerprints(), _fingerprints(override)
     assert before[unchanged] == after[unchanged]
@@ -92,8 +103,12 @@ def test_keys_that_do_not_change_a_result_keep_its_stage(override: str, unchange
 def test_photometric_strength_reruns_the_photometric_rows() -> None:
     before, after = _fingerprints(), _fingerprints("segmenter.photometric_strength=0.5")
     assert {n for n in before if before[n] != after[n]} == {
-        "segmenter:source-photometric-seed0", "segmenter:source-photometric-seed1",
-        "segmenter:translated-cyclegan-photometric-seed0", "segmenter:translated-cyclegan-photometric-seed1", "report"}
+        "segmenter:source-photometric-seed0",
+        "segmenter:source-photometric-seed1",
+        "segmenter:translated-cyclegan-photometric-seed0",
+        "segmenter:translated-cyclegan-photometric-seed1",
+        "report",
+    }
 
 
 def test_a_killed_stage_continues_its_work_only_under_the_same_inputs(tmp_path: Path) -> None:
@@ -143,8 +158,12 @@ def test_an_unfinished_rerun_leaves_no_old_record(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         _runner(tmp_path).run(_stage("data", n=8), fails)
     assert not (tmp_path / "stages" / "data.json").exists()
-    assert StageRunner(tmp_path).events()[-1] | {"time": 0} == {"stage": "data", "event": "failed", "error": "broken",
-                                                               "time": 0}
+    assert StageRunner(tmp_path).events()[-1] | {"time": 0} == {
+        "stage": "data",
+        "event": "failed",
+        "error": "broken",
+        "time": 0,
+    }
 
 
 def test_the_run_folder_keeps_every_config_it_was_run_with(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ from apps.study.report import add_gap_shares, markdown, summarise
 
 
 def _row(*mious: float) -> dict:
-    return {seed: {"target_test": {"miou": m, "pixel_accuracy": 0.5 + m / 2, "per_class": {"road": m, "sky": 1 - m}}}
-            for seed, m in enumerate(mious)}
+    return {
+        seed: {"target_test": {"miou": m, "pixel_accuracy": 0.5 + m / 2, "per_class": {"road": m, "sky": 1 - m}}}
+        for seed, m in enumerate(mious)
+    }
 
 
 def test_summary_means_stds_and_gap_shares() -> None:

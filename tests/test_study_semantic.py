@@ -57,10 +57,14 @@ def test_semantic_term_is_low_for_the_same_content_and_high_for_other_content(se
 
 def test_cyclegan_with_semantic_weight_trains_the_generator_only(segmenter_file: Path) -> None:
     overrides = [
-        "model.name=cyclegan", "model.generator={name: resnet, ngf: 4, n_blocks: 1}",
-        "model.discriminator={name: patchgan, ndf: 4, n_layers: 2}", "model.pool_size=0",
-        "model.lambda_semantic=1.0", f"model.semantic_segmenter={segmenter_file}",
-        "optim.max_steps=4", "engine.device=cpu",
+        "model.name=cyclegan",
+        "model.generator={name: resnet, ngf: 4, n_blocks: 1}",
+        "model.discriminator={name: patchgan, ndf: 4, n_layers: 2}",
+        "model.pool_size=0",
+        "model.lambda_semantic=1.0",
+        f"model.semantic_segmenter={segmenter_file}",
+        "optim.max_steps=4",
+        "engine.device=cpu",
     ]
     rt = build_runtime(load_config(None, overrides), DistEnv(), steps_per_epoch=1)
     frozen = {k: v.clone() for k, v in rt.model.semantic.segmenter.state_dict().items()}
@@ -72,15 +76,22 @@ def test_cyclegan_with_semantic_weight_trains_the_generator_only(segmenter_file:
         torch.testing.assert_close(v, frozen[k], msg=k)
     # the term changes G's update and nothing else: same start, same batch, with and without it
     with_term = build_runtime(load_config(None, overrides), DistEnv(), steps_per_epoch=1)
-    without = build_runtime(load_config(None, [o for o in overrides if "semantic" not in o]), DistEnv(), steps_per_epoch=1)
+    without = build_runtime(
+        load_config(None, [o for o in overrides if "semantic" not in o]), DistEnv(), steps_per_epoch=1
+    )
     for name, net in without.model.all_nets().items():
-        for (k, a), b in zip(net.state_dict().items(), with_term.model.all_nets()[name].state_dict().values()):
+        for (k, a), b in zip(
+            net.state_dict().items(), with_term.model.all_nets()[name].state_dict().values(), strict=False
+        ):
             torch.testing.assert_close(a, b, msg=f"{name}.{k} starts equal")
     train_step(with_term, batch)
     train_step(without, batch)
-    g_moved = [not torch.equal(a, b) for a, b in zip(with_term.model.G_AB.parameters(), without.model.G_AB.parameters())]
+    g_moved = [
+        not torch.equal(a, b)
+        for a, b in zip(with_term.model.G_AB.parameters(), without.model.G_AB.parameters(), strict=False)
+    ]
     assert any(g_moved)
-    for a, b in zip(with_term.model.D_A.parameters(), without.model.D_A.parameters()):
+    for a, b in zip(with_term.model.D_A.parameters(), without.model.D_A.parameters(), strict=False):
         torch.testing.assert_close(a, b)
 
 
@@ -89,8 +100,13 @@ def test_semantic_term_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="semantic_segmenter"):
         build_runtime(load_config(None, [*base, "model.lambda_semantic=1.0"]), DistEnv(), steps_per_epoch=1)
     with pytest.raises(ConfigError, match="segmenter file not found"):
-        build_runtime(load_config(None, [*base, "model.lambda_semantic=1.0", f"model.semantic_segmenter={tmp_path / 'x.safetensors'}"]),
-                      DistEnv(), steps_per_epoch=1)
+        build_runtime(
+            load_config(
+                None, [*base, "model.lambda_semantic=1.0", f"model.semantic_segmenter={tmp_path / 'x.safetensors'}"]
+            ),
+            DistEnv(),
+            steps_per_epoch=1,
+        )
     from translate.errors import CheckpointError
     from translate.models.semantic import semantic_term
     from translate.nets import build_generator

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from translate.cli import main
+from translate.errors import ConfigError
 from translate.segdata.classes import CLASS_NAMES, IGNORE, SYNTHETIC_TRAIN_IDS
 from translate.synthetic import (
     MATERIAL_NAMES,
@@ -20,7 +21,6 @@ from translate.synthetic import (
     parse_size,
     preset,
 )
-from translate.errors import ConfigError
 
 SIZE = (64, 128)
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +39,17 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
     for name in ("a", "b"):
         assert _synth(tmp_path / name, "--domain", "target", "--n", "4", "--seed", "7") == 0
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
-    assert sorted(a) == ["images/00000.png", "images/00001.png", "images/00002.png", "images/00003.png",
-                         "labels/00000.png", "labels/00001.png", "labels/00002.png", "labels/00003.png", "manifest.json"]
+    assert sorted(a) == [
+        "images/00000.png",
+        "images/00001.png",
+        "images/00002.png",
+        "images/00003.png",
+        "labels/00000.png",
+        "labels/00001.png",
+        "labels/00002.png",
+        "labels/00003.png",
+        "manifest.json",
+    ]
     assert a == b
     assert _synth(tmp_path / "c", "--domain", "target", "--n", "4", "--seed", "8") == 0
     assert _files(tmp_path / "c")["images/00000.png"] != a["images/00000.png"]
@@ -82,8 +91,8 @@ def test_paired_mode_writes_both_domains_with_same_labels(tmp_path: Path) -> Non
         assert files[f"source/images/{name}"] != files[f"target/images/{name}"]
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["paired"] is True and set(m["domains"]) == {"source", "target"}
-    from translate.segdata.datasets import SyntheticSceneDataset
     from translate.errors import DataError
+    from translate.segdata.datasets import SyntheticSceneDataset
 
     with pytest.raises(DataError, match="domain"):
         SyntheticSceneDataset(tmp_path)
@@ -160,7 +169,9 @@ def test_target_differs_from_source_class_by_class() -> None:
         tex_src.append(np.median(np.abs(np.diff(ls, axis=1))[both]))
         tex_tgt.append(np.median(np.abs(np.diff(lt, axis=1))[both]))
         assert np.abs(src.astype(int) - tgt.astype(int)).mean() > 20
-    assert np.mean(order_src) < -30 and np.mean(order_tgt) > 10  # darker than the sidewalk in the game, lighter in "real"
+    assert (
+        np.mean(order_src) < -30 and np.mean(order_tgt) > 10
+    )  # darker than the sidewalk in the game, lighter in "real"
     assert np.median(tex_src) < 0.5 and np.median(tex_tgt) > 2.0
 
 

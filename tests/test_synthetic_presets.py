@@ -11,7 +11,9 @@ from translate.synthetic import PRESETS, appearance_from, preset
 
 
 def test_presets_are_the_yaml_files_of_the_package() -> None:
-    files = sorted(p.name for p in (resources.files("translate.synthetic") / "presets").iterdir() if p.name.endswith(".yaml"))
+    files = sorted(
+        p.name for p in (resources.files("translate.synthetic") / "presets").iterdir() if p.name.endswith(".yaml")
+    )
     assert files == sorted(f"{name}.yaml" for name in PRESETS)
     assert {"game", "real", "overcast", "dusk"} <= set(PRESETS)
 

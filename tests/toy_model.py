@@ -32,7 +32,9 @@ class ToySampler(nn.Module):
     def __init__(self, noise_dim: int = NOISE, classes: int = CLASSES, width: int = 32) -> None:
         super().__init__()
         self.classes = classes
-        self.net = nn.Sequential(nn.Linear(noise_dim + classes, width), nn.ReLU(), nn.Linear(width, SIZE * SIZE), nn.Tanh())
+        self.net = nn.Sequential(
+            nn.Linear(noise_dim + classes, width), nn.ReLU(), nn.Linear(width, SIZE * SIZE), nn.Tanh()
+        )
 
     def forward(self, noise: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         x = torch.cat([noise, F.one_hot(label, self.classes).float()], 1)

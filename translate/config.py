@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -22,7 +22,7 @@ from .strict import config_layers, strict_merge
 @dataclass
 class DataConfig:
     # which dataset, and its own options (checked against the dataset's constructor)
-    dataset: Dict[str, Any] = field(default_factory=lambda: {"name": "unpaired_folders"})
+    dataset: dict[str, Any] = field(default_factory=lambda: {"name": "unpaired_folders"})
     # how images are brought to training size, the same way for both halves of a pair:
     # resize_and_crop | scale_shortside_and_crop | crop | none
     preprocess: str = "resize_and_crop"
@@ -37,7 +37,7 @@ class DataConfig:
 class OptimConfig:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
-    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     # constant | linear | cosine. "linear" keeps the rate for epochs_constant epochs and then
     # decays it linearly over epochs_decay epochs, the last one training at 1/(epochs_decay + 1)
     # of it (the CycleGAN/pix2pix schedule, applied per step).
@@ -45,7 +45,7 @@ class OptimConfig:
     epochs_constant: int = 100
     epochs_decay: int = 100
     # total optimisation steps; when set it replaces the epoch count, keeping the same proportions
-    max_steps: Optional[int] = None
+    max_steps: int | None = None
 
 
 @dataclass
@@ -64,7 +64,7 @@ class EngineConfig:
     tensorboard: bool = True
     progress: bool = True
     # stop after this step as if killed there, without changing the schedule (for resume checks)
-    stop_at_step: Optional[int] = None
+    stop_at_step: int | None = None
 
 
 @dataclass
@@ -76,9 +76,9 @@ class ExperimentConfig:
     resume: str = "auto"
     # fine-tuning: a training checkpoint of another run whose net weights (and EMA copies) this
     # run starts from; step, optimisers and schedule start fresh. Ignored when the run resumes.
-    init_from: Optional[str] = None
+    init_from: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
-    model: Dict[str, Any] = field(default_factory=lambda: {"name": "cyclegan"})
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "cyclegan"})
     optim: OptimConfig = field(default_factory=OptimConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
 
@@ -87,29 +87,31 @@ class ExperimentConfig:
 # and how fast a run goes, or what it reports, but not what it trains. Every other key (model,
 # data, batch size, optimiser, schedule, steps, seeds, amp, ...) changes the training trajectory,
 # so a new key is trajectory-changing unless it is added here on purpose.
-RESUME_FREE_KEYS = frozenset({
-    "name",  # labels the run (and the default out_dir)
-    "out_dir",  # the run folder may be moved
-    "resume",
-    "init_from",  # only read when a run starts, never on resume
-    "data.num_workers",  # loading processes; every sample is a function of (index, seed)
-    "engine.device",  # another (or fewer) GPU(s), e.g. cuda:3 -> cuda
-    "engine.grad_checkpointing",  # recompute instead of store: the same gradients
-    "engine.channels_last",  # memory format
-    "engine.compile",
-    "engine.deterministic",  # kernel choice: bit-exactness, not the trajectory
-    "engine.log_every",
-    "engine.sample_every",
-    "engine.save_every",
-    "engine.tensorboard",
-    "engine.progress",
-    "engine.stop_at_step",
-})
+RESUME_FREE_KEYS = frozenset(
+    {
+        "name",  # labels the run (and the default out_dir)
+        "out_dir",  # the run folder may be moved
+        "resume",
+        "init_from",  # only read when a run starts, never on resume
+        "data.num_workers",  # loading processes; every sample is a function of (index, seed)
+        "engine.device",  # another (or fewer) GPU(s), e.g. cuda:3 -> cuda
+        "engine.grad_checkpointing",  # recompute instead of store: the same gradients
+        "engine.channels_last",  # memory format
+        "engine.compile",
+        "engine.deterministic",  # kernel choice: bit-exactness, not the trajectory
+        "engine.log_every",
+        "engine.sample_every",
+        "engine.save_every",
+        "engine.tensorboard",
+        "engine.progress",
+        "engine.stop_at_step",
+    }
+)
 
 
-def flat_config(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+def flat_config(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested config mapping as ``{"dotted.key": value}``; lists are values, not flattened."""
-    out: Dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict):
@@ -119,7 +121,7 @@ def flat_config(data: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def trajectory_changes(stored: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+def trajectory_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for every trajectory-changing key whose value differs between two
     config mappings (a key on one side only reads ``<absent>`` on the other)."""
     old, new = flat_config(stored), flat_config(current)
@@ -131,24 +133,24 @@ def trajectory_changes(stored: Dict[str, Any], current: Dict[str, Any]) -> List[
     ]
 
 
-def config_dict(cfg: ExperimentConfig) -> Dict[str, Any]:
+def config_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """``cfg`` as plain nested data (what checkpoints store)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg))
 
 
-def load_config(path: str | Path | None = None, overrides: List[str] | None = None) -> ExperimentConfig:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Load an experiment YAML (optional), apply ``key=value`` overrides, and check every key."""
     layers = config_layers(path, overrides)
     return _resolve(layers, where=str(path or "config"))
 
 
-def config_from_dict(data: Dict[str, Any], where: str) -> ExperimentConfig:
+def config_from_dict(data: dict[str, Any], where: str) -> ExperimentConfig:
     """An experiment config from a plain mapping (e.g. the one stored in a checkpoint), checked
     as strictly as a YAML file."""
     return _resolve([OmegaConf.create(data)], where)
 
 
-def _resolve(layers: List[Any], where: str) -> ExperimentConfig:
+def _resolve(layers: list[Any], where: str) -> ExperimentConfig:
     cfg: ExperimentConfig = strict_merge(ExperimentConfig, *layers, where=where)
     cfg.model = dataclasses.asdict(model_config(cfg.model))
     return cfg

@@ -49,8 +49,9 @@ def switched_on() -> bool:
     """False when the environment asks to leave malloc alone (``I2I_RETAIN_FREED_MEMORY=0``)."""
     value = os.environ.get(SWITCH, "1").strip().lower()
     if value not in _ON + _OFF:
-        raise ConfigError(f"{SWITCH}='{value}': expected 1 (keep freed memory for reuse, the default) "
-                          "or 0 (leave malloc alone)")
+        raise ConfigError(
+            f"{SWITCH}='{value}': expected 1 (keep freed memory for reuse, the default) or 0 (leave malloc alone)"
+        )
     return value in _ON
 
 

@@ -123,4 +123,4 @@ def all_reduce_mean(values: dict[str, float], env: DistEnv, device: torch.device
     keys = sorted(values)
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return {k: float(v) / env.world for k, v in zip(keys, t.tolist())}
+    return {k: float(v) / env.world for k, v in zip(keys, t.tolist(), strict=False)}

@@ -75,9 +75,11 @@ def load_state_strict(net: nn.Module, state: dict[str, torch.Tensor], source: st
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs net {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state))
-              if isinstance(own[k], torch.Tensor) and own[k].shape != getattr(state[k], "shape", None)]
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs net {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if isinstance(own[k], torch.Tensor) and own[k].shape != getattr(state[k], "shape", None)
+    ]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -94,7 +96,11 @@ def load_state_strict(net: nn.Module, state: dict[str, torch.Tensor], source: st
 
 
 def export_network(
-    path: str | Path, net: nn.Module, spec: dict[str, Any], family: str = "generator", info: dict[str, Any] | None = None
+    path: str | Path,
+    net: nn.Module,
+    spec: dict[str, Any],
+    family: str = "generator",
+    info: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``net``'s weights and its architecture ``spec`` to one ``.safetensors`` file.
 

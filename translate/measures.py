@@ -31,8 +31,14 @@ class RingCoverage:
     high_quality: float  # share of samples within ``sigmas`` std of their nearest mode
 
 
-def ring_coverage(points: torch.Tensor, modes: int = 8, radius: float = 2.0, std: float = 0.02,
-                  sigmas: float = 3.0, min_share: float = 0.01) -> RingCoverage:
+def ring_coverage(
+    points: torch.Tensor,
+    modes: int = 8,
+    radius: float = 2.0,
+    std: float = 0.02,
+    sigmas: float = 3.0,
+    min_share: float = 0.01,
+) -> RingCoverage:
     """The usual ring measures (as in VEEGAN and PacGAN): a sample is *high quality* when it lies
     within ``sigmas`` standard deviations of its nearest mode's centre; a mode is *covered* when
     at least ``min_share`` of the expected per-mode count (1/modes of the samples) — at least one
@@ -55,10 +61,18 @@ class DigitClassifier(nn.Module):
     def __init__(self, classes: int = 10, channels: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3, 1, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-            nn.Linear(256, 128), nn.ReLU(),
+            nn.Conv2d(channels, 32, 3, 1, 1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, 1, 1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, 1, 1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(256, 128),
+            nn.ReLU(),
         )
         self.out = nn.Linear(128, classes)
 
@@ -69,9 +83,17 @@ class DigitClassifier(nn.Module):
         return self.out(self.body(x))
 
 
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 30, seed: int = 0,
-                     batch_size: int = 64, lr: float = 2e-3, augment: bool = True, steps: int | None = None,
-                     classes: int = 10) -> DigitClassifier:
+def train_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epochs: int = 30,
+    seed: int = 0,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    augment: bool = True,
+    steps: int | None = None,
+    classes: int = 10,
+) -> DigitClassifier:
     """Train a ``DigitClassifier`` on N×1×H×W images in [-1, 1]. ``augment`` shifts images by up
     to 2 pixels, which small training sets need. ``steps`` (optimiser steps) replaces ``epochs``
     when given, so that training sets of different sizes get the same training budget."""
@@ -86,7 +108,7 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 3
         if step % per_epoch == 0:
             order = torch.randperm(len(images), generator=g)
         start = (step % per_epoch) * batch_size
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         x = images[idx]
         if augment:
             dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()
@@ -106,7 +128,7 @@ def real_digit_classifier(size: int = 32, epochs: int = 30, seed: int = 0) -> Di
 
 @torch.no_grad()
 def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 512) -> float:
-    preds = torch.cat([classifier(images[i:i + batch]).argmax(1) for i in range(0, len(images), batch)])
+    preds = torch.cat([classifier(images[i : i + batch]).argmax(1) for i in range(0, len(images), batch)])
     return float((preds == labels).float().mean())
 
 
@@ -115,7 +137,9 @@ def conditional_accuracy(classifier: nn.Module, samples: torch.Tensor, requested
     return accuracy(classifier, samples, requested)
 
 
-def best_code_accuracy(codes: torch.Tensor, predicted_classes: torch.Tensor, classes: int = 10) -> tuple[float, list[int]]:
+def best_code_accuracy(
+    codes: torch.Tensor, predicted_classes: torch.Tensor, classes: int = 10
+) -> tuple[float, list[int]]:
     """InfoGAN: how well a categorical code matches digit identity under the best one-to-one
     assignment of code values to classes (Hungarian matching of the confusion matrix)."""
     from scipy.optimize import linear_sum_assignment
@@ -125,7 +149,7 @@ def best_code_accuracy(codes: torch.Tensor, predicted_classes: torch.Tensor, cla
     np.add.at(confusion, (codes.numpy(), predicted_classes.numpy()), 1)
     rows, cols = linear_sum_assignment(-confusion)
     mapping = [-1] * k
-    for r, c in zip(rows, cols):
+    for r, c in zip(rows, cols, strict=False):
         mapping[r] = int(c)
     return float(confusion[rows, cols].sum() / len(codes)), mapping
 
@@ -147,11 +171,18 @@ class _Features(nn.Module):
 
 
 def feature_label(inception_weights: str | Path | None) -> str:
-    return "inception(local weights)" if inception_weights else "digits-cnn (trained here on real digits; not Inception)"
+    return (
+        "inception(local weights)" if inception_weights else "digits-cnn (trained here on real digits; not Inception)"
+    )
 
 
-def fid_kid(real: torch.Tensor, fake: torch.Tensor, extractor: nn.Module | None = None,
-            inception_weights: str | Path | None = None, kid_subset: int = 100) -> dict[str, float | str]:
+def fid_kid(
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    extractor: nn.Module | None = None,
+    inception_weights: str | Path | None = None,
+    kid_subset: int = 100,
+) -> dict[str, float | str]:
     """FID and KID between real and generated N×C×H×W images in [-1, 1]. With
     ``inception_weights`` (a local torchmetrics FID Inception file) the standard Inception
     features are used; otherwise ``extractor.features`` (e.g. of ``real_digit_classifier()``)
@@ -177,11 +208,17 @@ def fid_kid(real: torch.Tensor, fake: torch.Tensor, extractor: nn.Module | None 
         feature = _Features(extractor, width)
         kwargs = {}
     fid = FrechetInceptionDistance(feature=feature, normalize=True, **kwargs)
-    kid = KernelInceptionDistance(feature=feature, normalize=True, subset_size=min(kid_subset, len(real), len(fake)), **kwargs)
+    kid = KernelInceptionDistance(
+        feature=feature, normalize=True, subset_size=min(kid_subset, len(real), len(fake)), **kwargs
+    )
     with torch.no_grad():
         for metric in (fid, kid):
             metric.update(real, real=True)
             metric.update(fake, real=False)
         kid_mean, kid_std = kid.compute()
-        return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
-                "features": feature_label(inception_weights)}
+        return {
+            "fid": float(fid.compute()),
+            "kid": float(kid_mean),
+            "kid_std": float(kid_std),
+            "features": feature_label(inception_weights),
+        }

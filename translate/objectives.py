@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .errors import ConfigError
 from .registry import Registry
 
-OBJECTIVES: Registry[type["Adversarial"]] = Registry("GAN objective")
+OBJECTIVES: Registry[type[Adversarial]] = Registry("GAN objective")
 
 Features = list[list[torch.Tensor]]
 
@@ -58,7 +58,9 @@ class NonSaturating(Adversarial):
 
     def d_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         real, fake = real.float(), fake.float()
-        return F.binary_cross_entropy_with_logits(real, torch.full_like(real, self.real_label)) + F.softplus(fake).mean()
+        return (
+            F.binary_cross_entropy_with_logits(real, torch.full_like(real, self.real_label)) + F.softplus(fake).mean()
+        )
 
     def g_loss(self, fake: torch.Tensor) -> torch.Tensor:
         return F.softplus(-fake.float()).mean()
@@ -157,7 +159,9 @@ def reconstruction(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(output.float(), target.float())
 
 
-def gradient_penalty(discriminator: Callable[[torch.Tensor], Any], real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(
+    discriminator: Callable[[torch.Tensor], Any], real: torch.Tensor, fake: torch.Tensor
+) -> torch.Tensor:
     """WGAN-GP: E[(‖∇D(x̂)‖₂ − 1)²] on random interpolates x̂ between real and fake samples of any
     rank (2-D points or images). ``discriminator`` returns either multi-scale features (the
     logits of every scale are summed) or a plain tensor of logits."""

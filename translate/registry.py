@@ -72,7 +72,7 @@ class Registry(Generic[T]):
         return factory(**kwargs)
 
 
-def resolved_spec(registry: "Registry", spec: Mapping[str, Any]) -> dict[str, Any]:
+def resolved_spec(registry: Registry, spec: Mapping[str, Any]) -> dict[str, Any]:
     """``spec`` with every constructor default filled in: a complete, self-contained record of an
     architecture that stays valid if a default changes in a later version."""
     spec = dict(spec)
@@ -94,8 +94,7 @@ def accepted_kwargs(factory: Callable[..., Any]) -> set[str] | None:
     return {
         p.name
         for p in params
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        and p.name != "self"
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY) and p.name != "self"
     }
 
 

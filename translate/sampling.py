@@ -46,7 +46,9 @@ class Sampler:
                 raise ConfigError("this sampler is unconditional: it takes no label")
             return None
         if label is None:  # classes drawn uniformly, from the seed
-            return torch.randint(0, self.classes, (n,), generator=torch.Generator().manual_seed(seed + 1)).to(self.device)
+            return torch.randint(0, self.classes, (n,), generator=torch.Generator().manual_seed(seed + 1)).to(
+                self.device
+            )
         values = torch.as_tensor(label, dtype=torch.long).flatten()
         bad = sorted({int(v) for v in values if not 0 <= int(v) < self.classes})
         if bad:
@@ -64,9 +66,14 @@ class Sampler:
             return self.random_codes(n, seed)
         values = torch.as_tensor(code, dtype=torch.float32)
         if values.shape[-1] != self.code_dim:
-            raise ConfigError(f"code has {values.shape[-1]} values; this sampler takes {self.code_dim} "
-                              f"({self.code_layout()})")
-        return values.reshape(-1, self.code_dim).expand(n, -1).clone().to(self.device) if values.ndim == 1 else values.to(self.device)
+            raise ConfigError(
+                f"code has {values.shape[-1]} values; this sampler takes {self.code_dim} ({self.code_layout()})"
+            )
+        return (
+            values.reshape(-1, self.code_dim).expand(n, -1).clone().to(self.device)
+            if values.ndim == 1
+            else values.to(self.device)
+        )
 
     def code_layout(self) -> str:
         cats, cont = self.info.get("cat_codes", []), self.info.get("cont_codes", 0)
@@ -136,7 +143,9 @@ def load_sampler(path: str | Path, device: str | torch.device = "cpu") -> Sample
     meta = io.read_metadata(path)
     if meta["family"] != "sampler":
         what = meta.get("info", {}).get("model", "unknown model")
-        raise CheckpointError(f"{path} holds a {meta['family']} (from '{what}'), not a sampler; "
-                              "use `i2i translate` for image-to-image generators")
+        raise CheckpointError(
+            f"{path} holds a {meta['family']} (from '{what}'), not a sampler; "
+            "use `i2i translate` for image-to-image generators"
+        )
     net, meta = io.load_network(path, device)
     return Sampler(net.eval(), dict(meta.get("info", {})), torch.device(device))

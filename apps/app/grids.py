@@ -27,8 +27,10 @@ LABEL_HEIGHT = 22
 def labelled_row(images: list[np.ndarray], labels: list[str], height: int) -> np.ndarray:
     """Images scaled to one height, side by side, each with a caption above."""
     tiles = []
-    for image, label in zip(images, labels):
-        scaled = Image.fromarray(image).resize((round(image.shape[1] * height / image.shape[0]), height), Image.Resampling.LANCZOS)
+    for image, label in zip(images, labels, strict=False):
+        scaled = Image.fromarray(image).resize(
+            (round(image.shape[1] * height / image.shape[0]), height), Image.Resampling.LANCZOS
+        )
         canvas = Image.new("RGB", (scaled.width + 6, height + LABEL_HEIGHT), (255, 255, 255))
         canvas.paste(scaled, (3, LABEL_HEIGHT))
         ImageDraw.Draw(canvas).text((6, 5), label, fill=(20, 20, 20))
@@ -51,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cards = {p.name: read_card(p) for p in sorted(BUNDLED_DIR.glob("*.safetensors"))}
-    service = TranslationService(list(cards.values()), ResultFolder(out / ".tmp"), Limits(), InferenceSettings(device="cpu"))
+    service = TranslationService(
+        list(cards.values()), ResultFolder(out / ".tmp"), Limits(), InferenceSettings(device="cpu")
+    )
 
     def run(rgb: np.ndarray, file: str) -> np.ndarray:
         with service.generators.borrow(cards[file]) as net:
@@ -61,19 +65,33 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for photo in photos:
         styled = stylize(photo)
-        rows.append(labelled_row(
-            [photo, run(photo, "photo_to_ink.safetensors"), styled, run(styled, "ink_to_photo.safetensors")],
-            ["held-out photo", "photo -> ink & wash (model)", "the filter itself (target)", "ink & wash -> photo (model)"],
-            args.short_side,
-        ))
+        rows.append(
+            labelled_row(
+                [photo, run(photo, "photo_to_ink.safetensors"), styled, run(styled, "ink_to_photo.safetensors")],
+                [
+                    "held-out photo",
+                    "photo -> ink & wash (model)",
+                    "the filter itself (target)",
+                    "ink & wash -> photo (model)",
+                ],
+                args.short_side,
+            )
+        )
     Image.fromarray(stack(rows)).save(out / "app_style_grid.png")
 
     scenes = [load_upload(p, Limits()) for p in list_images(args.scenes)[:4]]
-    rows = [labelled_row(
-        [scene, run(scene, "sim_to_real.safetensors"), run(run(scene, "sim_to_real.safetensors"), "real_to_sim.safetensors")],
-        ["held-out synthetic scene", "-> photo-like (model)", "and back (reverse model)"],
-        128,
-    ) for scene in scenes]
+    rows = [
+        labelled_row(
+            [
+                scene,
+                run(scene, "sim_to_real.safetensors"),
+                run(run(scene, "sim_to_real.safetensors"), "real_to_sim.safetensors"),
+            ],
+            ["held-out synthetic scene", "-> photo-like (model)", "and back (reverse model)"],
+            128,
+        )
+        for scene in scenes
+    ]
     Image.fromarray(stack(rows)).save(out / "app_street_grid.png")
     for leftover in (out / ".tmp").glob("*"):
         leftover.unlink()

@@ -84,9 +84,7 @@ def _check_file_size(path: Path, limits: Limits) -> None:
     except OSError:
         raise DataError(f"the upload {path.name} is not there any more; upload it again") from None
     if size > limits.max_upload_bytes:
-        raise DataError(
-            f"the file is {size / 2**20:.1f} MB; this app accepts images up to {limits.max_upload_mb:g} MB"
-        )
+        raise DataError(f"the file is {size / 2**20:.1f} MB; this app accepts images up to {limits.max_upload_mb:g} MB")
 
 
 def _check_pixels(width: int, height: int, limits: Limits) -> None:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from translate.data.images import to_image, to_tensor
-from translate.errors import ConfigError, DataError
 from translate.devices import resolve_device
+from translate.errors import ConfigError, DataError
 from translate.infer import translate_image
 
 from .catalogue import GeneratorPool, ModelCard
@@ -84,7 +84,9 @@ class TranslationService:
             raise DataError(f"unknown model '{label}'; choose one of: {', '.join(self.cards)}")
         return card
 
-    def run(self, upload: Upload | None, label: str, strength: float = 1.0, progress: Progress = _no_progress) -> Result:
+    def run(
+        self, upload: Upload | None, label: str, strength: float = 1.0, progress: Progress = _no_progress
+    ) -> Result:
         if upload is None:
             raise DataError("upload an image (or pick an example) first")
         card = self.card(label)
@@ -101,7 +103,9 @@ class TranslationService:
             progress(0.25, "translating in tiles" if tiled else "translating")
 
             def tile_progress(done: int, total: int) -> None:
-                progress(0.25 + 0.6 * done / total, f"translating: tile pass {done} of {total}" if tiled else "translating")
+                progress(
+                    0.25 + 0.6 * done / total, f"translating: tile pass {done} of {total}" if tiled else "translating"
+                )
 
             translated = self.translate(generator, rgb, tile_progress)
         result = blend(rgb, translated, strength)
@@ -125,7 +129,12 @@ class TranslationService:
         s = self.settings
         with torch.inference_mode():
             out = translate_image(
-                generator, to_tensor(rgb).unsqueeze(0), tile=s.tile, overlap=s.overlap, device=self.device, amp=s.amp,
+                generator,
+                to_tensor(rgb).unsqueeze(0),
+                tile=s.tile,
+                overlap=s.overlap,
+                device=self.device,
+                amp=s.amp,
                 progress=progress,
             )
         if out.shape[1] == 1:  # a one-channel generator (e.g. to grey): show it as RGB

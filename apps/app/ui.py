@@ -95,19 +95,26 @@ def build_blocks(service: TranslationService, concurrency: int = 1) -> gr.Blocks
         gr.Markdown(HEADER, elem_id="i2i-header")
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
-                image = raw_upload(gr.Image(
-                    label="Input image",
-                    type="filepath",
-                    image_mode=None,
-                    sources=["upload", "clipboard"],
-                    height=360,
-                    elem_id="i2i-input",
-                ))
+                image = raw_upload(
+                    gr.Image(
+                        label="Input image",
+                        type="filepath",
+                        image_mode=None,
+                        sources=["upload", "clipboard"],
+                        height=360,
+                        elem_id="i2i-input",
+                    )
+                )
                 model = gr.Dropdown(labels, value=labels[0], label="Translator", elem_id="i2i-model")
                 card = gr.Markdown(first.markdown(), elem_id="i2i-card")
                 strength = gr.Slider(
-                    0.0, 1.0, value=1.0, step=0.05, label="Strength",
-                    info="0 keeps the input, 1 is the full translation", elem_id="i2i-strength",
+                    0.0,
+                    1.0,
+                    value=1.0,
+                    step=0.05,
+                    label="Strength",
+                    info="0 keeps the input, 1 is the full translation",
+                    elem_id="i2i-strength",
                 )
                 button = gr.Button("Translate", variant="primary", size="lg", elem_id="i2i-translate")
             with gr.Column(scale=3, min_width=360):
@@ -123,14 +130,16 @@ def build_blocks(service: TranslationService, concurrency: int = 1) -> gr.Blocks
                 download = gr.File(label="Result, full resolution (PNG)", interactive=False, elem_id="i2i-download")
                 rows = example_rows(service)
                 if rows:
-                    gr.Examples(rows, inputs=[image, model], label="Examples (held out from training)", examples_per_page=6)
+                    gr.Examples(
+                        rows, inputs=[image, model], label="Examples (held out from training)", examples_per_page=6
+                    )
         with gr.Accordion("Limits and API", open=False):
             gr.Markdown(
                 f"Uploads up to **{service.limits.max_upload_mb:g} MB** and **{service.limits.max_megapixels:g} MP**. "
                 f"Images larger than {service.settings.tile} px are translated in tiles with whole-image "
                 f"statistics. Device: **{service.device}**, {concurrency} translation(s) at a time, the rest queue.\n\n"
                 "Programmatic use: `gradio_client.Client(URL).predict(handle_file(PATH), MODEL, STRENGTH, "
-                "api_name=\"/translate\")` returns (before/after preview, PNG path, summary)."
+                'api_name="/translate")` returns (before/after preview, PNG path, summary).'
             )
 
         model.change(describe, model, card, api_visibility="private", queue=False)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
-
+from typing import Any
 
 from translate.errors import ConfigError
 from translate.strict import config_layers, strict_merge
@@ -39,8 +38,8 @@ class RealData:
     target_train_split: str = "train"
     target_test_split: str = "val"
     size: str = "256x512"  # every image and label is resized to this HxW
-    n_train: Optional[int] = None  # first n of each training set (None: all)
-    n_test: Optional[int] = None
+    n_train: int | None = None  # first n of each training set (None: all)
+    n_test: int | None = None
     n_quality: int = 64  # source images used to score translators (no pairs exist)
     mismatched: str = "skip"  # GTA5 frames whose label has another size: error | skip | resize_label
 
@@ -58,11 +57,11 @@ class SegmenterSection:
 
     encoder: str = "resnet18"
     encoder_depth: int = 3
-    decoder_channels: List[int] = field(default_factory=lambda: [64, 32, 16])
+    decoder_channels: list[int] = field(default_factory=lambda: [64, 32, 16])
     steps: int = 450
     batch_size: int = 12
     lr: float = 2e-3
-    seeds: List[int] = field(default_factory=lambda: [0, 1])
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
     save_every: int = 50
     photometric_strength: float = 1.0
 
@@ -71,11 +70,13 @@ class SegmenterSection:
 class TranslatorSection:
     """One translator trained by the engine on source (A) → target (B) training images."""
 
-    model: Dict[str, Any] = field(default_factory=lambda: {
-        "name": "cyclegan",
-        "generator": {"name": "resnet", "ngf": 16, "n_blocks": 4, "upsample": "resize"},
-        "discriminator": {"name": "patchgan", "ndf": 16, "n_layers": 2},
-    })
+    model: dict[str, Any] = field(
+        default_factory=lambda: {
+            "name": "cyclegan",
+            "generator": {"name": "resnet", "ngf": 16, "n_blocks": 4, "upsample": "resize"},
+            "discriminator": {"name": "patchgan", "ndf": 16, "n_layers": 2},
+        }
+    )
     steps: int = 2500
     batch_size: int = 2
     lr: float = 5e-4
@@ -102,7 +103,7 @@ class Condition:
     p_translated: float = 1.0
 
 
-def default_conditions() -> List[Condition]:
+def default_conditions() -> list[Condition]:
     return [
         Condition("source-only", "source"),
         Condition("source + photometric", "source", photometric=True),
@@ -123,18 +124,20 @@ class StudyConfig:
     progress: bool = True
     data: DataSection = field(default_factory=DataSection)
     segmenter: SegmenterSection = field(default_factory=SegmenterSection)
-    translators: Dict[str, TranslatorSection] = field(default_factory=lambda: {
-        "cyclegan": TranslatorSection(),
-        "cycada": TranslatorSection(lambda_semantic=1.0),
-    })
-    conditions: List[Condition] = field(default_factory=default_conditions)
+    translators: dict[str, TranslatorSection] = field(
+        default_factory=lambda: {
+            "cyclegan": TranslatorSection(),
+            "cycada": TranslatorSection(lambda_semantic=1.0),
+        }
+    )
+    conditions: list[Condition] = field(default_factory=default_conditions)
     n_examples: int = 4  # scenes in the example grid
     # stop as if killed after this many steps of one stage ("translator:cyclegan@40",
     # "segmenter:source-seed0@20", named as in stages/): a rerun must continue from the checkpoint
-    interrupt: Optional[str] = None
+    interrupt: str | None = None
 
 
-def load_study_config(path: str | Path, overrides: List[str] | None = None) -> StudyConfig:
+def load_study_config(path: str | Path, overrides: list[str] | None = None) -> StudyConfig:
     layers = config_layers(Path(path), overrides)
     cfg: StudyConfig = strict_merge(StudyConfig, *layers, where=str(path))
     check_config(cfg)
@@ -156,11 +159,15 @@ def check_config(cfg: StudyConfig) -> None:
         if t.steps < 1:
             raise ConfigError(f"translators.{name}.steps must be >= 1")
         if t.init_from and (t.init_from == name or t.init_from not in cfg.translators):
-            raise ConfigError(f"translators.{name}.init_from must name another translator, got '{t.init_from}' "
-                              f"(known: {', '.join(k for k in cfg.translators if k != name) or 'none'})")
+            raise ConfigError(
+                f"translators.{name}.init_from must name another translator, got '{t.init_from}' "
+                f"(known: {', '.join(k for k in cfg.translators if k != name) or 'none'})"
+            )
         if t.init_from and cfg.translators[t.init_from].init_from:
-            raise ConfigError(f"translators.{name}.init_from: '{t.init_from}' starts from another translator itself; "
-                              "chain at most one level")
+            raise ConfigError(
+                f"translators.{name}.init_from: '{t.init_from}' starts from another translator itself; "
+                "chain at most one level"
+            )
     names = [c.name for c in cfg.conditions]
     if len(set(names)) != len(names):
         raise ConfigError(f"condition names must be unique, got {names}")
@@ -170,7 +177,9 @@ def check_config(cfg: StudyConfig) -> None:
         raise ConfigError("conditions need an oracle row (train_on: target): it closes the gap")
     for c in cfg.conditions:
         if c.train_on not in TRAIN_ON:
-            raise ConfigError(f"condition '{c.name}': train_on must be one of {', '.join(TRAIN_ON)}, got '{c.train_on}'")
+            raise ConfigError(
+                f"condition '{c.name}': train_on must be one of {', '.join(TRAIN_ON)}, got '{c.train_on}'"
+            )
         if c.train_on == "translated" and c.translator not in cfg.translators:
             raise ConfigError(
                 f"condition '{c.name}' uses translator '{c.translator}', which is not in translators "

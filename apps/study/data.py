@@ -38,7 +38,9 @@ def appearance_of(spec: str, default_preset: str):
             raise ConfigError(f"appearance YAML not found: {spec}")
         return load_appearance(spec, default_preset)[1]
     if spec not in PRESETS:
-        raise ConfigError(f"unknown appearance preset '{spec}'; known: {', '.join(PRESETS)} (or give an appearance YAML path)")
+        raise ConfigError(
+            f"unknown appearance preset '{spec}'; known: {', '.join(PRESETS)} (or give an appearance YAML path)"
+        )
     return appearance_from(spec)
 
 
@@ -72,14 +74,19 @@ def _synthetic(cfg: StudyConfig, progress: bool) -> StudyData:
 
     def unpaired(seed: int, domain: str, n: int, what: str):
         gen = SceneGenerator(seed=seed, height=h, width=w, appearances=dict(appearances))
-        scenes = [gen.scene(i, domain) for i in tqdm(range(n), desc=f"data: {what}", unit="scene", disable=not progress)]
+        scenes = [
+            gen.scene(i, domain) for i in tqdm(range(n), desc=f"data: {what}", unit="scene", disable=not progress)
+        ]
         return np.stack([s[0] for s in scenes]), np.stack([s[1] for s in scenes])
 
     source_train = unpaired(syn.seed, "source", syn.n_train, "source train")
     target_train = unpaired(syn.seed, "target", syn.n_train, "target train")
     target_test = unpaired(syn.seed + 1000, "target", syn.n_test, "target test")
     paired = SceneGenerator(seed=syn.seed + 2000, height=h, width=w, paired=True, appearances=dict(appearances))
-    pairs = [paired.pair(i) for i in tqdm(range(syn.n_quality), desc="data: paired quality scenes", unit="scene", disable=not progress)]
+    pairs = [
+        paired.pair(i)
+        for i in tqdm(range(syn.n_quality), desc="data: paired quality scenes", unit="scene", disable=not progress)
+    ]
     quality = (np.stack([p[0] for p in pairs]), np.stack([p[2] for p in pairs]), np.stack([p[1] for p in pairs]))
     return StudyData(source_train, target_train, target_test, quality)
 
@@ -101,9 +108,19 @@ def _real(cfg: StudyConfig, progress: bool) -> StudyData:
         samples = [dataset[i] for i in tqdm(range(n), desc=f"data: {what}", unit="image", disable=not progress)]
         return np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])
 
-    source_train = arrays(GTA5Dataset(real.gta5_root, transform=resize, mismatched=real.mismatched), real.n_train, "GTA5")
-    target_train = arrays(CityscapesDataset(real.cityscapes_root, real.target_train_split, transform=resize), real.n_train, "Cityscapes train")
-    target_test = arrays(CityscapesDataset(real.cityscapes_root, real.target_test_split, transform=resize), real.n_test, "Cityscapes test")
+    source_train = arrays(
+        GTA5Dataset(real.gta5_root, transform=resize, mismatched=real.mismatched), real.n_train, "GTA5"
+    )
+    target_train = arrays(
+        CityscapesDataset(real.cityscapes_root, real.target_train_split, transform=resize),
+        real.n_train,
+        "Cityscapes train",
+    )
+    target_test = arrays(
+        CityscapesDataset(real.cityscapes_root, real.target_test_split, transform=resize),
+        real.n_test,
+        "Cityscapes test",
+    )
     n = min(real.n_quality, len(source_train[0]))
     quality = (source_train[0][:n], source_train[1][:n], None)
     return StudyData(source_train, target_train, target_test, quality)

@@ -30,9 +30,13 @@ from translate.synthetic import SceneGenerator, appearance_from, parse_size
 from .segmenter import TrainConfig, evaluate, photometric_augmentation, train_segmenter
 
 
-def render_set(seed: int, domain: str, n: int, size: tuple[int, int], target_preset: str = "real") -> tuple[np.ndarray, np.ndarray]:
+def render_set(
+    seed: int, domain: str, n: int, size: tuple[int, int], target_preset: str = "real"
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` unpaired scenes of one domain as arrays (images N×H×W×3, labels N×H×W)."""
-    gen = SceneGenerator(seed=seed, height=size[0], width=size[1], appearances={"target": appearance_from(target_preset)})
+    gen = SceneGenerator(
+        seed=seed, height=size[0], width=size[1], appearances={"target": appearance_from(target_preset)}
+    )
     pairs = [gen.scene(i, domain) for i in range(n)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
@@ -49,7 +53,10 @@ def run(args: argparse.Namespace) -> dict:
     tgt = render_set(args.seed, "target", args.n_train, size, args.preset)
     test = render_set(args.seed + 1000, "target", args.n_test, size, args.preset)
     src_test = render_set(args.seed + 1000, "source", args.n_test, size, args.preset)
-    print(f"rendered {2 * args.n_train} training and {2 * args.n_test} test scenes at {size[0]}x{size[1]} in {time.time() - t0:.0f}s", flush=True)
+    print(
+        f"rendered {2 * args.n_train} training and {2 * args.n_test} test scenes at {size[0]}x{size[1]} in {time.time() - t0:.0f}s",
+        flush=True,
+    )
 
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, seed=args.seed)
     runs = {
@@ -59,8 +66,15 @@ def run(args: argparse.Namespace) -> dict:
     }
     results: dict = {
         "setup": {
-            "size": list(size), "n_train": args.n_train, "n_test": args.n_test, "steps": args.steps,
-            "batch": args.batch, "lr": args.lr, "seed": args.seed, "preset": args.preset, "threads": args.threads,
+            "size": list(size),
+            "n_train": args.n_train,
+            "n_test": args.n_test,
+            "steps": args.steps,
+            "batch": args.batch,
+            "lr": args.lr,
+            "seed": args.seed,
+            "preset": args.preset,
+            "threads": args.threads,
             "model": "smp.Unet(resnet18, encoder_depth=3, decoder (64,32,16), encoder_weights=None)",
         },
         "runs": {},
@@ -109,7 +123,9 @@ def markdown(results: dict) -> str:
         t = e["target_test"]
         src = f"{e['source_test']['miou']:.3f}" if "source_test" in e else "—"
         lines.append(
-            f"| {n} | **{t['miou']:.3f}** | " + " | ".join(f"{t['per_class'][c]:.2f}" for c in classes) + f" | {src} | {e['train_seconds']:.0f} |"
+            f"| {n} | **{t['miou']:.3f}** | "
+            + " | ".join(f"{t['per_class'][c]:.2f}" for c in classes)
+            + f" | {src} | {e['train_seconds']:.0f} |"
         )
     c = results.get("criteria")
     if c:

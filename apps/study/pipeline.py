@@ -51,7 +51,9 @@ class Study:
         def work() -> dict:
             data = build_data(self.cfg, self.cfg.progress)
             save_data(data, self.data_dir)
-            return {name: len(getattr(data, name)[0]) for name in ("source_train", "target_train", "target_test", "quality")}
+            return {
+                name: len(getattr(data, name)[0]) for name in ("source_train", "target_train", "target_test", "quality")
+            }
 
         # the image folders are cleared for other inputs: a smaller n_train must not leave extra images
         self.stages.run(self.plan.data(), work, [self.data_dir / "source_train", self.data_dir / "target_train"])
@@ -83,20 +85,35 @@ class Study:
 
         model_cfg = SegmenterConfig(s.encoder, s.encoder_depth, tuple(s.decoder_channels))
         model = train_segmenter(
-            images, labels, TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed), model_cfg,
+            images,
+            labels,
+            TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed),
+            model_cfg,
             augment=chain(online, photometric_augmentation(s.photometric_strength) if recipe.photometric else None),
-            checkpoint=folder / "train_state.pt", save_every=s.save_every, on_resume=on_resume,
+            checkpoint=folder / "train_state.pt",
+            save_every=s.save_every,
+            on_resume=on_resume,
             progress=f"segmenter {key}" if self.cfg.progress else None,
-            device=self.cfg.device, stop_at=interrupt_step(self.cfg, f"segmenter:{key}"), log=None,
+            device=self.cfg.device,
+            stop_at=interrupt_step(self.cfg, f"segmenter:{key}"),
+            log=None,
         )
         if model is None:
             raise Interrupted(f"segmenter {key} stopped as asked")
         model = model.cpu()
-        file = export_network(folder / "segmenter.safetensors", model, segmenter_spec(model_cfg), family="segmenter",
-                              info={"recipe": recipe.__dict__, "seed": seed, "steps": s.steps})
+        file = export_network(
+            folder / "segmenter.safetensors",
+            model,
+            segmenter_spec(model_cfg),
+            family="segmenter",
+            info={"recipe": recipe.__dict__, "seed": seed, "steps": s.steps},
+        )
         test_images, test_labels = self.data.target_test
-        return {"file": str(file), "resumed_at": resumed["step"],
-                "target_test": evaluate(model, test_images, test_labels, self.classes)}
+        return {
+            "file": str(file),
+            "resumed_at": resumed["step"],
+            "target_test": evaluate(model, test_images, test_labels, self.classes),
+        }
 
     def _training_set(self, recipe: Recipe):
         """(images, labels, online augmentation or None) a recipe's segmenters train on."""
@@ -122,8 +139,15 @@ class Study:
             section = self.cfg.translators[name]
             semantic_from = self.source_segmenter_file() if section.lambda_semantic > 0 else None
             start = self.final_checkpoint(section.init_from) if section.init_from else None
-            out = train_translator(self.cfg, name, self.data_dir, out_dir, semantic_from,
-                                   interrupt_step(self.cfg, f"translator:{name}"), start)
+            out = train_translator(
+                self.cfg,
+                name,
+                self.data_dir,
+                out_dir,
+                semantic_from,
+                interrupt_step(self.cfg, f"translator:{name}"),
+                start,
+            )
             if out["generator"] is None:
                 raise Interrupted(f"translator {name} stopped at step {out['step']}")
             return out
@@ -157,8 +181,10 @@ class Study:
         images = read_folder(folder)
         expected = len(self.data.source_train[0])
         if len(images) != expected:  # the labels are matched to the images by position
-            raise DataError(f"{folder} holds {len(images)} translated images, the source training set {expected}; "
-                            f"remove {folder} and rerun")
+            raise DataError(
+                f"{folder} holds {len(images)} translated images, the source training set {expected}; "
+                f"remove {folder} and rerun"
+            )
         return images
 
     def quality(self, name: str) -> dict:
@@ -169,11 +195,22 @@ class Study:
 
         def work() -> dict:
             source, labels, paired = self.data.quality
-            translated = source if name == "none" else translate_arrays(Path(self.translator(name)["generator"]), source, self.cfg.device)
+            translated = (
+                source
+                if name == "none"
+                else translate_arrays(Path(self.translator(name)["generator"]), source, self.cfg.device)
+            )
             samples.parent.mkdir(exist_ok=True)
             np.save(samples, translated)
-            return translation_quality(source, labels, translated, paired, self.load_segmenter(self.oracle_file()),
-                                       self.load_segmenter(self.source_segmenter_file()), self.classes)
+            return translation_quality(
+                source,
+                labels,
+                translated,
+                paired,
+                self.load_segmenter(self.oracle_file()),
+                self.load_segmenter(self.source_segmenter_file()),
+                self.classes,
+            )
 
         return results_of(self.stages.run(self.plan.quality(name), work, [samples]))
 
@@ -187,8 +224,10 @@ class Study:
         for name in self.plan.translator_names():
             self.translation(name)
             quality[name] = self.quality(name)
-        rows = {c.name: {seed: self.segmenter(Recipe.of(c), seed) for seed in self.cfg.segmenter.seeds}
-                for c in self.cfg.conditions}
+        rows = {
+            c.name: {seed: self.segmenter(Recipe.of(c), seed) for seed in self.cfg.segmenter.seeds}
+            for c in self.cfg.conditions
+        }
         return results_of(self.stages.run(self.plan.report(), lambda: write_report(self, rows, quality)))
 
     # --- helpers --------------------------------------------------------------------------------
@@ -242,7 +281,16 @@ def write_setup(cfg: StudyConfig, root: Path) -> Path:
     kept = keep_config(root, text)
     _write_text(root / "config.yaml", text)
     versions = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "segmentation-models-pytorch", "torchmetrics", "albumentations", "numpy", "opencv-python-headless", "i2i-translate"):
+    for pkg in (
+        "torch",
+        "torchvision",
+        "segmentation-models-pytorch",
+        "torchmetrics",
+        "albumentations",
+        "numpy",
+        "opencv-python-headless",
+        "i2i-translate",
+    ):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -60,8 +60,12 @@ class Plan:
         section = {k: v for k, v in asdict(self.cfg.segmenter).items() if k not in ("seeds", *CADENCE_KEYS)}
         if not recipe.photometric:
             section.pop("photometric_strength")
-        config = {**flatten(section, "segmenter"), "segmenter.seed": seed, "device": self.cfg.device,
-                  **flatten(asdict(recipe), "recipe")}
+        config = {
+            **flatten(section, "segmenter"),
+            "segmenter.seed": seed,
+            "device": self.cfg.device,
+            **flatten(asdict(recipe), "recipe"),
+        }
         return self._stage(f"segmenter:{recipe.key(seed)}", config, [self.data(), *self._training_set(recipe)])
 
     def _training_set(self, recipe: Recipe) -> list[Stage]:
@@ -105,8 +109,11 @@ class Plan:
         seeds = self.cfg.segmenter.seeds
         rows = [self.segmenter(Recipe.of(c), seed) for c in self.cfg.conditions for seed in seeds]
         quality = [self.quality(name) for name in ["none", *self.translator_names()]]
-        config = {"conditions": [c.name for c in self.cfg.conditions], "segmenter.seeds": list(seeds),
-                  "n_examples": self.cfg.n_examples}
+        config = {
+            "conditions": [c.name for c in self.cfg.conditions],
+            "segmenter.seeds": list(seeds),
+            "n_examples": self.cfg.n_examples,
+        }
         for c in self.cfg.conditions:
             config.update(flatten({k: v for k, v in asdict(c).items() if k != "name"}, f"conditions.{c.name}"))
         unique_rows = {s.name: s for s in rows}.values()  # conditions sharing a recipe share its segmenters

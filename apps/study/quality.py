@@ -21,8 +21,13 @@ from .segmenter import predict
 
 
 def translation_quality(
-    source: np.ndarray, labels: np.ndarray, translated: np.ndarray, paired_target: np.ndarray | None,
-    oracle, source_segmenter, classes,
+    source: np.ndarray,
+    labels: np.ndarray,
+    translated: np.ndarray,
+    paired_target: np.ndarray | None,
+    oracle,
+    source_segmenter,
+    classes,
 ) -> dict:
     fcn = score(predict(oracle, translated), labels, classes)
     valid = labels != IGNORE
@@ -31,7 +36,13 @@ def translation_quality(
     flip = float((before != after)[valid].mean()) if valid.any() else float("nan")
     distance = (
         float(np.abs(translated.astype(np.float32) - paired_target.astype(np.float32)).mean() / 255.0)
-        if paired_target is not None else float("nan")
+        if paired_target is not None
+        else float("nan")
     )
-    return {"fcn_miou": fcn["miou"], "fcn_pixel_accuracy": fcn["pixel_accuracy"], "fcn_per_class": fcn["per_class"],
-            "class_flip_rate": flip, "l1_to_paired_target": distance}
+    return {
+        "fcn_miou": fcn["miou"],
+        "fcn_pixel_accuracy": fcn["pixel_accuracy"],
+        "fcn_per_class": fcn["per_class"],
+        "class_flip_rate": flip,
+        "l1_to_paired_target": distance,
+    }

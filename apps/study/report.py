@@ -22,8 +22,10 @@ def summarise(rows: dict[str, dict[int, dict]]) -> dict[str, dict]:
         accs = np.array([s["pixel_accuracy"] for s in scores])
         classes = list(scores[0]["per_class"])
         out[name] = {
-            "miou_mean": float(mious.mean()), "miou_std": float(mious.std(ddof=1)) if len(mious) > 1 else 0.0,
-            "pixel_accuracy_mean": float(accs.mean()), "pixel_accuracy_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
+            "miou_mean": float(mious.mean()),
+            "miou_std": float(mious.std(ddof=1)) if len(mious) > 1 else 0.0,
+            "pixel_accuracy_mean": float(accs.mean()),
+            "pixel_accuracy_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
             "per_seed_miou": {str(k): r["target_test"]["miou"] for k, r in seeds.items()},
             "per_class": {c: float(np.mean([s["per_class"][c] for s in scores])) for c in classes},
         }
@@ -49,17 +51,30 @@ def markdown(summary: dict, quality: dict, baseline: str, oracle: str, seeds: li
     for n in names:
         s = summary[n]
         per_seed = ", ".join(f"{v:.3f}" for v in s["per_seed_miou"].values())
-        lines.append(f"| {n} | **{s['miou_mean']:.3f}** ± {s['miou_std']:.3f} | {s['pixel_accuracy_mean']:.3f} ± {s['pixel_accuracy_std']:.3f} "
-                     f"| {s['gap_recovered']:.0%} | {per_seed} |")
-    lines += ["", "Per-class IoU (mean over seeds):", "", "| condition | " + " | ".join(classes) + " |",
-              "|---|" + "---|" * len(classes)]
+        lines.append(
+            f"| {n} | **{s['miou_mean']:.3f}** ± {s['miou_std']:.3f} | {s['pixel_accuracy_mean']:.3f} ± {s['pixel_accuracy_std']:.3f} "
+            f"| {s['gap_recovered']:.0%} | {per_seed} |"
+        )
+    lines += [
+        "",
+        "Per-class IoU (mean over seeds):",
+        "",
+        "| condition | " + " | ".join(classes) + " |",
+        "|---|" + "---|" * len(classes),
+    ]
     for n in names:
         lines.append(f"| {n} | " + " | ".join(f"{summary[n]['per_class'][c]:.2f}" for c in classes) + " |")
-    lines += ["", "Translator quality on held-out scenes (translator `none` = the untranslated source):", "",
-              "| translator | FCN score (oracle mIoU) | FCN pixel accuracy | class-flip rate | L1 to paired target |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Translator quality on held-out scenes (translator `none` = the untranslated source):",
+        "",
+        "| translator | FCN score (oracle mIoU) | FCN pixel accuracy | class-flip rate | L1 to paired target |",
+        "|---|---|---|---|---|",
+    ]
     for n, q in quality.items():
-        lines.append(f"| {n} | {q['fcn_miou']:.3f} | {q['fcn_pixel_accuracy']:.3f} | {q['class_flip_rate']:.3f} | {q['l1_to_paired_target']:.3f} |")
+        lines.append(
+            f"| {n} | {q['fcn_miou']:.3f} | {q['fcn_pixel_accuracy']:.3f} | {q['class_flip_rate']:.3f} | {q['l1_to_paired_target']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -67,10 +82,29 @@ def write_csv(path: Path, summary: dict) -> None:
     classes = list(next(iter(summary.values()))["per_class"])
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["condition", "miou_mean", "miou_std", "pixel_accuracy_mean", "pixel_accuracy_std", "gap_recovered", *classes])
+        w.writerow(
+            [
+                "condition",
+                "miou_mean",
+                "miou_std",
+                "pixel_accuracy_mean",
+                "pixel_accuracy_std",
+                "gap_recovered",
+                *classes,
+            ]
+        )
         for n, s in summary.items():
-            w.writerow([n, f"{s['miou_mean']:.4f}", f"{s['miou_std']:.4f}", f"{s['pixel_accuracy_mean']:.4f}",
-                        f"{s['pixel_accuracy_std']:.4f}", f"{s['gap_recovered']:.4f}", *(f"{s['per_class'][c]:.4f}" for c in classes)])
+            w.writerow(
+                [
+                    n,
+                    f"{s['miou_mean']:.4f}",
+                    f"{s['miou_std']:.4f}",
+                    f"{s['pixel_accuracy_mean']:.4f}",
+                    f"{s['pixel_accuracy_std']:.4f}",
+                    f"{s['gap_recovered']:.4f}",
+                    *(f"{s['per_class'][c]:.4f}" for c in classes),
+                ]
+            )
 
 
 def write_quality_csv(path: Path, quality: dict) -> None:
@@ -78,7 +112,15 @@ def write_quality_csv(path: Path, quality: dict) -> None:
         w = csv.writer(fh)
         w.writerow(["translator", "fcn_miou", "fcn_pixel_accuracy", "class_flip_rate", "l1_to_paired_target"])
         for n, q in quality.items():
-            w.writerow([n, f"{q['fcn_miou']:.4f}", f"{q['fcn_pixel_accuracy']:.4f}", f"{q['class_flip_rate']:.4f}", f"{q['l1_to_paired_target']:.4f}"])
+            w.writerow(
+                [
+                    n,
+                    f"{q['fcn_miou']:.4f}",
+                    f"{q['fcn_pixel_accuracy']:.4f}",
+                    f"{q['class_flip_rate']:.4f}",
+                    f"{q['l1_to_paired_target']:.4f}",
+                ]
+            )
 
 
 def plots(summary: dict, folder: Path) -> None:
@@ -107,7 +149,9 @@ def plots(summary: dict, folder: Path) -> None:
     ax.set_yticks(range(len(names)), names)
     for i in range(len(names)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w" if grid[i, j] < 0.5 else "k")
+            ax.text(
+                j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w" if grid[i, j] < 0.5 else "k"
+            )
     fig.colorbar(im, ax=ax, label="IoU")
     fig.tight_layout()
     fig.savefig(folder / "per_class_iou.png", dpi=110)
@@ -144,8 +188,11 @@ def write_report(study, rows: dict, quality: dict) -> dict:
     paired = study.data.quality[2] is not None
     text = markdown(summary, quality, baseline, oracle, list(cfg.segmenter.seeds)) + (
         "\nImages: `miou_bars.png`, `per_class_iou.png`; `translator_samples.png` columns: source | "
-        + " | ".join(translators) + (" | paired target" if paired else "")
-        + "; `example_predictions.png` columns: target image | ground truth | " + " | ".join(rows) + ".\n"
+        + " | ".join(translators)
+        + (" | paired target" if paired else "")
+        + "; `example_predictions.png` columns: target image | ground truth | "
+        + " | ".join(rows)
+        + ".\n"
     )
     (root / "results.md").write_text(text)
     write_csv(root / "results.csv", summary)

@@ -51,8 +51,11 @@ def segmenter_spec(cfg: SegmenterConfig | None = None) -> dict:
     """The plain-data architecture spec of the ``segmenter`` network family (stored in exports)."""
     cfg = cfg or SegmenterConfig()
     return {
-        "name": "smp_unet", "num_classes": cfg.num_classes, "encoder": cfg.encoder,
-        "encoder_depth": cfg.encoder_depth, "decoder_channels": list(cfg.decoder_channels),
+        "name": "smp_unet",
+        "num_classes": cfg.num_classes,
+        "encoder": cfg.encoder,
+        "encoder_depth": cfg.encoder_depth,
+        "decoder_channels": list(cfg.decoder_channels),
     }
 
 
@@ -79,8 +82,12 @@ def _logits(model: torch.nn.Module, images: np.ndarray, multiple: int) -> torch.
 
 
 def training_batch(
-    images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, batch_size: int,
-    augment: Augment | None = None, flip: bool = True,
+    images: np.ndarray,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    batch_size: int,
+    augment: Augment | None = None,
+    flip: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``batch_size`` samples, augment each image (photometric: labels unchanged) and flip
     image and label together; all randomness from ``rng``."""
@@ -145,10 +152,17 @@ def train_segmenter(
             on_resume(start_step)
 
     def save(step: int) -> None:
-        save_checkpoint(checkpoint, {
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "numpy_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(), "step": step,
-        })
+        save_checkpoint(
+            checkpoint,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "numpy_rng": json.dumps(rng.bit_generator.state),
+                "torch_rng": torch.get_rng_state(),
+                "step": step,
+            },
+        )
 
     multiple = input_multiple(model)
     model.train()
@@ -195,7 +209,9 @@ def _bar(total: int, initial: int, description: str | None):
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32, multiple: int | None = None) -> np.ndarray:
+def predict(
+    model: torch.nn.Module, images: np.ndarray, batch_size: int = 32, multiple: int | None = None
+) -> np.ndarray:
     """Predicted trainId maps (N×H×W uint8). Inputs are padded as in training: to ``multiple``,
     by default the model's own (``input_multiple``)."""
     model.eval()
@@ -206,7 +222,9 @@ def predict(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32, mu
     return np.concatenate(out)
 
 
-def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, classes: Sequence[int] | None = None) -> dict:
+def evaluate(
+    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, classes: Sequence[int] | None = None
+) -> dict:
     """Per-class IoU, mIoU over ``classes`` (default: those present in ``labels``) and pixel accuracy."""
     from .metrics import score
 
@@ -222,11 +240,13 @@ def photometric_augmentation(strength: float = 1.0) -> Augment:
     import albumentations as A
 
     s = strength
-    transform = A.Compose([
-        A.ColorJitter(brightness=0.5 * s, contrast=0.5 * s, saturation=0.6 * s, hue=0.12 * s, p=0.9),
-        A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=0.5),
-        A.GaussNoise(std_range=(0.01, 0.08), p=0.5),
-    ])
+    transform = A.Compose(
+        [
+            A.ColorJitter(brightness=0.5 * s, contrast=0.5 * s, saturation=0.6 * s, hue=0.12 * s, p=0.9),
+            A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=0.5),
+            A.GaussNoise(std_range=(0.01, 0.08), p=0.5),
+        ]
+    )
 
     def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         transform.set_random_seed(int(rng.integers(0, 2**31 - 1)))

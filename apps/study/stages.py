@@ -80,9 +80,12 @@ def explain(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str,
         return "its record has no fingerprint (written by an older version)", []
     missing = object()
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k, missing) != new.get(k, missing))
-    config = [_change(k, old.get(k, missing), new.get(k, missing), missing) for k in changed
-              if not k.startswith(STAGE_PREFIX) and k != VERSION_KEY]
-    stages = [k[len(STAGE_PREFIX):] for k in changed if k.startswith(STAGE_PREFIX)]
+    config = [
+        _change(k, old.get(k, missing), new.get(k, missing), missing)
+        for k in changed
+        if not k.startswith(STAGE_PREFIX) and k != VERSION_KEY
+    ]
+    stages = [k[len(STAGE_PREFIX) :] for k in changed if k.startswith(STAGE_PREFIX)]
     parts = []
     if config:
         parts.append(f"config changed ({_named(config)})")

@@ -10,8 +10,16 @@ import numpy as np
 from .config import StudyConfig, TranslatorSection
 
 
-def experiment(cfg: StudyConfig, name: str, t: TranslatorSection, data_dir: Path, out_dir: Path,
-               segmenter_file: Path | None, stop_at: int | None = None, init_from: Path | None = None):
+def experiment(
+    cfg: StudyConfig,
+    name: str,
+    t: TranslatorSection,
+    data_dir: Path,
+    out_dir: Path,
+    segmenter_file: Path | None,
+    stop_at: int | None = None,
+    init_from: Path | None = None,
+):
     """The engine's experiment config for translator ``name`` (``init_from``: the checkpoint of
     the translator it fine-tunes)."""
     from translate.config import config_from_dict
@@ -19,26 +27,55 @@ def experiment(cfg: StudyConfig, name: str, t: TranslatorSection, data_dir: Path
     model = dict(t.model)
     if t.lambda_semantic > 0:
         model.update(lambda_semantic=t.lambda_semantic, semantic_segmenter=str(segmenter_file))
-    return config_from_dict({
-        "name": name,
-        "out_dir": str(out_dir),
-        "init_from": str(init_from) if init_from else None,
-        "data": {
-            "dataset": {"name": "unpaired_folders", "root_a": str(data_dir / "source_train"), "root_b": str(data_dir / "target_train")},
-            "preprocess": "none", "flip": True, "batch_size": t.batch_size,
+    return config_from_dict(
+        {
+            "name": name,
+            "out_dir": str(out_dir),
+            "init_from": str(init_from) if init_from else None,
+            "data": {
+                "dataset": {
+                    "name": "unpaired_folders",
+                    "root_a": str(data_dir / "source_train"),
+                    "root_b": str(data_dir / "target_train"),
+                },
+                "preprocess": "none",
+                "flip": True,
+                "batch_size": t.batch_size,
+            },
+            "model": model,
+            "optim": {
+                "lr_g": t.lr,
+                "lr_d": t.lr,
+                "max_steps": t.steps,
+                "schedule": "linear",
+                "epochs_constant": 1,
+                "epochs_decay": 1,
+            },
+            "engine": {
+                "device": cfg.device,
+                "ema_decay": t.ema_decay,
+                "seed": 0,
+                "log_every": 20,
+                "sample_every": t.sample_every,
+                "save_every": t.save_every,
+                "tensorboard": False,
+                "progress": cfg.progress,
+                "stop_at_step": stop_at,
+            },
         },
-        "model": model,
-        "optim": {"lr_g": t.lr, "lr_d": t.lr, "max_steps": t.steps, "schedule": "linear", "epochs_constant": 1, "epochs_decay": 1},
-        "engine": {
-            "device": cfg.device, "ema_decay": t.ema_decay, "seed": 0, "log_every": 20,
-            "sample_every": t.sample_every, "save_every": t.save_every, "tensorboard": False,
-            "progress": cfg.progress, "stop_at_step": stop_at,
-        },
-    }, where=f"translators.{name}")
+        where=f"translators.{name}",
+    )
 
 
-def train_translator(cfg: StudyConfig, name: str, data_dir: Path, out_dir: Path, segmenter_file: Path | None,
-                     stop_at: int | None = None, init_from: Path | None = None) -> dict:
+def train_translator(
+    cfg: StudyConfig,
+    name: str,
+    data_dir: Path,
+    out_dir: Path,
+    segmenter_file: Path | None,
+    stop_at: int | None = None,
+    init_from: Path | None = None,
+) -> dict:
     """Train (or continue) translator ``name``; returns {"generator": export path or None, "resumed_at": step}."""
     from translate.engine import train
     from translate.io import checkpoint_step, latest_checkpoint
@@ -48,8 +85,12 @@ def train_translator(cfg: StudyConfig, name: str, data_dir: Path, out_dir: Path,
     resumed_at = checkpoint_step(last) if last is not None else 0
     result = train(exp)
     generator = result.exports.get("G_AB")
-    return {"generator": str(generator) if generator else None, "resumed_at": resumed_at, "step": result.step,
-            "last_logs": result.last_logs}
+    return {
+        "generator": str(generator) if generator else None,
+        "resumed_at": resumed_at,
+        "step": result.step,
+        "last_logs": result.last_logs,
+    }
 
 
 def translate_folder(generator_file: Path, source_dir: Path, out_dir: Path, device: str, progress: bool) -> int:
@@ -67,12 +108,16 @@ def translate_folder(generator_file: Path, source_dir: Path, out_dir: Path, devi
     inputs = list_images(source_dir)
     if report.failed:
         source, reason = report.failed[0]
-        raise DataError(f"translating {source_dir} into {out_dir}: {len(report.failed)} of {len(inputs)} images failed "
-                        f"(first {source}: {reason})")
+        raise DataError(
+            f"translating {source_dir} into {out_dir}: {len(report.failed)} of {len(inputs)} images failed "
+            f"(first {source}: {reason})"
+        )
     missing = [src for src in inputs if not output_path(src, source_dir, out_dir).is_file()]
     if missing:
-        raise DataError(f"translating {source_dir} into {out_dir}: {len(missing)} of {len(inputs)} images have no "
-                        f"translation (first {missing[0].name})")
+        raise DataError(
+            f"translating {source_dir} into {out_dir}: {len(missing)} of {len(inputs)} images have no "
+            f"translation (first {missing[0].name})"
+        )
     return len(inputs)
 
 
@@ -91,8 +136,10 @@ def translate_arrays(generator_file: Path, images: np.ndarray, device: str, batc
 
     generator = load_generator(generator_file, device=device)
     with torch.no_grad():
-        out = [to_images(generator(to_tensor(images[i : i + batch_size]).to(device)))
-               for i in range(0, len(images), batch_size)]
+        out = [
+            to_images(generator(to_tensor(images[i : i + batch_size]).to(device)))
+            for i in range(0, len(images), batch_size)
+        ]
     return np.concatenate(out)
 
 

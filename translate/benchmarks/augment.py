@@ -30,11 +30,17 @@ def register(sub) -> None:
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     parser.add_argument("--images", type=int, default=16, help="timed images per measurement")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--generators", default=",".join(GENERATORS), help=f"comma-separated subset of {','.join(GENERATORS)}")
+    parser.add_argument(
+        "--generators", default=",".join(GENERATORS), help=f"comma-separated subset of {','.join(GENERATORS)}"
+    )
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     parser.add_argument("--device", default="auto", help="device of TranslateBatch (GANTranslate runs on the CPU)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads of the main process (default torch's; DataLoader workers use 1 each)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of the main process (default torch's; DataLoader workers use 1 each)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.set_defaults(func=run)
 
@@ -78,8 +84,13 @@ def _loader_rate(checkpoint: Path, size: int, n: int, batch_size: int, workers: 
 
     pipeline = A.Compose([A.HorizontalFlip(p=0.5), GANTranslate(checkpoint, p=1.0, device="cpu")], seed=0)
     sampler = _Indices()
-    loader = DataLoader(_Images(size, n, pipeline), batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        persistent_workers=workers > 0)
+    loader = DataLoader(
+        _Images(size, n, pipeline),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
     sampler.indices = list(range(batch_size * max(1, workers)))  # each worker loads its model here
     for _ in loader:
         pass
@@ -141,13 +152,15 @@ def run(args: argparse.Namespace) -> int:
                     rate, where = _batch_rate(checkpoint, args.size, args.images, args.batch_size, args.device)
                     hook = f"TranslateBatch ({where})"
                 else:
-                    workers = int(mode[len("loader"):])
+                    workers = int(mode[len("loader") :])
                     rate = _loader_rate(checkpoint, args.size, args.images, args.batch_size, workers)
                     hook = f"GANTranslate, DataLoader {workers} workers (cpu)"
                 result = {"generator": name, "spec": spec, "params_m": params / 1e6, "hook": hook, "images_per_s": rate}
                 results.append(result)
                 print(f"{name:9s} {hook:45s} {rate:8.2f} images/s", flush=True)
-    print(f"\n{args.size}² uint8 RGB, batch {args.batch_size}, {args.images} timed images each, torch threads {torch.get_num_threads()} (workers 1 each)")
+    print(
+        f"\n{args.size}² uint8 RGB, batch {args.batch_size}, {args.images} timed images each, torch threads {torch.get_num_threads()} (workers 1 each)"
+    )
     print(f"{'generator':28s} {'hook':45s} {'images/s':>9s} {'s/image':>8s}")
     for r in results:
         label = f"{r['generator']} ({r['params_m']:.1f} M)"

@@ -30,11 +30,15 @@ def register(sub) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", default="off")
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)} (tiled: norm-stats modes)"
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated subset of {','.join(VARIANTS)} (tiled: norm-stats modes)",
     )
     parser.add_argument("--stat-passes", type=int, default=None, help="cap for the 'image' variant (default exact)")
     parser.add_argument("--cache", default="auto", help="frontier store of the 'image' variant: auto, ram, disk, off")
-    parser.add_argument("--cache-mb", type=float, default=None, help="RAM budget of that store (default: i2i translate's)")
+    parser.add_argument(
+        "--cache-mb", type=float, default=None, help="RAM budget of that store (default: i2i translate's)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     parser.set_defaults(func=run)
 
@@ -76,8 +80,15 @@ def _variant(args: dict, variant: str, out_path: str) -> dict:
         out = translate_image(net, image, tile=tile, overlap=0, device=device, amp=args["amp"])
     else:
         out = translate_image(
-            net, image, tile=args["tile"], overlap=args["overlap"], device=device, amp=args["amp"],
-            norm_stats=variant, stat_passes=args["stat_passes"], **cache,
+            net,
+            image,
+            tile=args["tile"],
+            overlap=args["overlap"],
+            device=device,
+            amp=args["amp"],
+            norm_stats=variant,
+            stat_passes=args["stat_passes"],
+            **cache,
         )
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -105,7 +116,22 @@ def run(args: argparse.Namespace) -> int:
         from ..errors import ConfigError
 
         raise ConfigError(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
-    settings = {k: getattr(args, k) for k in ("size", "tile", "overlap", "ngf", "n_blocks", "norm", "device", "amp", "stat_passes", "cache", "cache_mb")}
+    settings = {
+        k: getattr(args, k)
+        for k in (
+            "size",
+            "tile",
+            "overlap",
+            "ngf",
+            "n_blocks",
+            "norm",
+            "device",
+            "amp",
+            "stat_passes",
+            "cache",
+            "cache_mb",
+        )
+    }
     ctx = multiprocessing.get_context("spawn")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,14 +151,20 @@ def run(args: argparse.Namespace) -> int:
                     diff = np.abs(np.load(Path(tmp) / f"{result['variant']}.npy") - ref) * 127.5  # in 1/255 steps
                     result["mean_abs_diff_255"] = float(diff.mean())
                     result["max_abs_diff_255"] = float(diff.max())
-    print(f"\nResNet ngf={args.ngf} n_blocks={args.n_blocks} norm={args.norm}, {args.size}² image, tile {args.tile}, "
-          f"overlap {args.overlap}, amp {args.amp}")
-    print(f"{'variant':10s} {'seconds':>8s} {'peak MB':>9s} {'mean diff':>10s} {'max diff':>9s} {'cache':>6s}  (diffs vs untiled, in /255)")
+    print(
+        f"\nResNet ngf={args.ngf} n_blocks={args.n_blocks} norm={args.norm}, {args.size}² image, tile {args.tile}, "
+        f"overlap {args.overlap}, amp {args.amp}"
+    )
+    print(
+        f"{'variant':10s} {'seconds':>8s} {'peak MB':>9s} {'mean diff':>10s} {'max diff':>9s} {'cache':>6s}  (diffs vs untiled, in /255)"
+    )
     for r in results:
         peak = r.get("peak_cuda_mb", r["peak_rss_growth_mb"])
         mean = f"{r['mean_abs_diff_255']:.3f}" if "mean_abs_diff_255" in r else "-"
         peak_diff = f"{r['max_abs_diff_255']:.2f}" if "max_abs_diff_255" in r else "-"
-        print(f"{r['variant']:10s} {r['seconds']:8.1f} {peak:9.0f} {mean:>10s} {peak_diff:>9s} {r.get('cache', '-'):>6s}")
+        print(
+            f"{r['variant']:10s} {r['seconds']:8.1f} {peak:9.0f} {mean:>10s} {peak_diff:>9s} {r.get('cache', '-'):>6s}"
+        )
     if args.json:
         print(json.dumps({"settings": settings, "results": results}, indent=2))
     return 0
@@ -151,7 +183,10 @@ def _wait(proc, queue, variant: str) -> dict:
 
 
 def _line(result: dict) -> str:
-    mem = f"{result['peak_cuda_mb']:.0f} MB CUDA" if "peak_cuda_mb" in result else f"{result['peak_rss_growth_mb']:.0f} MB RSS growth"
+    mem = (
+        f"{result['peak_cuda_mb']:.0f} MB CUDA"
+        if "peak_cuda_mb" in result
+        else f"{result['peak_rss_growth_mb']:.0f} MB RSS growth"
+    )
     cache = f", cache {result['cache']}" if "cache" in result else ""
     return f"  {result['variant']}: {result['seconds']:.1f} s, peak {mem}{cache}"
-

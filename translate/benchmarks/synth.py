@@ -28,7 +28,9 @@ def measure(size: tuple[int, int], n: int, seed: int = 0, target_preset: str = "
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    gen = SceneGenerator(seed=seed, height=size[0], width=size[1], appearances={"target": appearance_from(target_preset)})
+    gen = SceneGenerator(
+        seed=seed, height=size[0], width=size[1], appearances={"target": appearance_from(target_preset)}
+    )
     results = {}
     for domain in ("source", "target"):
         gen.scene(0, domain)  # warm caches (textures, grids)
@@ -36,7 +38,11 @@ def measure(size: tuple[int, int], n: int, seed: int = 0, target_preset: str = "
         for i in range(n):
             gen.scene(i, domain)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        results[domain] = {"scenes_per_s_wall": n / wall, "scenes_per_s_cpu": n / max(cpu, 1e-9), "ms_per_scene_cpu": 1000 * cpu / n}
+        results[domain] = {
+            "scenes_per_s_wall": n / wall,
+            "scenes_per_s_cpu": n / max(cpu, 1e-9),
+            "ms_per_scene_cpu": 1000 * cpu / n,
+        }
     return results
 
 

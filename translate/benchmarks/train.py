@@ -64,12 +64,32 @@ def run(args) -> int:
     unknown = [n for n in names if n not in GPU_VARIANTS]
     if unknown:
         raise ConfigError(f"unknown variant(s) {unknown}; known: {', '.join(GPU_VARIANTS)}")
-    print(f"# {cfg.model['name']} from {args.config}, {args.size}x{args.size}, batch {args.batch}, "
-          f"{args.steps} timed steps after {args.warmup} warm-up, device {'cuda' if on_gpu else 'cpu'}")
+    print(
+        f"# {cfg.model['name']} from {args.config}, {args.size}x{args.size}, batch {args.batch}, "
+        f"{args.steps} timed steps after {args.warmup} warm-up, device {'cuda' if on_gpu else 'cpu'}"
+    )
     for name in names:
-        cmd = [sys.executable, "-m", "translate.cli", "bench", "train", "--config", args.config,
-               "--size", str(args.size), "--batch", str(args.batch), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--device", args.device, "--one", json.dumps(GPU_VARIANTS[name])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "translate.cli",
+            "bench",
+            "train",
+            "--config",
+            args.config,
+            "--size",
+            str(args.size),
+            "--batch",
+            str(args.batch),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--device",
+            args.device,
+            "--one",
+            json.dumps(GPU_VARIANTS[name]),
+        ]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         cmd += list(args.overrides)
@@ -96,10 +116,14 @@ def measure(args, variant_overrides: list[str]) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, [*args.overrides, *variant_overrides, f"engine.device={args.device}", "optim.max_steps=1000000"])
+    cfg = load_config(
+        args.config, [*args.overrides, *variant_overrides, f"engine.device={args.device}", "optim.max_steps=1000000"]
+    )
     rt = build_runtime(cfg, DistEnv(), steps_per_epoch=1)
     shape = (args.batch, 3, args.size, args.size)
-    batch = move_batch({"A": torch.rand(shape) * 2 - 1, "B": torch.rand(shape) * 2 - 1}, rt.device, cfg.engine.channels_last)
+    batch = move_batch(
+        {"A": torch.rand(shape) * 2 - 1, "B": torch.rand(shape) * 2 - 1}, rt.device, cfg.engine.channels_last
+    )
     cuda = rt.device.type == "cuda"
 
     def sync() -> None:
@@ -121,4 +145,9 @@ def measure(args, variant_overrides: list[str]) -> dict:
     if cuda:
         peak = torch.cuda.max_memory_allocated() / 2**30
         return {"kind": "cuda", "s_per_iter": elapsed, "peak_gb": peak, "step_gb": peak}
-    return {"kind": "cpu", "s_per_iter": elapsed, "peak_gb": rss_after / 2**20, "step_gb": (rss_after - rss_before) / 2**20}
+    return {
+        "kind": "cpu",
+        "s_per_iter": elapsed,
+        "peak_gb": rss_after / 2**20,
+        "step_gb": (rss_after - rss_before) / 2**20,
+    }

@@ -10,7 +10,9 @@ def register(sub) -> None:
         description="Serve a local web page that translates uploaded images with the bundled models "
         "and any exported generators under --models; it also answers the /translate API.",
     )
-    parser.add_argument("--models", nargs="*", default=[], metavar="DIR", help="folders with exported generators (.safetensors)")
+    parser.add_argument(
+        "--models", nargs="*", default=[], metavar="DIR", help="folders with exported generators (.safetensors)"
+    )
     parser.add_argument("--no-bundled", action="store_true", help="offer only the models under --models")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)

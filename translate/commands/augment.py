@@ -18,7 +18,10 @@ def register(sub) -> None:
     dataset.add_argument("--input", required=True, help="root of the dataset tree to translate")
     dataset.add_argument("--output", required=True, help="root of the translated copy")
     dataset.add_argument(
-        "--labels-glob", action="append", default=[], metavar="PATTERN",
+        "--labels-glob",
+        action="append",
+        default=[],
+        metavar="PATTERN",
         help="relative paths to copy unchanged although they are images, e.g. 'labels/*' (repeatable)",
     )
     dataset.add_argument("--device", default="auto", help="auto, cpu, cuda (cuda:LOCAL_RANK under torchrun)")
@@ -44,7 +47,9 @@ def run_translate_dataset(args) -> int:
         progress=not args.no_progress,
     )
     if total.processes > 1:
-        print(f"rank {rank}: translated {mine.translated}, copied {mine.copied}, skipped {mine.skipped}, failed {mine.failed}")
+        print(
+            f"rank {rank}: translated {mine.translated}, copied {mine.copied}, skipped {mine.skipped}, failed {mine.failed}"
+        )
     if rank == 0:
         print(total.summary())
     return 1 if total.failed else 0

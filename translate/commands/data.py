@@ -1,9 +1,9 @@
 """`i2i data`: make, preview and describe the embedded synthetic street-scene benchmark.
 
-    i2i data synth   --out DIR --domain source|target --n N [--size HxW] [--seed S] [--paired]
-                     [--preset NAME] [--config YAML]
-    i2i data preview --out PNG [--n 6] [--size HxW] [--seed S] [--preset NAME] [--config YAML]
-    i2i data stats   [--n 200] [--size HxW] [--seed S] [--root DIR]
+i2i data synth   --out DIR --domain source|target --n N [--size HxW] [--seed S] [--paired]
+                 [--preset NAME] [--config YAML]
+i2i data preview --out PNG [--n 6] [--size HxW] [--seed S] [--preset NAME] [--config YAML]
+i2i data stats   [--n 200] [--size HxW] [--seed S] [--root DIR]
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ def register(sub) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="128x256", help="HxW (default 128x256)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", help="appearance preset of the target domain (or of --domain source); "
-                   "known: game, real, overcast, dusk")
+    p.add_argument(
+        "--preset",
+        help="appearance preset of the target domain (or of --domain source); known: game, real, overcast, dusk",
+    )
     p.add_argument("--config", help="YAML with appearance overrides (and optionally 'preset: NAME')")
 
 
@@ -76,8 +78,15 @@ def run_synth(args: argparse.Namespace) -> int:
     domain = "target" if args.paired else args.domain
     appearances, presets = _appearances(args, domain)
     manifest = write_scene_set(
-        args.out, n=args.n, seed=args.seed, size=parse_size(args.size), domain=args.domain, paired=args.paired,
-        appearances=appearances, presets=presets, progress=not args.no_progress,
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        size=parse_size(args.size),
+        domain=args.domain,
+        paired=args.paired,
+        appearances=appearances,
+        presets=presets,
+        progress=not args.no_progress,
     )
     print(f"wrote {args.n} {'paired ' if args.paired else ''}scenes to {args.out}")
     _print_classes(manifest["classes"])

@@ -13,10 +13,14 @@ def register(sub) -> None:
         "interpolation grid and (for class-conditional samplers) a per-class grid. The same --seed gives "
         "the same samples.",
     )
-    parser.add_argument("--checkpoint", required=True, help="exported sampler (.safetensors from `i2i train`/`i2i export`)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="exported sampler (.safetensors from `i2i train`/`i2i export`)"
+    )
     parser.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     parser.add_argument("--label", type=int, help="class to sample (conditional samplers; default: random classes)")
-    parser.add_argument("--code", help="InfoGAN code as comma-separated values (one-hot categorical parts, then continuous)")
+    parser.add_argument(
+        "--code", help="InfoGAN code as comma-separated values (one-hot categorical parts, then continuous)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--device", default="cpu")
@@ -45,8 +49,10 @@ def run(args) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if samples.ndim != 4:
-        raise ConfigError(f"this sampler draws {tuple(samples.shape[1:])}-shaped points, not images; use the Python API "
-                          "(translate.sampling.load_sampler) for them")
+        raise ConfigError(
+            f"this sampler draws {tuple(samples.shape[1:])}-shaped points, not images; use the Python API "
+            "(translate.sampling.load_sampler) for them"
+        )
     to_unit = lambda x: x.add(1).div(2).clamp(0, 1)  # noqa: E731
     for i, image in enumerate(samples):
         save_image(to_unit(image), str(out / f"sample_{i:05d}.png"))

@@ -57,7 +57,10 @@ def register(sub) -> None:
         "--cache-dir", default=None, help="folder for the spilled cache (default: the system's temporary folder)"
     )
     parser.add_argument(
-        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})"
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS})",
     )
     parser.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist untouched")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -85,8 +88,11 @@ def run(args: argparse.Namespace) -> int:
     report = translate_path(
         generator, args.input, args.output, options, skip_existing=args.skip_existing, progress=not args.no_progress
     )
-    print(f"i2i translate: {len(report.written)} written, {len(report.skipped)} skipped (existing), "
-          f"{len(report.failed)} failed -> {args.output}", file=sys.stderr)
+    print(
+        f"i2i translate: {len(report.written)} written, {len(report.skipped)} skipped (existing), "
+        f"{len(report.failed)} failed -> {args.output}",
+        file=sys.stderr,
+    )
     if report.failed:
         listing = "; ".join(message for _, message in report.failed)
         raise DataError(f"{len(report.failed)} image(s) could not be translated (the others were written): {listing}")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["DATASETS", "EpochSampler", "TranslationDataset", "build_dataset"]
 
 
-def build_dataset(cfg: "DataConfig") -> Dataset:
+def build_dataset(cfg: DataConfig) -> Dataset:
     """The dataset named in ``cfg.dataset``. Image datasets (whose constructor takes a
     ``transform``) get the pair transform described by ``cfg``; others (noise, labels) do not."""
     from ..registry import accepted_kwargs

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..registry import Registry
 
-DATASETS: Registry[type["TranslationDataset"]] = Registry("dataset")
+DATASETS: Registry[type[TranslationDataset]] = Registry("dataset")
 
 Key = tuple[int, int]
 
@@ -58,7 +58,7 @@ class EpochSampler(Sampler[Key]):
         per_rank = -(-size // world)
         order = torch.cat([order, order[: per_rank * world - size]])
         seeds = torch.randint(0, 2**62, (len(order),), generator=g)
-        self.keys: list[Key] = list(zip(order[rank::world].tolist(), seeds[rank::world].tolist()))[skip:]
+        self.keys: list[Key] = list(zip(order[rank::world].tolist(), seeds[rank::world].tolist(), strict=False))[skip:]
 
     def __iter__(self) -> Iterator[Key]:
         return iter(self.keys)

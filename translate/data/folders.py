@@ -243,9 +243,7 @@ def _split(image: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
     return image[:, :half], image[:, half:]
 
 
-def _size_mismatch(
-    path_a: Path, size_a: Sequence[int], path_b: Path, size_b: Sequence[int]
-) -> DataError:
+def _size_mismatch(path_a: Path, size_a: Sequence[int], path_b: Path, size_b: Sequence[int]) -> DataError:
     return DataError(
         f"pair halves differ in size: {path_a} is {size_a[1]}×{size_a[0]}, {path_b} is {size_b[1]}×{size_b[0]}"
     )

@@ -273,8 +273,9 @@ def _to_srgb(im, icc: bytes | None):
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
             if "srgb" not in ImageCms.getProfileDescription(source).lower():  # sRGB needs no conversion
-                return ImageCms.profileToProfile(im, source, ImageCms.ImageCmsProfile(io.BytesIO(srgb_profile())),
-                                                 outputMode="RGB")
+                return ImageCms.profileToProfile(
+                    im, source, ImageCms.ImageCmsProfile(io.BytesIO(srgb_profile())), outputMode="RGB"
+                )
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass
     return im if im.mode in ("RGB", "L") else im.convert("RGB")

@@ -26,7 +26,9 @@ class LabelFolders(Dataset):
             raise DataError(f"no label maps under {root_path / 'labels'}")
         missing = [p.name for p in labels if not (root_path / "images" / p.name).is_file()]
         if missing:
-            raise DataError(f"{len(missing)} label map(s) without an image under {root_path / 'images'}, e.g. {missing[0]}")
+            raise DataError(
+                f"{len(missing)} label map(s) without an image under {root_path / 'images'}, e.g. {missing[0]}"
+            )
         labels = labels[skip:]
         self.labels = labels[:limit] if limit else labels
         self.images = [root_path / "images" / p.name for p in self.labels]

@@ -34,7 +34,9 @@ class GaussianRing(Dataset):
     """``size`` points from ``modes`` isotropic Gaussians (std ``std``) evenly spaced on a circle
     of ``radius``: the standard mode-collapse benchmark. Items: {"point": float 2-vector}."""
 
-    def __init__(self, size: int = 25600, modes: int = 8, radius: float = 2.0, std: float = 0.02, seed: int = 0) -> None:
+    def __init__(
+        self, size: int = 25600, modes: int = 8, radius: float = 2.0, std: float = 0.02, seed: int = 0
+    ) -> None:
         self.modes, self.radius, self.std = modes, radius, std
         g = torch.Generator().manual_seed(seed)
         which = torch.randint(0, modes, (size,), generator=g)

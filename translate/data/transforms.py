@@ -70,9 +70,7 @@ class PairTransform:
 
     def _validate(self) -> None:
         if self.preprocess not in PREPROCESS_MODES:
-            raise ConfigError(
-                f"unknown preprocess '{self.preprocess}'; choices: {', '.join(PREPROCESS_MODES)}"
-            )
+            raise ConfigError(f"unknown preprocess '{self.preprocess}'; choices: {', '.join(PREPROCESS_MODES)}")
         for name in ("load_size", "crop_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -16,11 +16,11 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from .. import io
 from ..config import ExperimentConfig, to_yaml
 from ..data import EpochSampler, build_dataset
+from ..devices import resolve_device
 from ..distributed import DistEnv, all_reduce_mean, any_rank, init_distributed, shutdown
 from ..errors import ConfigError
 from ..models import MODELS, GANModel
 from ..tracking import MetricsLog, save_grid, visuals_grid
-from ..devices import resolve_device
 from .runtime import Runtime, build_runtime, move_batch, train_step
 from .state import (
     ResumePoint,
@@ -91,7 +91,7 @@ class StopFlag:
         self.raised = False
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopFlag":
+    def __enter__(self) -> StopFlag:
         with contextlib.suppress(ValueError):  # signals can only be caught in the main thread
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -147,7 +147,9 @@ def _train(cfg: ExperimentConfig, env: DistEnv) -> TrainResult:
 
     resumed_at = rt.step if resume is not None else None
     log = MetricsLog(paths.root, cfg.engine.tensorboard, resumed_at) if env.is_main else None
-    sample_batch = move_batch(fixed_sample_batch(dataset, 4), rt.device, cfg.engine.channels_last) if env.is_main else None
+    sample_batch = (
+        move_batch(fixed_sample_batch(dataset, 4), rt.device, cfg.engine.channels_last) if env.is_main else None
+    )
     stop_at = min(rt.total_steps, cfg.engine.stop_at_step or rt.total_steps)
     progress = _progress_bar(rt, stop_at, enabled=env.is_main and cfg.engine.progress)
     sums: dict[str, torch.Tensor] = {}
@@ -193,8 +195,9 @@ def _train(cfg: ExperimentConfig, env: DistEnv) -> TrainResult:
     return TrainResult(paths.root, rt.model, rt.step, checkpoint, exports, last_logs)
 
 
-def record_config(cfg: ExperimentConfig, paths: RunPaths, resume: ResumePoint | None, changes: list[str],
-                  step: int) -> None:
+def record_config(
+    cfg: ExperimentConfig, paths: RunPaths, resume: ResumePoint | None, changes: list[str], step: int
+) -> None:
     """``config.yaml`` records what a run was started with and is never overwritten by a resume;
     a forced resume that changed the trajectory adds ``config_resume_<step>.yaml`` beside it."""
     paths.root.mkdir(parents=True, exist_ok=True)

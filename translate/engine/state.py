@@ -65,8 +65,12 @@ def rng_state(device: torch.device) -> dict[str, Any]:
     _, python_internal, python_gauss_next = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": numpy_keys.tolist(), "pos": int(numpy_pos), "has_gauss": int(has_gauss),
-                  "cached_gaussian": float(cached_gaussian)},
+        "numpy": {
+            "keys": numpy_keys.tolist(),
+            "pos": int(numpy_pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "python": {"internal": list(python_internal), "gauss_next": python_gauss_next},
     }
     if device.type == "cuda":
@@ -148,8 +152,11 @@ def check_resume_config(rt: Runtime, state: Mapping[str, Any], source: str, forc
     if "config" in state:
         changes = trajectory_changes(state["config"], config_dict(rt.cfg))
     else:
-        log.warning("%s holds no config (an earlier version wrote it): this run's config cannot be checked "
-                    "against the one it was trained with", source)
+        log.warning(
+            "%s holds no config (an earlier version wrote it): this run's config cannot be checked "
+            "against the one it was trained with",
+            source,
+        )
         changes = []
     saved_world = len(state["per_rank"])
     if saved_world != rt.env.world:
@@ -168,8 +175,10 @@ class _ConfiguredHyperparameters:
     replace them, so that a forced resume trains on with the new config's values."""
 
     def __init__(self, rt: Runtime) -> None:
-        self.groups = {g: [{k: v for k, v in pg.items() if k != "params"} for pg in o.param_groups]
-                       for g, o in rt.optimizers.items()}
+        self.groups = {
+            g: [{k: v for k, v in pg.items() if k != "params"} for pg in o.param_groups]
+            for g, o in rt.optimizers.items()
+        }
         self.base_lrs = {g: list(s.base_lrs) for g, s in rt.schedulers.items()}
 
     def apply(self, rt: Runtime) -> None:
@@ -192,7 +201,9 @@ def restore_training_state(rt: Runtime, state: Mapping[str, Any], source: str, f
     Returns the trajectory changes a forced resume accepted."""
     missing = sorted(set(REQUIRED_KEYS) - set(state))
     if missing:
-        raise CheckpointError(f"{source} is not a complete training checkpoint of this version (no {', '.join(missing)})")
+        raise CheckpointError(
+            f"{source} is not a complete training checkpoint of this version (no {', '.join(missing)})"
+        )
     changes = check_resume_config(rt, state, source, force)
     per_rank = state["per_rank"]
     _same_names("optimiser groups", state["optimizers"], rt.optimizers, source)
@@ -234,7 +245,9 @@ def initialise_from(rt: Runtime, path: Path) -> None:
     if "model" not in state:
         raise CheckpointError(f"{path} is not a training checkpoint (no model weights)")
     nets = rt.model.all_nets()
-    weights = {name: {k[len(name) + 1:]: v for k, v in state["model"].items() if k.startswith(name + ".")} for name in nets}
+    weights = {
+        name: {k[len(name) + 1 :]: v for k, v in state["model"].items() if k.startswith(name + ".")} for name in nets
+    }
     absent = sorted(name for name, found in weights.items() if not found)
     if absent:
         raise CheckpointError(f"init_from: {path} has no weights for net(s) {absent} of this model")
@@ -285,8 +298,10 @@ def load_latest_readable(folder: Path) -> tuple[Path, dict[str, Any]] | None:
             log.warning("skipping unreadable checkpoint %s (%s); trying the one before it", path, exc)
             unreadable.append(path.name)
     if unreadable:
-        raise CheckpointError(f"no readable checkpoint in {folder}: {', '.join(unreadable)} cannot be read; "
-                              "set resume=never to start over, or resume=PATH for another checkpoint")
+        raise CheckpointError(
+            f"no readable checkpoint in {folder}: {', '.join(unreadable)} cannot be read; "
+            "set resume=never to start over, or resume=PATH for another checkpoint"
+        )
     return None
 
 

@@ -295,12 +295,17 @@ def gather_image_stats(run: TiledRun, passes: int | None = None, frontier: Front
     return stats
 
 
-def thumbnail_stats(generator: nn.Module, padded: torch.Tensor, tile: int, device: torch.device, amp: str = "off") -> Stats:
+def thumbnail_stats(
+    generator: nn.Module, padded: torch.Tensor, tile: int, device: torch.device, amp: str = "off"
+) -> Stats:
     """Statistics of an untiled pass over the image shrunk to fit ``tile``: a cheap first estimate."""
     h, w = padded.shape[-2:]
     multiple = size_multiple(generator)
     scale = tile / max(h, w)
-    size = (max(multiple, round(h * scale / multiple) * multiple), max(multiple, round(w * scale / multiple) * multiple))
+    size = (
+        max(multiple, round(h * scale / multiple) * multiple),
+        max(multiple, round(w * scale / multiple) * multiple),
+    )
     thumb = F.interpolate(padded, size=size, mode="bilinear", antialias=True, align_corners=False)
     with SharedNormStats(generator, record=None) as hooks, autocast(device, amp):
         hooks.set_core(size, None)

@@ -122,7 +122,12 @@ class TiledRun:
         advance = frontier is not None and advance_to > frontier.step
         with SharedNormStats(self.generator, use, record, stop_after) as hooks, autocast(self.device, self.amp):
             for index, (ys, xs) in enumerate(self.tiles()):
-                core = (ys.core_start - ys.start, ys.core_stop - ys.start, xs.core_start - xs.start, xs.core_stop - xs.start)
+                core = (
+                    ys.core_start - ys.start,
+                    ys.core_stop - ys.start,
+                    xs.core_start - xs.start,
+                    xs.core_stop - xs.start,
+                )
                 tile_hw = (ys.stop - ys.start, xs.stop - xs.start)
                 hooks.set_core(tile_hw, core)
                 state, step = self._resume(frontier, index, ys, xs)
@@ -180,7 +185,9 @@ def frontier_cache_mode(
     multiple = size_multiple(generator)
     tile, overlap = effective_geometry(tile, overlap, multiple)
     h, w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
-    tile_pixels = sum((ys.stop - ys.start) * (xs.stop - xs.start) for ys, xs in iter_tiles(h, w, tile, overlap, multiple))
+    tile_pixels = sum(
+        (ys.stop - ys.start) * (xs.stop - xs.start) for ys, xs in iter_tiles(h, w, tile, overlap, multiple)
+    )
     return choose_cache(cache, frontier_worst_bytes(tile_pixels), cache_mb, cache_dir)
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..registry import Registry, resolved_spec
 
-MODELS: Registry[type["GANModel"]] = Registry("model")
+MODELS: Registry[type[GANModel]] = Registry("model")
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class GANModel(nn.Module):
     requires_paired: ClassVar[bool] = False
 
     @classmethod
-    def rebuild(cls, cfg: Any, stored: Mapping[str, Any]) -> "GANModel":
+    def rebuild(cls, cfg: Any, stored: Mapping[str, Any]) -> GANModel:
         """The model of ``cfg`` for a checkpoint's model state ``stored`` (resume, export), which is
         loaded into it next. A model with frozen parts read from files at the start of training
         (CyCADA's segmenter) takes them from ``stored`` instead, so the run no longer needs them."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,8 +37,8 @@ from .semantic import semantic_term, stored_segmenter
 class CycleGANConfig:
     name: str = "cyclegan"
     # network specs: constructor options of the registered nets; defaults are the reference ones
-    generator: Dict[str, Any] = field(default_factory=lambda: {"name": "resnet"})
-    discriminator: Dict[str, Any] = field(default_factory=lambda: {"name": "patchgan"})
+    generator: dict[str, Any] = field(default_factory=lambda: {"name": "resnet"})
+    discriminator: dict[str, Any] = field(default_factory=lambda: {"name": "patchgan"})
     gan_loss: Any = "lsgan"  # a name, or {name: ..., option: ...}
     lambda_cycle: float = 10.0
     # relative to lambda_cycle, as in the reference: 0.5 means an identity weight of 5
@@ -63,8 +63,12 @@ class CycleGAN(GANModel):
         self.objective = build_objective(cfg.gan_loss)
         if cfg.lambda_identity > 0 and cfg.channels_a != cfg.channels_b:
             raise ValueError("the identity term needs domains with the same number of channels; set lambda_identity=0")
-        self.spec_ab = resolved_spec(GENERATORS, {**cfg.generator, "in_channels": cfg.channels_a, "out_channels": cfg.channels_b})
-        self.spec_ba = resolved_spec(GENERATORS, {**cfg.generator, "in_channels": cfg.channels_b, "out_channels": cfg.channels_a})
+        self.spec_ab = resolved_spec(
+            GENERATORS, {**cfg.generator, "in_channels": cfg.channels_a, "out_channels": cfg.channels_b}
+        )
+        self.spec_ba = resolved_spec(
+            GENERATORS, {**cfg.generator, "in_channels": cfg.channels_b, "out_channels": cfg.channels_a}
+        )
         self.G_AB = build_generator(self.spec_ab, cfg.init, cfg.init_gain)
         self.G_BA = build_generator(self.spec_ba, cfg.init, cfg.init_gain)
         self.D_A = build_discriminator(cfg.discriminator, cfg.channels_a, cfg.init, cfg.init_gain)
@@ -80,7 +84,7 @@ class CycleGAN(GANModel):
         self.semantic = semantic_term(cfg.lambda_semantic, cfg.semantic_segmenter, frozen)
 
     @classmethod
-    def rebuild(cls, cfg: CycleGANConfig, stored: Mapping[str, Any]) -> "CycleGAN":
+    def rebuild(cls, cfg: CycleGANConfig, stored: Mapping[str, Any]) -> CycleGAN:
         return cls(cfg, stored)
 
     def generators(self) -> dict[str, nn.Module]:
@@ -152,14 +156,26 @@ class CycleGAN(GANModel):
         g_ab, g_ba = nets["G_AB"], nets["G_BA"]
         fake_b, fake_a = g_ab(batch["A"]), g_ba(batch["B"])
         return {
-            "real_A": batch["A"], "fake_B": fake_b, "rec_A": g_ba(fake_b),
-            "real_B": batch["B"], "fake_A": fake_a, "rec_B": g_ab(fake_a),
+            "real_A": batch["A"],
+            "fake_B": fake_b,
+            "rec_A": g_ba(fake_b),
+            "real_B": batch["B"],
+            "fake_A": fake_a,
+            "rec_B": g_ab(fake_a),
         }
 
     def export_info(self) -> dict[str, dict[str, Any]]:
         return {
-            "G_AB": {"family": "generator", "spec": self.spec_ab, "info": {"model": "cyclegan", "direction": "A->B", "value_range": [-1, 1]}},
-            "G_BA": {"family": "generator", "spec": self.spec_ba, "info": {"model": "cyclegan", "direction": "B->A", "value_range": [-1, 1]}},
+            "G_AB": {
+                "family": "generator",
+                "spec": self.spec_ab,
+                "info": {"model": "cyclegan", "direction": "A->B", "value_range": [-1, 1]},
+            },
+            "G_BA": {
+                "family": "generator",
+                "spec": self.spec_ba,
+                "info": {"model": "cyclegan", "direction": "B->A", "value_range": [-1, 1]},
+            },
         }
 
     # the history pools are part of the training state, so resume is exact; the frozen segmenter's

@@ -11,7 +11,7 @@ each on its own share of the real batch (so ``data.batch_size`` must be a multip
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +35,8 @@ from .tricks import (
 @dataclass
 class GANConfig:
     name: str = "gan"
-    generator: Dict[str, Any] = field(default_factory=lambda: {"name": "mlp"})
-    discriminator: Dict[str, Any] = field(default_factory=lambda: {"name": "mlp"})
+    generator: dict[str, Any] = field(default_factory=lambda: {"name": "mlp"})
+    discriminator: dict[str, Any] = field(default_factory=lambda: {"name": "mlp"})
     # which batch entry holds the real data: "point" (ring) or "image" (digits)
     data_key: str = "point"
     # 0: unconditional; >= 2: class-conditional (labels from the batch's "label" entry)
@@ -51,7 +51,7 @@ class GANConfig:
     instance_noise_steps: int = 0  # ...decayed linearly to 0 over this many steps (0: constant)
     historical_averaging: float = 0.0  # weight of ‖θ − θ̄‖² for both G and D
     lambda_aux: float = 1.0  # AC-GAN's classification terms
-    init: Optional[str] = None  # None keeps PyTorch's init (MLPs); "normal" is DCGAN's N(0, 0.02)
+    init: str | None = None  # None keeps PyTorch's init (MLPs); "normal" is DCGAN's N(0, 0.02)
 
 
 def points_image(points: torch.Tensor, extent: float = 3.0, size: int = 64) -> torch.Tensor:
@@ -75,13 +75,19 @@ class GAN(GANModel):
         if cfg.n_critic < 1:
             raise ConfigError(f"n_critic must be >= 1, got {cfg.n_critic}")
         if (cfg.classes >= 2) != (cfg.conditioning != "none"):
-            raise ConfigError(f"model: classes={cfg.classes} and conditioning='{cfg.conditioning}' disagree "
-                              "(a conditional GAN needs both, an unconditional one neither)")
+            raise ConfigError(
+                f"model: classes={cfg.classes} and conditioning='{cfg.conditioning}' disagree "
+                "(a conditional GAN needs both, an unconditional one neither)"
+            )
         self.objective = build_objective(cfg.gan_loss)
         self.spec = resolved_spec(SAMPLERS, {**cfg.generator, "classes": cfg.classes, "code_dim": self.code_dim()})
         self.G = SAMPLERS.build(self.spec)
-        d_spec = {**cfg.discriminator, "classes": cfg.classes, "conditioning": cfg.conditioning,
-                  "minibatch_stddev": cfg.minibatch_stddev}
+        d_spec = {
+            **cfg.discriminator,
+            "classes": cfg.classes,
+            "conditioning": cfg.conditioning,
+            "minibatch_stddev": cfg.minibatch_stddev,
+        }
         self.D = SAMPLER_CRITICS.build(d_spec)
         if cfg.init is not None:
             init_weights(self.G, cfg.init)
@@ -165,8 +171,10 @@ class GAN(GANModel):
             judged_real, judged_fake = self.D(real_in, label), self.D(fake_in, fake_label)
             terms = {"D": obj.d_loss(judged_real.logit, judged_fake.logit)}
             if judged_real.class_logits is not None:
-                terms["D_aux"] = cfg.lambda_aux * (F.cross_entropy(judged_real.class_logits.float(), label)
-                                                   + F.cross_entropy(judged_fake.class_logits.float(), fake_label))
+                terms["D_aux"] = cfg.lambda_aux * (
+                    F.cross_entropy(judged_real.class_logits.float(), label)
+                    + F.cross_entropy(judged_fake.class_logits.float(), fake_label)
+                )
             # InfoGAN: D's body and the Q head also learn to read the codes back (as in the paper,
             # where Q shares D's layers); G is stepped on the same term in its own step
             terms.update({f"D_{k}": v for k, v in self.code_loss(judged_fake.features, code).items()})
@@ -202,8 +210,14 @@ class GAN(GANModel):
         return None
 
     def export_info(self) -> dict[str, dict[str, Any]]:
-        info = {"model": self.cfg.name, "classes": self.cfg.classes, "noise_dim": self.G.noise_dim,
-                "code_dim": self.code_dim(), "data_key": self.cfg.data_key, **self.code_info()}
+        info = {
+            "model": self.cfg.name,
+            "classes": self.cfg.classes,
+            "noise_dim": self.G.noise_dim,
+            "code_dim": self.code_dim(),
+            "data_key": self.cfg.data_key,
+            **self.code_info(),
+        }
         return {"G": {"family": "sampler", "spec": self.spec, "info": info}}
 
     def code_info(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ optimiser group "Q".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ from .gan import GAN, GANConfig
 class InfoGANConfig(GANConfig):
     name: str = "infogan"
     data_key: str = "image"
-    cat_codes: List[int] = field(default_factory=lambda: [10])  # one entry per categorical code: its size
+    cat_codes: list[int] = field(default_factory=lambda: [10])  # one entry per categorical code: its size
     cont_codes: int = 2
     lambda_cat: float = 1.0
     lambda_cont: float = 0.1
@@ -57,7 +57,9 @@ class InfoGAN(GAN):
         self._code_dim = code_layout(list(cfg.cat_codes), cfg.cont_codes)
         super().__init__(cfg)
         features = self.D.head.judge.in_features
-        self.Q = nn.Sequential(nn.Linear(features, cfg.q_width), nn.LeakyReLU(0.2), nn.Linear(cfg.q_width, self._code_dim))
+        self.Q = nn.Sequential(
+            nn.Linear(features, cfg.q_width), nn.LeakyReLU(0.2), nn.Linear(cfg.q_width, self._code_dim)
+        )
 
     def code_dim(self) -> int:
         return self._code_dim
@@ -80,8 +82,8 @@ class InfoGAN(GAN):
         predicted = self.Q(fake_features).float()
         terms, start = [], 0
         for k in self.cfg.cat_codes:
-            target = code[:, start:start + k].argmax(1)
-            terms.append(F.cross_entropy(predicted[:, start:start + k], target))
+            target = code[:, start : start + k].argmax(1)
+            terms.append(F.cross_entropy(predicted[:, start : start + k], target))
             start += k
         losses = {"info_cat": self.cfg.lambda_cat * torch.stack(terms).mean()} if terms else {}
         if self.cfg.cont_codes:
@@ -91,8 +93,9 @@ class InfoGAN(GAN):
     def visual_code(self, n: int, device: torch.device) -> torch.Tensor:
         # row i shows the first categorical code's value i (mod its size), continuous codes at 0
         k = self.cfg.cat_codes[0] if self.cfg.cat_codes else 1
-        cats = [torch.arange(n, device=device) % k] + [torch.zeros(n, dtype=torch.long, device=device)
-                                                         for _ in self.cfg.cat_codes[1:]]
+        cats = [torch.arange(n, device=device) % k] + [
+            torch.zeros(n, dtype=torch.long, device=device) for _ in self.cfg.cat_codes[1:]
+        ]
         cats = cats[: len(self.cfg.cat_codes)]
         return make_code(cats, torch.zeros(n, self.cfg.cont_codes, device=device), list(self.cfg.cat_codes))
 

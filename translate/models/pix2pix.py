@@ -9,7 +9,7 @@ feature-matching term (``lambda_feat``) stabilises training with multi-scale dis
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,8 +23,8 @@ from .base import MODELS, GANModel, OptimGroup, clip_weights, set_requires_grad
 @dataclass
 class Pix2PixConfig:
     name: str = "pix2pix"
-    generator: Dict[str, Any] = field(default_factory=lambda: {"name": "unet"})
-    discriminator: Dict[str, Any] = field(default_factory=lambda: {"name": "patchgan", "norm": "batch"})
+    generator: dict[str, Any] = field(default_factory=lambda: {"name": "unet"})
+    discriminator: dict[str, Any] = field(default_factory=lambda: {"name": "patchgan", "norm": "batch"})
     gan_loss: Any = "nsgan"
     lambda_l1: float = 100.0
     lambda_feat: float = 0.0
@@ -43,7 +43,9 @@ class Pix2Pix(GANModel):
         super().__init__()
         self.cfg = cfg
         self.objective = build_objective(cfg.gan_loss)
-        self.spec = resolved_spec(GENERATORS, {**cfg.generator, "in_channels": cfg.channels_a, "out_channels": cfg.channels_b})
+        self.spec = resolved_spec(
+            GENERATORS, {**cfg.generator, "in_channels": cfg.channels_a, "out_channels": cfg.channels_b}
+        )
         self.G = build_generator(self.spec, cfg.init, cfg.init_gain)
         self.D = build_discriminator(cfg.discriminator, cfg.channels_a + cfg.channels_b, cfg.init, cfg.init_gain)
 
@@ -100,4 +102,10 @@ class Pix2Pix(GANModel):
         return {"real_A": batch["A"], "fake_B": nets["G"](batch["A"]), "real_B": batch["B"]}
 
     def export_info(self) -> dict[str, dict[str, Any]]:
-        return {"G": {"family": "generator", "spec": self.spec, "info": {"model": "pix2pix", "direction": "A->B", "value_range": [-1, 1]}}}
+        return {
+            "G": {
+                "family": "generator",
+                "spec": self.spec,
+                "info": {"model": "pix2pix", "direction": "A->B", "value_range": [-1, 1]},
+            }
+        }

@@ -71,10 +71,10 @@ class SemanticConsistency(nn.Module):
         self.segmenter = frozen_segmenter(spec, weights, source)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "SemanticConsistency":
+    def from_file(cls, path: str | Path) -> SemanticConsistency:
         return cls(*read_exported_segmenter(path), source=str(path))
 
-    def train(self, mode: bool = True) -> "SemanticConsistency":
+    def train(self, mode: bool = True) -> SemanticConsistency:
         super().train(mode)
         self.segmenter.eval()  # frozen: batch-norm statistics must not drift with the translator
         return self
@@ -93,7 +93,7 @@ def stored_segmenter(
     if not spec_json:
         return None
     prefix = SemanticConsistency.STATE_PREFIX
-    return json.loads(spec_json), {k[len(prefix):]: v for k, v in stored.items() if k.startswith(prefix)}
+    return json.loads(spec_json), {k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)}
 
 
 def semantic_term(

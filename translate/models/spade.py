@@ -10,7 +10,7 @@ label map gives different images.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any
 
 import torch
 
@@ -24,8 +24,8 @@ from .base import MODELS, GANModel, OptimGroup, set_requires_grad
 @dataclass
 class SPADEConfig:
     name: str = "spade"
-    generator: Dict[str, Any] = field(default_factory=lambda: {"name": "spade"})
-    discriminator: Dict[str, Any] = field(default_factory=lambda: {"name": "multiscale"})
+    generator: dict[str, Any] = field(default_factory=lambda: {"name": "spade"})
+    discriminator: dict[str, Any] = field(default_factory=lambda: {"name": "multiscale"})
     classes: int = 19
     gan_loss: Any = "hinge"
     lambda_feat: float = 10.0

@@ -76,10 +76,16 @@ class PatchDiscriminator(nn.Module):
     def check_input(self, height: int, width: int) -> None:
         """A clear error instead of a norm layer's or convolution's deep in the forward pass."""
         hs, ws = self.output_sizes(height), self.output_sizes(width)
-        too_small = min(hs[-1], ws[-1]) < 1 or (self.normed and any(h * w < 2 for h, w in zip(hs[1:-1], ws[1:-1])))
+        too_small = min(hs[-1], ws[-1]) < 1 or (
+            self.normed and any(h * w < 2 for h, w in zip(hs[1:-1], ws[1:-1], strict=False))
+        )
         if too_small:
-            least = next(n for n in range(2, 4096) if min(self.output_sizes(n)[-1], 1) >= 1
-                         and (not self.normed or all(v >= 2 for v in self.output_sizes(n)[1:-1])))
+            least = next(
+                n
+                for n in range(2, 4096)
+                if min(self.output_sizes(n)[-1], 1) >= 1
+                and (not self.normed or all(v >= 2 for v in self.output_sizes(n)[1:-1]))
+            )
             raise ConfigError(
                 f"patchgan discriminator (n_layers={self.n_layers}) needs images of at least {least}×{least} pixels, "
                 f"got {height}×{width}; use a larger data.crop_size or fewer discriminator n_layers"

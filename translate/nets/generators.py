@@ -113,7 +113,9 @@ def upsample_conv(c_in: int, c_out: int, mode: str, kernel: int, bias: bool, sn:
     """×2 upsampling. ``resize`` (nearest + conv) avoids the checkerboard artefacts of ``transpose``."""
     if mode == "transpose":
         pad = (kernel - 1) // 2
-        return [maybe_spectral(nn.ConvTranspose2d(c_in, c_out, kernel, 2, pad, output_padding=kernel % 2, bias=bias), sn)]
+        return [
+            maybe_spectral(nn.ConvTranspose2d(c_in, c_out, kernel, 2, pad, output_padding=kernel % 2, bias=bias), sn)
+        ]
     if mode == "resize":
         return [
             nn.Upsample(scale_factor=2, mode="nearest"),
@@ -187,7 +189,12 @@ class ResnetGenerator(ImageGenerator):
         if n_blocks < 0 or n_downsampling < 0:
             raise ConfigError("resnet generator: n_blocks and n_downsampling must be >= 0")
         self.size_multiple = 2**n_downsampling
-        self.in_channels, self.out_channels, self.ngf, self.n_downsampling = in_channels, out_channels, ngf, n_downsampling
+        self.in_channels, self.out_channels, self.ngf, self.n_downsampling = (
+            in_channels,
+            out_channels,
+            ngf,
+            n_downsampling,
+        )
         bias, sn = conv_bias(norm), spectral_norm
         stem: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -197,7 +204,11 @@ class ResnetGenerator(ImageGenerator):
         ]
         for i in range(n_downsampling):
             c = ngf * 2**i
-            stem += [maybe_spectral(nn.Conv2d(c, 2 * c, 3, 2, 1, bias=bias), sn), norm_layer(norm, 2 * c), nn.ReLU(True)]
+            stem += [
+                maybe_spectral(nn.Conv2d(c, 2 * c, 3, 2, 1, bias=bias), sn),
+                norm_layer(norm, 2 * c),
+                nn.ReLU(True),
+            ]
         self.encoder = nn.Sequential(*stem)
         width = ngf * 2**n_downsampling
         self.blocks = nn.ModuleList(ResidualBlock(width, norm, dropout, sn) for _ in range(n_blocks))
@@ -288,9 +299,15 @@ class UnetGenerator(ImageGenerator):
         for i in range(num_downs):
             c_in = widths[i] if i == innermost else 2 * widths[i]
             if i == 0:
-                ups.append(nn.Sequential(nn.ReLU(), *upsample_conv(c_in, out_channels, upsample, 4, True, False), nn.Tanh()))
+                ups.append(
+                    nn.Sequential(nn.ReLU(), *upsample_conv(c_in, out_channels, upsample, 4, True, False), nn.Tanh())
+                )
                 continue
-            layers = [nn.ReLU(), *upsample_conv(c_in, widths[i - 1], upsample, 4, bias, sn), norm_layer(norm, widths[i - 1])]
+            layers = [
+                nn.ReLU(),
+                *upsample_conv(c_in, widths[i - 1], upsample, 4, bias, sn),
+                norm_layer(norm, widths[i - 1]),
+            ]
             # as in the reference, the deep ngf*8 levels (not the innermost) use dropout as noise
             if dropout > 0 and 4 <= i < innermost:
                 layers.append(nn.Dropout(dropout))

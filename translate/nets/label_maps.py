@@ -69,8 +69,9 @@ class SPADEGenerator(Generator):
         """True: SPADE's instance norms normalise each sample alone (see ``GANModel``)."""
         return True
 
-    def __init__(self, classes: int = 19, noise_dim: int = 16, channels: int = 3, width: int = 32, ups: int = 3,
-                 hidden: int = 32) -> None:
+    def __init__(
+        self, classes: int = 19, noise_dim: int = 16, channels: int = 3, width: int = 32, ups: int = 3, hidden: int = 32
+    ) -> None:
         super().__init__()
         if classes < 1 or ups < 1:
             raise ConfigError(f"spade needs classes >= 1 and ups >= 1, got {classes}, {ups}")
@@ -91,7 +92,9 @@ class SPADEGenerator(Generator):
         n, h, w = labels.shape
         factor = 2**self.ups
         if h % factor or w % factor:
-            raise ConfigError(f"spade with ups={self.ups} needs label maps whose sides are multiples of {factor}, got {h}×{w}")
+            raise ConfigError(
+                f"spade with ups={self.ups} needs label maps whose sides are multiples of {factor}, got {h}×{w}"
+            )
         seg = one_hot_map(labels, self.classes, self.stem.weight.dtype)
         if noise is None:
             noise = torch.zeros(n, self.noise_dim, device=labels.device, dtype=seg.dtype)

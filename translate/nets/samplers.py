@@ -184,6 +184,7 @@ class MLPDiscriminator(nn.Module):
         """Whether one sample's output is independent of the rest of the batch (see ``GANModel``):
         not with batch norm, nor with the minibatch spread, which is a statistic of the batch."""
         return _sampler_norm_per_sample(spec["norm"]) and not spec["minibatch_stddev"]
+
     def __init__(
         self,
         in_shape: list[int] | tuple[int, ...] = (2,),
@@ -258,8 +259,12 @@ class DCGANSampler(SamplerGenerator):
         _check(upsample, UPSAMPLING, "upsample")
         k = _doublings(image_size)
         self.start = width * 2 ** (k - 1)
-        self.project = nn.Sequential(nn.Linear(self.latent_dim, self.start * 16), nn.Unflatten(1, (self.start, 4, 4)),
-                                     _norm2d(norm, self.start), nn.ReLU(inplace=True))
+        self.project = nn.Sequential(
+            nn.Linear(self.latent_dim, self.start * 16),
+            nn.Unflatten(1, (self.start, 4, 4)),
+            _norm2d(norm, self.start),
+            nn.ReLU(inplace=True),
+        )
         blocks, ch = [], self.start
         for i in range(k):
             last = i == k - 1
@@ -267,10 +272,15 @@ class DCGANSampler(SamplerGenerator):
             if upsample == "transpose":
                 conv = nn.ConvTranspose2d(ch, out, 4, 2, 1, bias=last or norm == "none")
             else:
-                conv = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                     nn.Conv2d(ch, out, 3, 1, 1, bias=last or norm == "none"))
-            blocks.append(nn.Sequential(conv, nn.Tanh()) if last else
-                          nn.Sequential(conv, _norm2d(norm, out), nn.ReLU(inplace=True)))
+                conv = nn.Sequential(
+                    nn.Upsample(scale_factor=2, mode="nearest"),
+                    nn.Conv2d(ch, out, 3, 1, 1, bias=last or norm == "none"),
+                )
+            blocks.append(
+                nn.Sequential(conv, nn.Tanh())
+                if last
+                else nn.Sequential(conv, _norm2d(norm, out), nn.ReLU(inplace=True))
+            )
             ch = out
         self.blocks = nn.ModuleList(blocks)
 

@@ -51,7 +51,9 @@ class SmpUnet(Segmenter):
         import segmentation_models_pytorch as smp
 
         if len(decoder_channels) != encoder_depth:
-            raise ValueError(f"decoder_channels needs one entry per encoder stage ({encoder_depth}), got {list(decoder_channels)}")
+            raise ValueError(
+                f"decoder_channels needs one entry per encoder stage ({encoder_depth}), got {list(decoder_channels)}"
+            )
         self.net = smp.Unet(
             encoder_name=encoder,
             encoder_weights=None,

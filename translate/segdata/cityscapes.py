@@ -25,7 +25,9 @@ def cityscapes_pairs(root: str | Path, split: str, label_type: str = "gtFine") -
         raise DataError(f"Cityscapes root not found: {root}")
     images_root = root / "leftImg8bit"
     if not images_root.is_dir():
-        raise DataError(f"Cityscapes root {root} has no leftImg8bit/ folder (expected leftImg8bit/{{split}}/{{city}}/*{IMAGE_SUFFIX})")
+        raise DataError(
+            f"Cityscapes root {root} has no leftImg8bit/ folder (expected leftImg8bit/{{split}}/{{city}}/*{IMAGE_SUFFIX})"
+        )
     split_dir = images_root / split
     if not split_dir.is_dir():
         known = sorted(p.name for p in images_root.iterdir() if p.is_dir())
@@ -48,7 +50,11 @@ class CityscapesDataset(SegmentationDataset):
     """``(image RGB uint8 H×W×3, trainId label uint8 H×W)`` pairs of one Cityscapes split."""
 
     def __init__(
-        self, root: str | Path, split: str = "train", transform: Transform | None = None, label_type: str = "gtFine",
+        self,
+        root: str | Path,
+        split: str = "train",
+        transform: Transform | None = None,
+        label_type: str = "gtFine",
         mismatched: str = "error",
     ) -> None:
         self.root = Path(root)

@@ -77,14 +77,15 @@ def read_label(path: str | Path, label_format: str = "id") -> np.ndarray:
         return ID_TO_TRAINID[arr]
     bad = (arr >= NUM_CLASSES) & (arr != IGNORE)
     if bad.any():
-        raise DataError(f"{path}: trainId label holds values {sorted(set(np.unique(arr[bad]).tolist()))[:8]} (valid: 0..{NUM_CLASSES - 1}, 255)")
+        raise DataError(
+            f"{path}: trainId label holds values {sorted(set(np.unique(arr[bad]).tolist()))[:8]} (valid: 0..{NUM_CLASSES - 1}, 255)"
+        )
     return arr
 
 
 def _size_mismatch(image_path: Path, label_path: Path, image_hw: tuple[int, int], label_hw: tuple[int, int]) -> str:
     return (
-        f"label {label_path} is {label_hw[1]}×{label_hw[0]} but its image {image_path} is "
-        f"{image_hw[1]}×{image_hw[0]}"
+        f"label {label_path} is {label_hw[1]}×{label_hw[0]} but its image {image_path} is {image_hw[1]}×{image_hw[0]}"
     )
 
 
@@ -194,7 +195,9 @@ def folder_pairs(root: str | Path, what: str = "dataset") -> list[Pair]:
     images_dir, labels_dir = root / "images", root / "labels"
     for d in (images_dir, labels_dir):
         if not d.is_dir():
-            raise DataError(f"{what} root {root} has no {d.name}/ folder (expected {root}/images/*.png and {root}/labels/*.png)")
+            raise DataError(
+                f"{what} root {root} has no {d.name}/ folder (expected {root}/images/*.png and {root}/labels/*.png)"
+            )
     images = list_images(images_dir, recursive=False)
     return pair_with_labels(images, lambda img: labels_dir / (img.stem + ".png"))
 
@@ -203,7 +206,11 @@ class SegmentationFolder(SegmentationDataset):
     """``root/images`` + ``root/labels`` with a given label format (e.g. translated synthetic data)."""
 
     def __init__(
-        self, root: str | Path, label_format: str = "trainId", transform: Transform | None = None, mismatched: str = "error"
+        self,
+        root: str | Path,
+        label_format: str = "trainId",
+        transform: Transform | None = None,
+        mismatched: str = "error",
     ) -> None:
         super().__init__(folder_pairs(root, "segmentation folder"), label_format, transform, mismatched)
         self.root = Path(root)
@@ -227,7 +234,9 @@ class SyntheticSceneDataset(SegmentationDataset):
             raise DataError(f"{manifest_path} is not valid JSON: {exc}") from None
         if manifest.get("paired") and "domains" in manifest:
             if domain not in manifest["domains"]:
-                raise DataError(f"{root} holds paired domains {', '.join(manifest['domains'])}; pass domain= one of them")
+                raise DataError(
+                    f"{root} holds paired domains {', '.join(manifest['domains'])}; pass domain= one of them"
+                )
             root = root / domain
         elif domain is not None and manifest.get("domain") != domain:
             raise DataError(f"{root} holds the '{manifest.get('domain')}' domain, not '{domain}'")

@@ -33,7 +33,24 @@ from .render import render
 from .scenes import DOMAINS, SceneGenerator, contact_sheet, parse_size
 
 __all__ = [
-    "DEFAULT_PRESET", "DOMAINS", "MANIFEST_FORMAT", "MATERIALS", "MATERIAL_NAMES", "PRESETS", "TEXTURE_SOURCES",
-    "Appearance", "Camera", "Layout", "SceneGenerator", "appearance_from", "class_report", "contact_sheet",
-    "load_appearance", "parse_size", "preset", "render", "sample_layout", "write_scene_set",
+    "DEFAULT_PRESET",
+    "DOMAINS",
+    "MANIFEST_FORMAT",
+    "MATERIALS",
+    "MATERIAL_NAMES",
+    "PRESETS",
+    "TEXTURE_SOURCES",
+    "Appearance",
+    "Camera",
+    "Layout",
+    "SceneGenerator",
+    "appearance_from",
+    "class_report",
+    "contact_sheet",
+    "load_appearance",
+    "parse_size",
+    "preset",
+    "render",
+    "sample_layout",
+    "write_scene_set",
 ]

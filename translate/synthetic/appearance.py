@@ -12,7 +12,7 @@ import copy
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -44,7 +44,9 @@ class Appearance:
     #: material -> texture modulation depth (0 = flat)
     texture_contrast: dict[str, float] = field(default_factory=dict)
     #: texture source -> size in metres of one tile on the ground and facades
-    texture_metres: dict[str, float] = field(default_factory=lambda: {"gravel": 1.5, "brick": 3.0, "grass": 2.0, "clouds": 8.0})
+    texture_metres: dict[str, float] = field(
+        default_factory=lambda: {"gravel": 1.5, "brick": 3.0, "grass": 2.0, "clouds": 8.0}
+    )
     #: texture pixels per image pixel on surfaces facing the camera (at 256 pixels width)
     screen_texture_scale: float = 1.5
     #: sky colour at the top of the image (palette['sky'] is the colour at the horizon)
@@ -75,7 +77,7 @@ class Appearance:
     #: JPEG round trip at this quality; 0 = none
     jpeg_quality: int = 0
 
-    def validate(self) -> "Appearance":
+    def validate(self) -> Appearance:
         for name in self.palette:
             if name not in MATERIALS:
                 raise ConfigError(f"appearance palette: unknown material '{name}'; known: {', '.join(MATERIAL_NAMES)}")
@@ -88,15 +90,23 @@ class Appearance:
         for what, mapping in (("textures", self.textures), ("texture_contrast", self.texture_contrast)):
             for name in mapping:
                 if name not in MATERIALS:
-                    raise ConfigError(f"appearance {what}: unknown material '{name}'; known: {', '.join(MATERIAL_NAMES)}")
+                    raise ConfigError(
+                        f"appearance {what}: unknown material '{name}'; known: {', '.join(MATERIAL_NAMES)}"
+                    )
         for name, src in self.textures.items():
             if src not in TEXTURE_SOURCES:
-                raise ConfigError(f"appearance textures['{name}']: unknown source '{src}'; known: {', '.join(TEXTURE_SOURCES)}")
+                raise ConfigError(
+                    f"appearance textures['{name}']: unknown source '{src}'; known: {', '.join(TEXTURE_SOURCES)}"
+                )
         for src, metres in self.texture_metres.items():
             if src not in TEXTURE_SOURCES or not metres > 0:
-                raise ConfigError(f"appearance texture_metres: '{src}': {metres} (sources: {', '.join(TEXTURE_SOURCES)}, size > 0)")
+                raise ConfigError(
+                    f"appearance texture_metres: '{src}': {metres} (sources: {', '.join(TEXTURE_SOURCES)}, size > 0)"
+                )
         if len(self.sun_elevation) != 2 or not 0 < self.sun_elevation[0] <= self.sun_elevation[1] < 90:
-            raise ConfigError(f"appearance sun_elevation must be [low, high] degrees in (0, 90), got {self.sun_elevation}")
+            raise ConfigError(
+                f"appearance sun_elevation must be [low, high] degrees in (0, 90), got {self.sun_elevation}"
+            )
         if not 0 <= self.jpeg_quality <= 100:
             raise ConfigError(f"appearance jpeg_quality must be 0 (off) to 100, got {self.jpeg_quality}")
         for name in ("blur_sigma", "noise_sigma", "shot_noise", "vignetting", "haze_distance", "clouds", "outline"):
@@ -117,7 +127,7 @@ def _preset_files() -> dict[str, Any]:
 PRESETS: tuple[str, ...] = tuple(sorted(_preset_files()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _preset_data(name: str) -> Mapping[str, Any]:
     from omegaconf import OmegaConf
 

@@ -75,8 +75,9 @@ def write_scene_set(
     names = [f"{i:0{width}d}.png" for i in range(n)]
     finished = {i for i, name in enumerate(names) if _scene_finished(folders, name)}
     tally = ClassTally()
-    bar = tqdm(total=n, initial=len(finished), desc=f"rendering {'/'.join(domains)} scenes", unit="scene",
-               disable=not progress)
+    bar = tqdm(
+        total=n, initial=len(finished), desc=f"rendering {'/'.join(domains)} scenes", unit="scene", disable=not progress
+    )
     for i, name in enumerate(names):
         if i in finished:
             tally.add(read_label(folders[domains[0]] / "labels" / name, "trainId"))
@@ -89,9 +90,7 @@ def write_scene_set(
     return manifest
 
 
-def _settings(
-    seed: int, n: int, size: tuple[int, int], paired: bool, looks: dict[str, tuple[str, Appearance]]
-) -> dict:
+def _settings(seed: int, n: int, size: tuple[int, int], paired: bool, looks: dict[str, tuple[str, Appearance]]) -> dict:
     """Everything that determines the files of a scene set, as plain JSON data."""
     domains = {d: {"preset": name, "appearance": app.to_dict()} for d, (name, app) in looks.items()}
     return json.loads(json.dumps({"seed": seed, "n": n, "size": list(size), "paired": paired, "domains": domains}))
@@ -100,8 +99,9 @@ def _settings(
 def _settings_of_manifest(manifest: dict) -> dict:
     """The settings a finished scene set's manifest records (see ``_settings``)."""
     if manifest.get("paired"):
-        domains = {d: {"preset": v.get("preset"), "appearance": v.get("appearance")}
-                   for d, v in manifest["domains"].items()}
+        domains = {
+            d: {"preset": v.get("preset"), "appearance": v.get("appearance")} for d, v in manifest["domains"].items()
+        }
     else:
         domains = {manifest.get("domain"): {"preset": manifest.get("preset"), "appearance": manifest.get("appearance")}}
     keys = ("seed", "n", "size", "paired")
@@ -128,8 +128,10 @@ def _start_or_resume(out: Path, folders: dict[str, Path], settings: dict) -> Non
     elif any(any((f / sub).glob("*.png")) for f in folders.values() for sub in ("images", "labels")):
         raise ConfigError(f"{out} holds images but no scene-set manifest; choose a new or empty --out folder")
     if there is not None and there != settings:
-        raise ConfigError(f"{out} holds a scene set of other settings ({_differences(there, settings)}); "
-                          "choose another --out folder or delete this one")
+        raise ConfigError(
+            f"{out} holds a scene set of other settings ({_differences(there, settings)}); "
+            "choose another --out folder or delete this one"
+        )
     for folder in folders.values():
         for sub in ("images", "labels"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -161,12 +163,21 @@ def _write_scene(gen: SceneGenerator, index: int, folders: dict[str, Path], name
 
 
 def _write_manifests(
-    out: Path, tally: ClassTally, seed: int, n: int, size: tuple[int, int], paired: bool, domains: list[str],
-    presets: dict[str, str], appearances: dict[str, Appearance],
+    out: Path,
+    tally: ClassTally,
+    seed: int,
+    n: int,
+    size: tuple[int, int],
+    paired: bool,
+    domains: list[str],
+    presets: dict[str, str],
+    appearances: dict[str, Appearance],
 ) -> dict[str, Any]:
     classes = {
         CLASS_NAMES[c]: {
-            "train_id": c, "scene_share": round(tally.scene_share(c), 4), "pixel_share": round(tally.pixel_share(c), 5)
+            "train_id": c,
+            "scene_share": round(tally.scene_share(c), 4),
+            "pixel_share": round(tally.pixel_share(c), 5),
         }
         for c in SYNTHETIC_TRAIN_IDS
     }
@@ -185,8 +196,13 @@ def _write_manifests(
         looks = {d: {"folder": d, "preset": presets[d], "appearance": appearances[d].to_dict()} for d in DOMAINS}
         manifest = {**base, "domains": looks}
         for d in DOMAINS:
-            sub = {**base, "domain": d, "preset": presets[d], "paired_with": f"../{DOMAINS[1 - DOMAINS.index(d)]}",
-                   "appearance": appearances[d].to_dict()}
+            sub = {
+                **base,
+                "domain": d,
+                "preset": presets[d],
+                "paired_with": f"../{DOMAINS[1 - DOMAINS.index(d)]}",
+                "appearance": appearances[d].to_dict(),
+            }
             _write_json(out / d / "manifest.json", sub)
     else:
         d = domains[0]

@@ -92,8 +92,15 @@ class Canvas:
         return rid
 
     def fill(
-        self, polys: list[np.ndarray] | np.ndarray, material: str, normal: int, plane: int, obj: int, depth: float,
-        disjoint: bool = False, convex: bool = True,
+        self,
+        polys: list[np.ndarray] | np.ndarray,
+        material: str,
+        normal: int,
+        plane: int,
+        obj: int,
+        depth: float,
+        disjoint: bool = False,
+        convex: bool = True,
     ) -> None:
         """Queue image-space polygons (a list of N×2 arrays, or one P×N×2 array; float pixels) as one region.
 
@@ -145,12 +152,14 @@ class Canvas:
     def wall_quad(self, x: float, y0: float, y1: float, z0: float, z1: float) -> np.ndarray:
         c = self.cam
         i0, i1 = c.focal / max(z0, Z_NEAR), c.focal / max(z1, Z_NEAR)
-        return np.array([
-            [c.cx + x * i0, c.horizon + (c.height - y0) * i0],
-            [c.cx + x * i1, c.horizon + (c.height - y0) * i1],
-            [c.cx + x * i1, c.horizon + (c.height - y1) * i1],
-            [c.cx + x * i0, c.horizon + (c.height - y1) * i0],
-        ])
+        return np.array(
+            [
+                [c.cx + x * i0, c.horizon + (c.height - y0) * i0],
+                [c.cx + x * i1, c.horizon + (c.height - y0) * i1],
+                [c.cx + x * i1, c.horizon + (c.height - y1) * i1],
+                [c.cx + x * i0, c.horizon + (c.height - y1) * i0],
+            ]
+        )
 
     def front_quad(self, x0: float, x1: float, y0: float, y1: float, z: float) -> np.ndarray:
         c = self.cam

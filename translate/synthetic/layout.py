@@ -39,7 +39,14 @@ def sample_layout(rng: np.random.Generator, height: int, width: int) -> Layout:
 
     # sky, then the open ground behind everything
     sky = cv.new_object()
-    cv.fill([np.array([[-1, -1], [width + 1, -1], [width + 1, height + 1], [-1, height + 1]], float)], "sky", FRONT, SCREEN, sky, np.inf)
+    cv.fill(
+        [np.array([[-1, -1], [width + 1, -1], [width + 1, height + 1], [-1, height + 1]], float)],
+        "sky",
+        FRONT,
+        SCREEN,
+        sky,
+        np.inf,
+    )
     ground = cv.new_object()
     cv.fill([cv.ground_quad(-400, 400, Z_NEAR, 2000)], "grass", UP, GROUND, ground, 0.0)
 
@@ -59,7 +66,9 @@ def sample_layout(rng: np.random.Generator, height: int, width: int) -> Layout:
         obj = cv.new_object()
         xs = np.linspace(-150, 150, 40)
         heights = u(6.0, 16.0, size=xs.size)
-        pts = cam.project(np.concatenate([xs, [150, -150]]), np.concatenate([heights, [0, 0]]), np.full(xs.size + 2, z_end))
+        pts = cam.project(
+            np.concatenate([xs, [150, -150]]), np.concatenate([heights, [0, 0]]), np.full(xs.size + 2, z_end)
+        )
         cv.fill([pts], "foliage", FRONT, SCREEN, obj, z_end, convex=False)
         z_far = z_end
 
@@ -145,7 +154,9 @@ def _markings(cv: Canvas, rng: np.random.Generator, road_l: float, road_r: float
         cv.fill(np.stack(polys), "marking", UP, GROUND, obj, 0.0, disjoint=True)
 
 
-def _buildings(cv: Canvas, rng: np.random.Generator, side: str, x_wall: float, cuts: list[tuple[float, float]], z_far: float) -> None:
+def _buildings(
+    cv: Canvas, rng: np.random.Generator, side: str, x_wall: float, cuts: list[tuple[float, float]], z_far: float
+) -> None:
     u = rng.uniform
     segments = []
     z = u(-2.0, 6.0)
@@ -170,11 +181,19 @@ def _buildings(cv: Canvas, rng: np.random.Generator, side: str, x_wall: float, c
             continue
         obj = cv.new_object()
         depth = 12.0
-        cv.casters.append((min(x_wall, x_wall + sgn * depth), max(x_wall, x_wall + sgn * depth), max(z0, 0.0), z1, 0.0, h))
+        cv.casters.append(
+            (min(x_wall, x_wall + sgn * depth), max(x_wall, x_wall + sgn * depth), max(z0, 0.0), z1, 0.0, h)
+        )
         # end face towards the camera (visible where the nearer neighbour is lower or absent)
         if z0 > 1.0:
-            cv.fill([cv.front_quad(min(x_wall, x_wall + sgn * depth), max(x_wall, x_wall + sgn * depth), 0.0, h, z0)],
-                    "facade", FRONT, SCREEN, obj, z0)
+            cv.fill(
+                [cv.front_quad(min(x_wall, x_wall + sgn * depth), max(x_wall, x_wall + sgn * depth), 0.0, h, z0)],
+                "facade",
+                FRONT,
+                SCREEN,
+                obj,
+                z0,
+            )
         cv.fill([cv.wall_quad(x_wall, 0.0, h, max(z0, Z_NEAR), z1)], "facade", normal, plane, obj, 0.0)
         # windows: a grid per floor
         col = u(2.2, 3.5)
@@ -301,18 +320,41 @@ def _car(cv: Canvas, rng: np.random.Generator, x: float, z: float) -> None:
         xs = x0 if x0 > 0.3 else x1
         normal = MINUS_X if x0 > 0.3 else PLUS_X
         cv.fill([cv.wall_quad(xs, 0.25, belt, z, z1)], "car_body", normal, SCREEN, obj, z)
-        win = cv.cam.project(np.full(4, xs), np.array([belt, belt, top, top]), np.array([z + 1.0, z1 - 0.6, z1 - 1.2, z + 1.4]))
+        win = cv.cam.project(
+            np.full(4, xs), np.array([belt, belt, top, top]), np.array([z + 1.0, z1 - 0.6, z1 - 1.2, z + 1.4])
+        )
         cv.fill([win], "car_window", normal, SCREEN, obj, z)
         t = np.linspace(0, 2 * np.pi, 10, endpoint=False)
-        wheels = [cv.cam.project(np.full(t.shape, xs), 0.33 + 0.33 * np.sin(t), zc + 0.33 * np.cos(t)) for zc in (z + 0.85, z1 - 0.85)]
+        wheels = [
+            cv.cam.project(np.full(t.shape, xs), 0.33 + 0.33 * np.sin(t), zc + 0.33 * np.cos(t))
+            for zc in (z + 0.85, z1 - 0.85)
+        ]
         cv.fill(wheels, "car_wheel", normal, SCREEN, obj, z)
     if cv.cam.height > top:  # the roof is seen from above
         cv.fill([cv.ground_quad(x0 + 0.15, x1 - 0.15, z + 1.4, z1 - 1.2, y=top)], "car_body", UP, SCREEN, obj, z)
     # the rear (or front) facing the camera
-    cv.fill([cv.front_quad(x0 + 0.05, x0 + 0.3, 0.0, 0.35, z), cv.front_quad(x1 - 0.3, x1 - 0.05, 0.0, 0.35, z)], "car_wheel", FRONT, SCREEN, obj, z)
+    cv.fill(
+        [cv.front_quad(x0 + 0.05, x0 + 0.3, 0.0, 0.35, z), cv.front_quad(x1 - 0.3, x1 - 0.05, 0.0, 0.35, z)],
+        "car_wheel",
+        FRONT,
+        SCREEN,
+        obj,
+        z,
+    )
     cv.fill([cv.front_quad(x0, x1, 0.25, belt, z)], "car_body", FRONT, SCREEN, obj, z)
-    rear_win = cv.cam.project(np.array([x0 + 0.1, x1 - 0.1, x1 - 0.25, x0 + 0.25]), np.array([belt, belt, top, top]), np.full(4, z + 0.3))
+    rear_win = cv.cam.project(
+        np.array([x0 + 0.1, x1 - 0.1, x1 - 0.25, x0 + 0.25]), np.array([belt, belt, top, top]), np.full(4, z + 0.3)
+    )
     cv.fill([rear_win], "car_window", FRONT, SCREEN, obj, z)
     yl = belt - 0.22
-    cv.fill([cv.front_quad(x0 + 0.08, x0 + 0.38, yl, yl + 0.14, z - 0.01), cv.front_quad(x1 - 0.38, x1 - 0.08, yl, yl + 0.14, z - 0.01)],
-            "car_light", FRONT, SCREEN, obj, z)
+    cv.fill(
+        [
+            cv.front_quad(x0 + 0.08, x0 + 0.38, yl, yl + 0.14, z - 0.01),
+            cv.front_quad(x1 - 0.38, x1 - 0.08, yl, yl + 0.14, z - 0.01),
+        ],
+        "car_light",
+        FRONT,
+        SCREEN,
+        obj,
+        z,
+    )

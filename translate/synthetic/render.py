@@ -47,7 +47,11 @@ def _shadow_map(layout: Layout, sun: np.ndarray) -> np.ndarray:
     X = np.stack([c[:, 0], c[:, 1], c[:, 1], c[:, 0]], 1)
     Z = np.stack([c[:, 2], c[:, 2], c[:, 3], c[:, 3]], 1)
     pts = np.concatenate(
-        [layout.camera.project(X + d[0] * c[:, k : k + 1], np.zeros_like(X), Z + d[1] * c[:, k : k + 1]) for k in (4, 5)], axis=1
+        [
+            layout.camera.project(X + d[0] * c[:, k : k + 1], np.zeros_like(X), Z + d[1] * c[:, k : k + 1])
+            for k in (4, 5)
+        ],
+        axis=1,
     )  # (K, 8, 2)
     pts = np.round(np.clip(pts, -8 * w, 8 * w) * (1 << SUBPIXEL)).astype(np.int32)
     for p in pts:
@@ -101,7 +105,9 @@ def render(layout: Layout, app: Appearance, rng: np.random.Generator) -> np.ndar
 
     plane = np.take(layout.region_plane, R)
     depth, u, v = surface_coords(layout, plane)
-    contrast_of_mat = np.array([app.texture_contrast.get(m, 0.0) if m in app.textures else 0.0 for m in MATERIAL_NAMES], np.float32)
+    contrast_of_mat = np.array(
+        [app.texture_contrast.get(m, 0.0) if m in app.textures else 0.0 for m in MATERIAL_NAMES], np.float32
+    )
     lookup = None
     if contrast_of_mat.any():
         modulation, lookup = surface_texture(layout, app, rng, plane, depth, u, v, contrast_of_mat)
@@ -114,7 +120,9 @@ def render(layout: Layout, app: Appearance, rng: np.random.Generator) -> np.ndar
     rows = np.flatnonzero(sky.any(axis=1))
     if rows.size:
         r1 = rows[-1] + 1
-        t = (np.clip((cam.horizon - np.arange(r1, dtype=np.float32)) / max(cam.horizon, 1.0), 0.0, 1.0) ** 0.6)[:, None, None]
+        t = (np.clip((cam.horizon - np.arange(r1, dtype=np.float32)) / max(cam.horizon, 1.0), 0.0, 1.0) ** 0.6)[
+            :, None, None
+        ]
         horizon_c = saturate(colour[sky_region][0])
         zenith = saturate(np.asarray(app.sky_zenith, np.float64) / 255.0)
         sky_img = horizon_c * (1 - t) + zenith * t  # r1×1×3
@@ -143,7 +151,9 @@ def render(layout: Layout, app: Appearance, rng: np.random.Generator) -> np.ndar
     cam_gain = np.float32(app.exposure)
     if app.illumination_gradient > 0:
         theta = rng.uniform(0, 2 * math.pi)
-        ramp = np.float32(math.cos(theta) * 2.0 / w) * (xx - w / 2) + np.float32(math.sin(theta) * 2.0 / h) * (yy - h / 2)
+        ramp = np.float32(math.cos(theta) * 2.0 / w) * (xx - w / 2) + np.float32(math.sin(theta) * 2.0 / h) * (
+            yy - h / 2
+        )
         cam_gain = cam_gain * (1.0 + np.float32(app.illumination_gradient) * ramp)
     if app.vignetting > 0:
         cam_gain = cam_gain * (1.0 - np.float32(app.vignetting) * r2)

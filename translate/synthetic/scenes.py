@@ -68,7 +68,6 @@ class SceneGenerator:
         return self.render(layout, index, "source"), self.render(layout, index, "target"), layout.label
 
 
-
 def parse_size(text: str) -> tuple[int, int]:
     """'128x256' -> (128, 256)."""
     try:

@@ -41,7 +41,7 @@ def _texture_photos() -> dict[str, np.ndarray]:
 ATLAS_PX = 256  # atlas size in pixels; it covers _ATLAS_METRES on the ground and on facades
 _ATLAS_METRES = 12.0
 _ATLAS_STD = 40.0  # the atlas is stored as uint8: 128 + 40 × (zero-mean, unit-variance texture)
-ATLAS_LUT = ((np.arange(256, dtype=np.float32) - 128.0) / _ATLAS_STD)
+ATLAS_LUT = (np.arange(256, dtype=np.float32) - 128.0) / _ATLAS_STD
 
 
 @lru_cache(maxsize=8)
@@ -79,7 +79,6 @@ def pixel_grids(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.nda
     for a in (yy, xx, r2):
         a.setflags(write=False)
     return yy, xx, r2
-
 
 
 @lru_cache(maxsize=16)
@@ -132,8 +131,14 @@ _SCREEN_METRES = {"gravel": 3.0, "brick": 6.0, "grass": 4.0, "clouds": 12.0}
 
 
 def surface_texture(
-    layout: Layout, app: Appearance, rng: np.random.Generator, plane: np.ndarray, depth: np.ndarray,
-    u: np.ndarray, v: np.ndarray, contrast_of_mat: np.ndarray,
+    layout: Layout,
+    app: Appearance,
+    rng: np.random.Generator,
+    plane: np.ndarray,
+    depth: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    contrast_of_mat: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multiplicative texture (mean ≈ 1) of every pixel, and the raw atlas lookup (reused for clouds).
 
