@@ -31,10 +31,10 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from ..io import export_network, load_state_strict
+from ..io import export_network, file_sha256, load_state_strict
 from ..nets import build_network
 from ..nets.reference import BlurDownsample, BlurUpsample
-from .safe_load import file_sha256, read_state_dict
+from .safe_load import read_state_dict
 
 CODE_BASES = {
     "cyclegan": "junyanz/pytorch-CycleGAN-and-pix2pix",
