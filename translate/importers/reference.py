@@ -276,7 +276,9 @@ def convert_state(arch: ReferenceArchitecture, state: Mapping[str, torch.Tensor]
     what = f"the reference '{arch.name}' generator with norm '{arch.norm}'"
     expected = {entry.reference: entry for entry in layout.entries if entry.role != "zero_bias"}
     for key in sorted(set(state) - set(expected) - layout.optional - set(layout.blurs), key=_natural):
-        hint = "" if not key.endswith(".bias") else " (a conv bias: the file's norm is not 'none'?)"
+        module = key.rpartition(".")[0]
+        biased = key.endswith(".bias") and f"{module}.weight" in expected
+        hint = f" (a bias of a conv that has none with norm '{arch.norm}')" if biased else ""
         raise CheckpointError(f"{source}: key '{key}' does not belong to {what}{hint}")
     for key, entry in sorted(expected.items(), key=lambda item: _natural(item[0])):
         if key not in state and entry.role != "counter":

@@ -47,16 +47,22 @@ def _load_weights_only(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower():
-            raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint: {_first_line(exc)}") from None
         needed = _GLOBAL_NAME.search(str(exc))
-        what = f" ({needed.group(1)})" if needed else ""
+        if needed is None:  # not a request for code: a damaged or foreign file
+            raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint: {_unpickler_reason(exc)}") from None
         raise CheckpointError(
-            f"{path} needs code to load{what}: only plain state_dicts of tensors are read "
+            f"{path} needs code to load ({needed.group(1)}): only plain state_dicts of tensors are read "
             "(torch.load with weights_only=True); save the network's state_dict() instead of the network"
         ) from None
     except Exception as exc:  # a truncated zip, a file that is no pickle at all
         raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint: {_first_line(exc)}") from None
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The weights-only unpickler's own reason, without the advice to unpickle unsafely."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    after = [i for i, line in enumerate(lines) if "WeightsUnpickler error" in line]
+    return lines[after[0] + 1] if after and after[0] + 1 < len(lines) else _first_line(exc)
 
 
 def _first_line(exc: Exception) -> str:
