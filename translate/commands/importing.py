@@ -30,7 +30,9 @@ def register(sub) -> None:
         "--antialias-up", action=argparse.BooleanOptionalAction, default=None,
         help="CUT: anti-aliased upsampling (--no-antialias-up is CUT's --no_antialias_up)",
     )
-    parser.add_argument("--code-base", choices=("cyclegan", "cut"), help="record which code trained it (default: inferred)")
+    parser.add_argument(
+        "--code-base", choices=("cyclegan", "cut"), help="record which code trained it (default: inferred)"
+    )
     parser.set_defaults(func=run)
 
 

@@ -42,7 +42,11 @@ PRECISIONS = ("fp32", "bf16")
 #: which engines run which precisions
 SUPPORTED = {"torch": ("fp32", "bf16"), "onnxruntime": ("fp32",), "openvino": ("fp32", "bf16")}
 #: which engines read which files
-READS = {".safetensors": ("torch", "onnxruntime", "openvino"), ".onnx": ("onnxruntime", "openvino"), ".xml": ("openvino",)}
+READS = {
+    ".safetensors": ("torch", "onnxruntime", "openvino"),
+    ".onnx": ("onnxruntime", "openvino"),
+    ".xml": ("openvino",),
+}
 OPENVINO_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 PROBE_SIDE = 128
 PROBE_REPEATS = 3
@@ -233,7 +237,9 @@ def choose(runners: Sequence[Runner], channels: int = 3, side: int = PROBE_SIDE)
     timings = {runner: _seconds_per_run(runner, channels, side) for runner in runners}
     best = min(timings, key=timings.get)
     measured = ", ".join(f"{r.backend} {r.precision} {t * 1000:.1f} ms" for r, t in timings.items())
-    log.info("auto backend: %s %s, the fastest on a %d×%d probe (%s)", best.backend, best.precision, side, side, measured)
+    log.info(
+        "auto backend: %s %s, the fastest on a %d×%d probe (%s)", best.backend, best.precision, side, side, measured
+    )
     return best
 
 

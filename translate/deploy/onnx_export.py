@@ -119,7 +119,9 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not an ONNX model: {exc}") from None
     props = {entry.key: entry.value for entry in model.metadata_props}
     if props.get("format") != ONNX_FORMAT:
-        raise CheckpointError(f"{path} is an ONNX model but not an exported i2i generator (no '{ONNX_FORMAT}' metadata)")
+        raise CheckpointError(
+            f"{path} is an ONNX model but not an exported i2i generator (no '{ONNX_FORMAT}' metadata)"
+        )
     return _decode(props)
 
 

@@ -72,13 +72,16 @@ class ReferenceArchitecture:
 
     def spec(self) -> dict[str, Any]:
         """The toolkit's generator spec that computes the same function."""
-        common = {"in_channels": self.in_channels, "out_channels": self.out_channels, "ngf": self.ngf, "norm": self.norm}
+        common = {
+            "in_channels": self.in_channels, "out_channels": self.out_channels, "ngf": self.ngf, "norm": self.norm
+        }
         if self.kind == "unet":
             return {"name": "unet", **common, "num_downs": self.depth, "dropout": 0.5 if self.dropout else 0.0,
                     "upsample": "transpose", "spectral_norm": False}
         resnet = {**common, "n_blocks": self.depth, "n_downsampling": 2, "dropout": 0.5 if self.dropout else 0.0}
         if self.antialias or self.antialias_up:
-            return {"name": "resnet_antialias", **resnet, "antialias_down": self.antialias, "antialias_up": self.antialias_up}
+            aliasing = {"antialias_down": self.antialias, "antialias_up": self.antialias_up}
+            return {"name": "resnet_antialias", **resnet, **aliasing}
         return {"name": "resnet", **resnet, "upsample": "transpose", "spectral_norm": False}
 
 
@@ -194,14 +197,18 @@ def _require(state: Mapping[str, torch.Tensor], key: str, source: str) -> torch.
     return state[key]
 
 
+def _top_index(key: str) -> int:
+    """N of a ``model.N.…`` key of the reference ResNet's flat layer list (-1 for other keys)."""
+    return int(key.split(".")[1]) if re.match(r"model\.\d+\.", key) else -1
+
+
 def _infer_resnet(state: Mapping[str, torch.Tensor], source: str) -> ReferenceArchitecture:
-    top = lambda key: int(key.split(".")[1]) if re.match(r"model\.\d+\.", key) else -1  # noqa: E731
-    blocks = sorted({top(key) for key in state if ".conv_block." in key})
+    blocks = sorted({_top_index(key) for key in state if ".conv_block." in key})
     first_block, last_block = blocks[0], blocks[-1]
-    filters = [top(key) for key in state if key.endswith(".filt")]
+    filters = [_top_index(key) for key in state if key.endswith(".filt")]
     stem = _require(state, "model.1.weight", source)
-    convs = [key for key in state if key.endswith(".weight") and top(key) > last_block]
-    output = state[max(convs, key=top)] if convs else _require(state, f"model.{last_block + 1}.weight", source)
+    convs = [key for key in state if key.endswith(".weight") and _top_index(key) > last_block]
+    output = state[max(convs, key=_top_index)] if convs else _require(state, f"model.{last_block + 1}.weight", source)
     return ReferenceArchitecture(
         kind="resnet",
         depth=len(blocks),
@@ -305,7 +312,9 @@ def _check_blurs(layout: Layout, state: Mapping[str, torch.Tensor], source: str,
             raise CheckpointError(f"{source}: key '{key}' (an anti-aliasing filter) of {what} is missing from the file")
         stored = state[key].float()
         if stored.shape != filt.shape:
-            raise CheckpointError(f"{source}: key '{key}' has shape {tuple(stored.shape)}, {what} needs {tuple(filt.shape)}")
+            raise CheckpointError(
+                f"{source}: key '{key}' has shape {tuple(stored.shape)}, {what} needs {tuple(filt.shape)}"
+            )
         if (stored - filt).abs().max() > BLUR_TOLERANCE:
             raise CheckpointError(
                 f"{source}: key '{key}' is not CUT's binomial anti-aliasing filter, so the network cannot be "
@@ -378,8 +387,9 @@ def import_reference_checkpoint(
 
 
 def _reference_options(arch: ReferenceArchitecture) -> dict[str, Any]:
-    options = {key: value for key, value in asdict(arch).items() if key not in ("kind", "depth", "antialias", "antialias_up")}
-    options = {"input_nc" if k == "in_channels" else "output_nc" if k == "out_channels" else k: v for k, v in options.items()}
+    reference_names = {"in_channels": "input_nc", "out_channels": "output_nc"}
+    skipped = ("kind", "depth", "antialias", "antialias_up")
+    options = {reference_names.get(k, k): v for k, v in asdict(arch).items() if k not in skipped}
     if arch.kind == "resnet":
         options.update(no_antialias=not arch.antialias, no_antialias_up=not arch.antialias_up)
     return options

@@ -30,7 +30,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"checkpoint not found: {path}")
     loaded = _load_weights_only(path)
     if not isinstance(loaded, Mapping):
-        raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state_dict (a mapping of names to tensors)")
+        raise CheckpointError(
+            f"{path} holds a {type(loaded).__name__}, not a state_dict (a mapping of names to tensors)"
+        )
     not_tensors = [key for key, value in loaded.items() if not isinstance(value, torch.Tensor)]
     if not_tensors:
         raise CheckpointError(

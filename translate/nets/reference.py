@@ -87,9 +87,12 @@ class AntialiasResnetGenerator(ImageGenerator):
         if n_blocks < 0 or n_downsampling < 0:
             raise ConfigError("resnet_antialias generator: n_blocks and n_downsampling must be >= 0")
         self.size_multiple = 2**n_downsampling
-        self.in_channels, self.out_channels, self.ngf, self.n_downsampling = in_channels, out_channels, ngf, n_downsampling
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.ngf, self.n_downsampling = ngf, n_downsampling
         bias = conv_bias(norm)
-        stem: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), norm_layer(norm, ngf), nn.ReLU(True)]
+        stem: list[nn.Module] = [
+            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), norm_layer(norm, ngf), nn.ReLU(True)
+        ]
         for i in range(n_downsampling):
             c = ngf * 2**i
             stem += _downsampling_level(c, 2 * c, norm, bias, antialias_down)
@@ -140,7 +143,8 @@ class AntialiasResnetGenerator(ImageGenerator):
 
 def _downsampling_level(c_in: int, c_out: int, norm: str, bias: bool, antialias: bool) -> list[nn.Module]:
     if antialias:
-        return [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias), norm_layer(norm, c_out), nn.ReLU(True), BlurDownsample(c_out)]
+        conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias)  # zero padding, as in CUT
+        return [conv, norm_layer(norm, c_out), nn.ReLU(True), BlurDownsample(c_out)]
     return [nn.Conv2d(c_in, c_out, 3, 2, 1, bias=bias), norm_layer(norm, c_out), nn.ReLU(True)]
 
 
