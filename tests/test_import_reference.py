@@ -245,6 +245,27 @@ def test_old_instance_norm_statistics_are_dropped_as_the_reference_loader_does(t
     assert_same_function(ours, load_generator(result.path), sizes)
 
 
+def test_batch_norm_counters_missing_from_old_files_start_at_zero(tmp_path):
+    ours = our_net({"name": "unet", "num_downs": 7, "ngf": 2, "norm": "batch"}, "batch")
+    state = {k: v for k, v in unet_reference_state(ours, "batch").items() if not k.endswith("num_batches_tracked")}
+    result = import_reference_checkpoint(save(state, tmp_path / "old.pth"), tmp_path / "G.safetensors")
+    assert_same_function(ours, load_generator(result.path), [(128, 128)])
+
+
+def test_the_cut_generator_tiles_as_closely_as_the_resnet():
+    """Tiled inference with whole-image norm statistics works for the imported CUT layout too."""
+    from translate.infer import translate_image
+
+    image = torch.rand(1, 3, 300, 420) * 2 - 1
+    gaps = {}
+    for name in ("resnet", "resnet_antialias"):
+        net = our_net({"name": name, "ngf": 4, "n_blocks": 2, "norm": "instance"}, "instance")
+        with torch.no_grad():
+            whole = net(image)
+        gaps[name] = (translate_image(net, image, tile=192, overlap=64, device="cpu") - whole).abs().mean().item()
+    assert gaps["resnet_antialias"] < 1e-3 and gaps["resnet_antialias"] < 10 * gaps["resnet"]
+
+
 # --- metadata, options, errors -----------------------------------------------------------------
 
 
