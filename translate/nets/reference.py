@@ -13,7 +13,7 @@ head), split into ``encoder``, ``blocks`` and ``decoder`` as in ``ResnetGenerato
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .generators import GENERATORS, ImageGenerator, ResidualBlock
-from .layers import conv_bias, norm_layer
+from .layers import conv_bias, norm_is_per_sample, norm_layer
 
 #: binomial filter taps by size, as CUT's ``get_filter``
 BINOMIAL_TAPS = {3: (1.0, 2.0, 1.0), 4: (1.0, 3.0, 3.0, 1.0)}
@@ -70,6 +70,11 @@ class BlurUpsample(nn.Module):
 @GENERATORS.register("resnet_antialias")
 class AntialiasResnetGenerator(ImageGenerator):
     """CUT's ResNet generator: encoder, residual blocks, decoder, with anti-aliased resampling."""
+
+    @staticmethod
+    def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
+        """Whether one sample's output is independent of the rest of the batch (see ``GANModel``)."""
+        return norm_is_per_sample(spec["norm"])
 
     def __init__(
         self,
