@@ -36,7 +36,7 @@ FAMILIES = {
     "resnet": {"name": "resnet", "ngf": 4, "n_blocks": 2, "norm": "instance", "upsample": "resize"},
     "resnet_transpose": {"name": "resnet", "ngf": 4, "n_blocks": 2, "norm": "instance", "upsample": "transpose"},
     "unet": {"name": "unet", "ngf": 4, "num_downs": 5, "norm": "batch"},
-    "resnet_antialias": {"name": "resnet_antialias", "ngf": 4, "n_blocks": 2, "norm": "instance"},
+    "cut_resnet": {"name": "cut_resnet", "ngf": 4, "n_blocks": 2, "norm": "instance"},
 }
 
 

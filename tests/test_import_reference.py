@@ -158,7 +158,7 @@ def assert_same_function(ours: nn.Module, imported: nn.Module, sizes) -> None:
 def test_layout_helpers_match_key_lists_recorded_from_the_reference_code():
     resnet = build_generator({"name": "resnet", "ngf": 2, "n_blocks": 6, "norm": "instance", "dropout": 0.5})
     assert sorted(resnet_reference_state(resnet, "instance")) == sorted(RESNET_6BLOCKS_INSTANCE_DROPOUT)
-    cut = build_generator({"name": "resnet_antialias", "ngf": 2, "n_blocks": 4, "norm": "instance"})
+    cut = build_generator({"name": "cut_resnet", "ngf": 2, "n_blocks": 4, "norm": "instance"})
     assert sorted(resnet_reference_state(cut, "instance")) == sorted(CUT_RESNET_4BLOCKS_INSTANCE)
     unet = build_generator({"name": "unet", "ngf": 2, "num_downs": 7, "norm": "batch"})
     keys = unet_reference_state(unet, "batch")
@@ -210,7 +210,7 @@ def test_unet_256_imports_to_the_same_network(tmp_path, norm):
 @pytest.mark.parametrize("down, up", [(True, True), (True, False), (False, True)])
 @pytest.mark.parametrize("norm", ["instance", "batch", "none"])
 def test_cut_antialiased_resnet_imports_to_the_same_network(tmp_path, down, up, norm):
-    spec = {"name": "resnet_antialias", "ngf": 2, "n_blocks": 2, "norm": norm}
+    spec = {"name": "cut_resnet", "ngf": 2, "n_blocks": 2, "norm": norm}
     spec.update(antialias_down=down, antialias_up=up)
     ours = our_net(spec, norm)
     path = save(resnet_reference_state(ours, norm), tmp_path / "latest_net_G.pth")
@@ -258,12 +258,12 @@ def test_the_cut_generator_tiles_as_closely_as_the_resnet():
 
     image = torch.rand(1, 3, 300, 420) * 2 - 1
     gaps = {}
-    for name in ("resnet", "resnet_antialias"):
+    for name in ("resnet", "cut_resnet"):
         net = our_net({"name": name, "ngf": 4, "n_blocks": 2, "norm": "instance"}, "instance")
         with torch.no_grad():
             whole = net(image)
         gaps[name] = (translate_image(net, image, tile=192, overlap=64, device="cpu") - whole).abs().mean().item()
-    assert gaps["resnet_antialias"] < 1e-3 and gaps["resnet_antialias"] < 10 * gaps["resnet"]
+    assert gaps["cut_resnet"] < 1e-3 and gaps["cut_resnet"] < 10 * gaps["resnet"]
 
 
 # --- metadata, options, errors -----------------------------------------------------------------
@@ -327,7 +327,7 @@ def test_a_missing_tensor_is_named(resnet_checkpoint, tmp_path):
 
 
 def test_a_blur_filter_that_is_not_cuts_is_refused(tmp_path):
-    ours = our_net({"name": "resnet_antialias", "ngf": 2, "n_blocks": 1}, "instance")
+    ours = our_net({"name": "cut_resnet", "ngf": 2, "n_blocks": 1}, "instance")
     state = resnet_reference_state(ours, "instance")
     state["model.7.filt"] = state["model.7.filt"] * 1.5
     refused = "key 'model.7.filt' is not CUT's binomial .* cannot be reproduced exactly"

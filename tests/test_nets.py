@@ -92,7 +92,7 @@ def test_spectral_norm_bounds_the_discriminator():
 
 
 def test_bad_specs_are_named():
-    with pytest.raises(ConfigError, match="unknown generator 'resnett'; known: resnet, resnet_antialias, unet"):
+    with pytest.raises(ConfigError, match="unknown generator 'resnett'; known: cut_resnet, resnet, unet"):
         build_generator({"name": "resnett"})
     with pytest.raises(ConfigError, match="'n_block'"):
         build_generator({"name": "resnet", "n_block": 3})

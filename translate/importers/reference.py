@@ -8,7 +8,7 @@ own network, which computes the same function:
 
 * ``resnet_Nblocks`` -> ``resnet`` (reflection padding, strided convs, transposed convs);
 * ``unet_128`` / ``unet_256`` -> ``unet`` (the recursive skip blocks, unrolled into levels);
-* CUT's ResNet with anti-aliased resampling -> ``resnet_antialias`` (``translate.nets.reference``).
+* CUT's ResNet with anti-aliased resampling -> ``cut_resnet`` (``translate.nets.reference``).
 
 The key layout of the reference network is derived from the toolkit's own network by renaming
 module paths (``reference_layout``), so one description serves inference, checking and loading.
@@ -81,7 +81,7 @@ class ReferenceArchitecture:
         resnet = {**common, "n_blocks": self.depth, "n_downsampling": 2, "dropout": 0.5 if self.dropout else 0.0}
         if self.antialias or self.antialias_up:
             aliasing = {"antialias_down": self.antialias, "antialias_up": self.antialias_up}
-            return {"name": "resnet_antialias", **resnet, **aliasing}
+            return {"name": "cut_resnet", **resnet, **aliasing}
         return {"name": "resnet", **resnet, "upsample": "transpose", "spectral_norm": False}
 
 

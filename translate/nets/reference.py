@@ -67,7 +67,7 @@ class BlurUpsample(nn.Module):
         return up[:, :, 1:-1, 1:-1]
 
 
-@GENERATORS.register("resnet_antialias")
+@GENERATORS.register("cut_resnet")
 class AntialiasResnetGenerator(ImageGenerator):
     """CUT's ResNet generator: encoder, residual blocks, decoder, with anti-aliased resampling."""
 
@@ -90,7 +90,7 @@ class AntialiasResnetGenerator(ImageGenerator):
     ) -> None:
         super().__init__()
         if n_blocks < 0 or n_downsampling < 0:
-            raise ConfigError("resnet_antialias generator: n_blocks and n_downsampling must be >= 0")
+            raise ConfigError("cut_resnet generator: n_blocks and n_downsampling must be >= 0")
         self.size_multiple = 2**n_downsampling
         self.in_channels, self.out_channels = in_channels, out_channels
         self.ngf, self.n_downsampling = ngf, n_downsampling
