@@ -12,13 +12,19 @@ def register(sub) -> None:
         description="Write each generator of a training checkpoint as one .safetensors file whose "
         "metadata holds its architecture; load it with translate.load_generator(path).",
     )
-    parser.add_argument("source", help="run folder (its latest checkpoint is used), a ckpt_*.pt file, or an exported "
-                        "generator .safetensors (with --format onnx/openvino)")
+    parser.add_argument(
+        "source",
+        help="run folder (its latest checkpoint is used), a ckpt_*.pt file, or an exported "
+        "generator .safetensors (with --format onnx/openvino)",
+    )
     parser.add_argument("--out", help="output folder (default: RUN/export)")
     parser.add_argument("--no-ema", action="store_true", help="export the raw weights even if EMA weights exist")
-    parser.add_argument("--format", choices=("safetensors", "onnx", "openvino"), default="safetensors",
-                        help="also write each generator as ONNX (dynamic H×W, opset 17) or OpenVINO IR (needs the "
-                        "deploy extra)")
+    parser.add_argument(
+        "--format",
+        choices=("safetensors", "onnx", "openvino"),
+        default="safetensors",
+        help="also write each generator as ONNX (dynamic H×W, opset 17) or OpenVINO IR (needs the deploy extra)",
+    )
     parser.set_defaults(func=run)
 
 

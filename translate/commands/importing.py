@@ -19,15 +19,21 @@ def register(sub) -> None:
     parser.add_argument("--arch", help="the reference's --netG: resnet_9blocks, resnet_6blocks, unet_256, unet_128")
     parser.add_argument("--norm", choices=("instance", "batch", "none"), help="the reference's --norm")
     parser.add_argument(
-        "--dropout", action=argparse.BooleanOptionalAction, default=None,
+        "--dropout",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="whether the generator was trained with dropout (U-Net default: yes, as pix2pix; no effect on outputs)",
     )
     parser.add_argument(
-        "--antialias", action=argparse.BooleanOptionalAction, default=None,
+        "--antialias",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="CUT: anti-aliased downsampling (--no-antialias is CUT's --no_antialias)",
     )
     parser.add_argument(
-        "--antialias-up", action=argparse.BooleanOptionalAction, default=None,
+        "--antialias-up",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="CUT: anti-aliased upsampling (--no-antialias-up is CUT's --no_antialias_up)",
     )
     parser.add_argument(
@@ -40,11 +46,19 @@ def run(args) -> int:
     from ..importers import import_reference_checkpoint
 
     result = import_reference_checkpoint(
-        args.checkpoint, args.out, arch=args.arch, norm=args.norm, dropout=args.dropout,
-        antialias=args.antialias, antialias_up=args.antialias_up, code_base=args.code_base,
+        args.checkpoint,
+        args.out,
+        arch=args.arch,
+        norm=args.norm,
+        dropout=args.dropout,
+        antialias=args.antialias,
+        antialias_up=args.antialias_up,
+        code_base=args.code_base,
     )
     arch = result.architecture
-    print(f"{args.checkpoint}: {arch.name}, norm {arch.norm}, {arch.in_channels} -> {arch.out_channels} channels, "
-          f"ngf {arch.ngf} ({result.info['imported_from']['code_base']})")
+    print(
+        f"{args.checkpoint}: {arch.name}, norm {arch.norm}, {arch.in_channels} -> {arch.out_channels} channels, "
+        f"ngf {arch.ngf} ({result.info['imported_from']['code_base']})"
+    )
     print(f"wrote {result.path} (generator '{result.spec['name']}')")
     return 0

@@ -191,8 +191,9 @@ def candidates(source: Path, backend: str, precision: str, device: torch.device)
         if p in SUPPORTED[b] and (precision != "auto" or p == "fp32" or bf16_native(device))
     ]
     if not pairs:
-        raise ConfigError(f"no installed backend can run {source.name}; install the deploy extra: "
-                          "pip install 'i2i-translate[deploy]'")
+        raise ConfigError(
+            f"no installed backend can run {source.name}; install the deploy extra: pip install 'i2i-translate[deploy]'"
+        )
     return pairs
 
 

@@ -101,8 +101,14 @@ def _trace(generator: nn.Module, meta: dict[str, Any], opset: int) -> bytes:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer notes on shape arithmetic, which stays dynamic here
         torch.onnx.export(
-            PaddedGraph(generator).eval(), (example,), buffer, dynamo=False, opset_version=opset,
-            input_names=[INPUT], output_names=[OUTPUT], dynamic_axes={INPUT: axes, OUTPUT: axes},
+            PaddedGraph(generator).eval(),
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_axes={INPUT: axes, OUTPUT: axes},
         )
     return buffer.getvalue()
 

@@ -73,11 +73,20 @@ class ReferenceArchitecture:
     def spec(self) -> dict[str, Any]:
         """The toolkit's generator spec that computes the same function."""
         common = {
-            "in_channels": self.in_channels, "out_channels": self.out_channels, "ngf": self.ngf, "norm": self.norm
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "ngf": self.ngf,
+            "norm": self.norm,
         }
         if self.kind == "unet":
-            return {"name": "unet", **common, "num_downs": self.depth, "dropout": 0.5 if self.dropout else 0.0,
-                    "upsample": "transpose", "spectral_norm": False}
+            return {
+                "name": "unet",
+                **common,
+                "num_downs": self.depth,
+                "dropout": 0.5 if self.dropout else 0.0,
+                "upsample": "transpose",
+                "spectral_norm": False,
+            }
         resnet = {**common, "n_blocks": self.depth, "n_downsampling": 2, "dropout": 0.5 if self.dropout else 0.0}
         if self.antialias or self.antialias_up:
             aliasing = {"antialias_down": self.antialias, "antialias_up": self.antialias_up}
@@ -253,8 +262,10 @@ def parse_arch_name(name: str) -> tuple[str, int]:
     unet = re.fullmatch(r"unet_(\d+)", name)
     if unet and int(unet.group(1)) in UNET_SIZES:
         return "unet", UNET_SIZES[int(unet.group(1))]
-    raise ConfigError(f"unknown reference generator '{name}'; known: resnet_9blocks, resnet_6blocks, resnet_<N>blocks, "
-                      "unet_256, unet_128")
+    raise ConfigError(
+        f"unknown reference generator '{name}'; known: resnet_9blocks, resnet_6blocks, resnet_<N>blocks, "
+        "unet_256, unet_128"
+    )
 
 
 def apply_stated(arch: ReferenceArchitecture, stated: Mapping[str, Any]) -> ReferenceArchitecture:

@@ -41,7 +41,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         )
     state = {str(key): value for key, value in loaded.items()}
     if state and all(key.startswith("module.") for key in state):
-        state = {key[len("module."):]: value for key, value in state.items()}
+        state = {key[len("module.") :]: value for key, value in state.items()}
     return state
 
 
@@ -70,4 +70,3 @@ def _unpickler_reason(exc: Exception) -> str:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
-

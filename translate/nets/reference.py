@@ -96,7 +96,10 @@ class AntialiasResnetGenerator(ImageGenerator):
         self.ngf, self.n_downsampling = ngf, n_downsampling
         bias = conv_bias(norm)
         stem: list[nn.Module] = [
-            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=bias), norm_layer(norm, ngf), nn.ReLU(True)
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, ngf, 7, bias=bias),
+            norm_layer(norm, ngf),
+            nn.ReLU(True),
         ]
         for i in range(n_downsampling):
             c = ngf * 2**i
