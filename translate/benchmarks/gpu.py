@@ -590,7 +590,7 @@ def environment(scale: Scale, device: str) -> dict[str, str]:
         info["device"] = f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     info["torch"] = torch.__version__
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    info["CUDA"] = f"{torch.version.cuda or 'none (CPU build)'}" + (f", cuDNN {cudnn}" if cudnn else "")
+    info["CUDA (torch build)"] = f"{torch.version.cuda or 'none (CPU build)'}" + (f", cuDNN {cudnn}" if cudnn else "")
     info["Python"] = platform.python_version()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     if commit.returncode == 0:
