@@ -109,6 +109,7 @@ def test_without_cuda_the_check_stops_with_one_line_and_writes_nothing(tmp_path,
     [
         (["--budget", "0"], "--budget must be a positive number of seconds, got 0.0"),
         (["--budget", "-5"], "--budget must be a positive number of seconds, got -5.0"),
+        (["--budget", "inf"], "--budget must be a positive number of seconds, got inf"),
         (["--parts", "reference,warp"], "--parts: unknown part(s) warp; known: reference, large, tiled"),
         (["--parts", ","], "--parts: unknown part(s) (none given)"),
         (["--device", "cuda:1"], "--dry-run runs on the CPU; drop --device cuda:1"),
@@ -177,6 +178,7 @@ def test_a_failing_a_hanging_and_a_broken_part_are_recorded_and_the_next_parts_r
     assert rows["hangs"]["second"] == {"status": "timed out: the part's budget of 2 s ran out"}
     assert rows["errs"]["row"] == {"status": "failed: ValueError: bad size"}
     assert rows["after"]["fine"] == {"value": 3.25, "status": "ok"}
+    assert gpu.failures(sections) == ["fails: two", "hangs: second", "errs: row"]
     report = out.read_text()
     assert "| one | 1.5 | ok |" in report and "| two | – | failed (exit code 1): two: out of memory |" in report
     assert "| second | – | timed out: the part's budget of 2 s ran out |" in report

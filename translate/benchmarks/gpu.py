@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import functools
 import json
+import math
 import os
 import platform
 import signal
@@ -190,7 +191,6 @@ class Section:
     part: Part
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    appendix: str = ""
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -226,9 +226,23 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="i2i-gpu-check-") as work:
         all_parts = build_parts(scale, device, Path(work), out.parent / "study")
         skipped = {p.key: "not selected (--parts)" for p in all_parts if p.key not in parts}
-        run_check(all_parts, skipped, scale, budget, out, environment(scale, device))
+        sections = run_check(all_parts, skipped, scale, budget, out, environment(scale, device))
     print(f"report: {out}")
+    failed = failures(sections)
+    if failed:
+        print(f"i2i bench gpu: {len(failed)} row(s) failed or timed out: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def failures(sections: list[Section]) -> list[str]:
+    """The rows that failed or timed out, as ``part: row`` (skipped rows are not failures)."""
+    return [
+        f"{s.part.key}: {label}"
+        for s in sections
+        for label, row in s.rows.items()
+        if row["status"].startswith(("failed", "timed out"))
+    ]
 
 
 def check_options(args: argparse.Namespace) -> tuple[Scale, str, list[str], float, Path]:
@@ -246,7 +260,7 @@ def check_options(args: argparse.Namespace) -> tuple[Scale, str, list[str], floa
             f"--parts: unknown part(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(PART_KEYS)}"
         )
     budget = scale.budget_s if args.budget is None else args.budget
-    if not budget > 0:
+    if not (budget > 0 and math.isfinite(budget)):
         raise ConfigError(f"--budget must be a positive number of seconds, got {args.budget}")
     out = Path(args.out)
     if out.is_dir():
@@ -561,11 +575,18 @@ def run_child_process(job: Job, timeout_s: float, extra_env: Mapping[str, str]) 
         stdout, stderr = proc.communicate(timeout=timeout_s)
         timed_out = False
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc)
         stdout, stderr = proc.communicate()
         timed_out = True
+    except BaseException:  # Ctrl-C: the child's own session does not get the terminal's signal
+        stop_process_group(proc)
+        raise
     return Outcome(proc.returncode, stdout, stderr, time.perf_counter() - start, timed_out)
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def print_section(section: Section) -> None:
@@ -601,7 +622,10 @@ def environment(scale: Scale, device: str) -> dict[str, str]:
 def format_figure(column: Column, value: Any) -> str:
     if value is None:
         return "–"
-    return column.fmt.format(value)
+    try:
+        return column.fmt.format(value)
+    except (TypeError, ValueError):  # not the number the column expects: shown as it is
+        return str(value)
 
 
 def render_report(
