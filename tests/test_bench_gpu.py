@@ -236,6 +236,14 @@ def test_every_test_that_skips_without_cuda_is_marked_cuda():
                 unmarked.append(f"{path.name}::{node.name}")
     assert not unmarked, f"add @pytest.mark.cuda to {unmarked}"
     assert ROOT / "tests" / "test_augment_batch.py" in gpu.cuda_test_files()
+    assert Path(__file__) not in gpu.cuda_test_files()  # it only names the marker
+
+
+def test_the_check_finds_a_cuda_mark_on_a_test_a_class_or_the_module():
+    assert gpu.marks_cuda("import pytest\n@pytest.mark.cuda\ndef test_a(): pass\n")
+    assert gpu.marks_cuda("import pytest\n@pytest.mark.cuda\nclass TestA:\n    def test_a(self): pass\n")
+    assert gpu.marks_cuda("import pytest\npytestmark = [pytest.mark.slow, pytest.mark.cuda]\n")
+    assert not gpu.marks_cuda("import pytest\n@pytest.mark.slow\ndef test_a(): assert 'pytest.mark.cuda'\n")
 
 
 def test_bench_train_measures_a_step_of_the_height_and_width_asked(monkeypatch):

@@ -441,8 +441,23 @@ def cuda_tests_jobs(work: Path) -> list[Job]:
 
 def cuda_test_files() -> list[Path]:
     """The test files that mark a test ``cuda`` (collecting only them keeps the run short)."""
-    tests = ROOT / "tests"
-    return [p for p in sorted(tests.glob("test_*.py")) if "mark.cuda" in p.read_text(encoding="utf-8")]
+    return [p for p in sorted((ROOT / "tests").glob("test_*.py")) if marks_cuda(p.read_text(encoding="utf-8"))]
+
+
+def marks_cuda(source: str) -> bool:
+    """Whether a test module applies ``pytest.mark.cuda`` (to a test, a class or the module), not
+    merely mentions it."""
+    import ast
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if any(ast.unparse(d) == "pytest.mark.cuda" for d in node.decorator_list):
+                return True
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in targets):
+            if "pytest.mark.cuda" in ast.unparse(node.value):
+                return True
+    return False
 
 
 def junit_counts(path: Path) -> dict[str, Any]:
