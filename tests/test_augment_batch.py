@@ -126,6 +126,7 @@ def test_bad_input_is_refused(checkpoint):
         TranslateBatch(checkpoint, p=1.0, amp="fp8")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_batch_stays_on_its_device_under_autocast(checkpoint):
     x = torch.rand(8, 3, 32, 32, device="cuda")

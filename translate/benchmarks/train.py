@@ -33,7 +33,8 @@ def register(sub) -> None:
     parser = sub.add_parser("train", help="s/iter and peak memory of training steps, per variant")
     parser.add_argument("--model", default=None, help="model name (checked against the config's)")
     parser.add_argument("--config", required=True, help="experiment YAML whose model is benchmarked")
-    parser.add_argument("--size", type=int, default=256, help="square training crop size")
+    parser.add_argument("--size", type=int, default=256, help="training crop height (and width unless --width)")
+    parser.add_argument("--width", type=int, default=None, help="training crop width (default: --size, a square)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
@@ -65,7 +66,7 @@ def run(args) -> int:
     if unknown:
         raise ConfigError(f"unknown variant(s) {unknown}; known: {', '.join(GPU_VARIANTS)}")
     print(
-        f"# {cfg.model['name']} from {args.config}, {args.size}x{args.size}, batch {args.batch}, "
+        f"# {cfg.model['name']} from {args.config}, {args.size}x{args.width or args.size}, batch {args.batch}, "
         f"{args.steps} timed steps after {args.warmup} warm-up, device {'cuda' if on_gpu else 'cpu'}"
     )
     for name in names:
@@ -92,6 +93,8 @@ def run(args) -> int:
         ]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
+        if args.width:
+            cmd += ["--width", str(args.width)]
         cmd += list(args.overrides)
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         if proc.returncode != 0:
@@ -120,7 +123,7 @@ def measure(args, variant_overrides: list[str]) -> dict:
         args.config, [*args.overrides, *variant_overrides, f"engine.device={args.device}", "optim.max_steps=1000000"]
     )
     rt = build_runtime(cfg, DistEnv(), steps_per_epoch=1)
-    shape = (args.batch, 3, args.size, args.size)
+    shape = (args.batch, 3, args.size, args.width or args.size)
     batch = move_batch(
         {"A": torch.rand(shape) * 2 - 1, "B": torch.rand(shape) * 2 - 1}, rt.device, cfg.engine.channels_last
     )
