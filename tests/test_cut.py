@@ -145,6 +145,25 @@ def test_flip_equivariance_compares_the_flipped_output_with_the_unflipped_input(
         assert abs(nce(output_of_flipped, flipped=False) - plain) > 0.1
 
 
+@pytest.mark.parametrize(("model", "flips"), [("cut", False), ("fastcut", True)])
+def test_fastcut_translates_the_flipped_batch_on_about_half_of_the_steps(model, flips):
+    rt = build_runtime(load_config(reference(model), tiny_cut_overrides(Path("A"), Path("B"), Path("x"))), DistEnv(), 1)
+    batch = {"A": torch.rand(1, 3, 16, 16) * 2 - 1, "B": torch.rand(1, 3, 16, 16) * 2 - 1}
+    seen = []
+    translate_inputs = rt.model.translate_inputs
+
+    def recording(inputs_a, inputs_b):
+        seen.append("flipped" if torch.equal(inputs_a, batch["A"].flip(3)) else "plain")
+        assert torch.equal(inputs_a, batch["A"]) or torch.equal(inputs_a, batch["A"].flip(3))
+        return translate_inputs(inputs_a, inputs_b)
+
+    rt.model.translate_inputs = recording
+    for _ in range(20):
+        train_step(rt, batch)
+    flipped = seen.count("flipped")
+    assert 4 <= flipped <= 16 if flips else flipped == 0, seen
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
