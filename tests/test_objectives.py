@@ -16,6 +16,7 @@ from translate.objectives import (
     feature_matching,
     g_loss,
     gradient_penalty,
+    patch_nce,
     reconstruction,
 )
 
@@ -238,3 +239,60 @@ def test_losses_are_computed_in_float32_under_half_precision_logits(name):
     # the same numbers as float32 arithmetic on the (exactly representable) logits, not bfloat16 arithmetic
     assert torch.equal(d, obj.d_loss(real.float(), fake.float()))
     assert torch.equal(g, obj.g_loss(fake.float()))
+
+
+# --- PatchNCE (CUT) ---------------------------------------------------------------------------
+
+
+def unit_features(batch: int, patches: int, dim: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.normalize(torch.randn(batch, patches, dim, generator=generator), dim=-1)
+
+
+def patch_nce_lower_bound(patches: int, tau: float) -> float:
+    """The least PatchNCE can be for unit vectors: positive similarity 1, every other patch at -1
+    and the masked diagonal at -10, so each patch's loss is log(1 + (P-1) e^(-2/τ) + e^(-11/τ))."""
+    return math.log(1 + (patches - 1) * math.exp(-2 / tau) + math.exp(-11 / tau))
+
+
+def test_patch_nce_of_two_orthogonal_patches_worked_by_hand():
+    eye = torch.eye(2)[None]  # one image, two patches: e1 and e2
+    tau = 0.5
+    # patch 1: logits (q1·k1, masked -10, q1·k2) / τ = (1, -10, 0) / τ; patch 2 the same by symmetry
+    expected = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + math.exp(-10 / tau) + math.exp(0)))
+    assert patch_nce(eye, eye, temperature=tau).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_patch_nce_is_at_its_minimum_for_identical_features_and_higher_when_shuffled():
+    keys = unit_features(2, 64, 128, seed=0)
+    tau = 0.07
+    identical = patch_nce(keys, keys, tau).item()
+    # close to the bound (log 1 ≈ 0 for P=64 and τ=0.07): the random negatives are nearly orthogonal
+    assert identical - patch_nce_lower_bound(64, tau) < 1e-3
+    shuffled = patch_nce(keys[:, torch.randperm(64, generator=torch.Generator().manual_seed(1))], keys, tau).item()
+    assert shuffled > 5.0 > identical, (identical, shuffled)
+    # every small move of the queries away from the keys costs
+    for seed in range(3):
+        moved = torch.nn.functional.normalize(keys + 0.2 * unit_features(2, 64, 128, seed=10 + seed), dim=-1)
+        assert patch_nce(moved, keys, tau).item() > identical
+    # the negatives are the other patches of the same image only: another image's patches do not count
+    other_image = keys.clone()
+    other_image[1] = keys[0]
+    assert patch_nce(other_image, other_image, tau).item() == pytest.approx(identical, abs=1e-3)
+
+
+def test_patch_nce_gradients_reach_the_queries_only_and_are_right():
+    query = unit_features(2, 5, 3, seed=2).double().requires_grad_(True)
+    key = unit_features(2, 5, 3, seed=3).double()
+    assert torch.autograd.gradcheck(lambda q: patch_nce(q, key, temperature=0.2), (query,))
+    key.requires_grad_(True)
+    patch_nce(query, key, temperature=0.2).backward()
+    assert key.grad is None and query.grad.abs().sum() > 0  # the input's projections are fixed targets
+
+
+def test_patch_nce_computes_in_float32_and_names_bad_shapes():
+    keys = unit_features(1, 8, 16, seed=4)
+    half = patch_nce(keys.bfloat16(), keys.bfloat16())
+    assert half.dtype == torch.float32
+    with pytest.raises(ValueError, match=r"one B×P×D shape, got \(1, 8, 16\), \(1, 7, 16\)"):
+        patch_nce(keys, keys[:, :7])

@@ -1,5 +1,5 @@
 """Training objectives: adversarial losses (a registry of small pure classes) and the
-reconstruction-type terms that image-to-image models add to them.
+reconstruction-type and contrastive (PatchNCE) terms that image-to-image models add to them.
 
 An adversarial objective maps discriminator logits to a scalar: ``d_loss(real, fake)`` for the
 discriminator, ``g_loss(fake)`` for the generator. Targets are implied by the objective, never
@@ -175,3 +175,30 @@ def gradient_penalty(
             score = sum(scale[-1].float().sum() for scale in outputs)
     (grad,) = torch.autograd.grad(score, mixed, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+
+
+def patch_nce(query: torch.Tensor, key: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """CUT's PatchNCE (Park et al. 2020): InfoNCE over patches of one feature layer.
+
+    ``query``: B×P×D projections of the output image's features at P sampled locations; ``key``:
+    B×P×D projections of the input image's features at the same locations, both L2-normalised.
+    Each output patch must pick out the input patch at its own location (the positive) against
+    the other P-1 input patches of the same image (the negatives). As in the authors' code, the
+    logits are ``cat(l_pos, l_neg) / τ`` with the diagonal of ``l_neg`` (the positive again)
+    masked to -10, and the loss is the cross-entropy towards index 0, averaged over patches.
+    The keys are targets: no gradient flows into them.
+    """
+    if query.ndim != 3 or query.shape != key.shape:
+        raise ValueError(
+            f"patch_nce needs query and key of one B×P×D shape, got {tuple(query.shape)}, {tuple(key.shape)}"
+        )
+    # float32 at least (double stays double, for gradient checks)
+    dtype = torch.promote_types(query.dtype, torch.float32)
+    query, key = query.to(dtype), key.detach().to(dtype)
+    patches = query.shape[1]
+    positives = (query * key).sum(dim=2, keepdim=True)  # B×P×1
+    negatives = query @ key.transpose(1, 2)  # B×P×P, entry (i, j): output patch i against input patch j
+    own = torch.eye(patches, dtype=torch.bool, device=query.device)
+    negatives = negatives.masked_fill(own, -10.0)
+    logits = torch.cat([positives, negatives], dim=2).flatten(0, 1) / temperature
+    return F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=query.device))
