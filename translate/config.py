@@ -37,10 +37,18 @@ class DataConfig:
 class OptimConfig:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    # constant | linear | cosine. "linear" keeps the rate for epochs_constant epochs and then
+    lr_seg: float = 1e-2  # the segmentation model's rate
+    # adam (the GAN default) | adamw | sgd; one optimiser of this kind per group the model declares
+    optimizer: str = "adam"
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])  # adam, adamw
+    weight_decay: float = 0.0  # decoupled in adamw, L2 in adam and sgd
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    # constant | linear | cosine | poly | onecycle. "linear" keeps the rate for epochs_constant epochs and then
     # decays it linearly over epochs_decay epochs, the last one training at 1/(epochs_decay + 1)
-    # of it (the CycleGAN/pix2pix schedule, applied per step).
+    # of it (the CycleGAN/pix2pix schedule, applied per step). "poly": (1 - step/total) ** 0.9, the
+    # segmentation literature's (DeepLab). "onecycle": torch's OneCycleLR (cosine warm-up over 10 %
+    # from 1/25 of the rate, then cosine decay).
     schedule: str = "linear"
     epochs_constant: int = 100
     epochs_decay: int = 100
