@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from translate.errors import DataError
-
 from .config import StudyConfig
 from .plan import Plan, Recipe
 from .stages import Interrupted, StageRunner
@@ -101,7 +99,9 @@ class Study:
         own = "target_train" if recipe.train_on == "target" else "source_train"
         dataset = {"images": str(self.data_dir / own), "labels": str(label_folder(self.data_dir, own))}
         if recipe.train_on == "translated":
-            dataset.update(alternative_images=str(self.translation(recipe.translator)), p_alternative=recipe.p_translated)
+            dataset.update(
+                alternative_images=str(self.translation(recipe.translator)), p_alternative=recipe.p_translated
+            )
         if recipe.photometric:
             dataset["photometric"] = self.cfg.segmenter.photometric_strength
         return dataset

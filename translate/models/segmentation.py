@@ -22,23 +22,16 @@ from ..errors import ConfigError
 from ..nets import build_network
 from ..nets.segmenters import SEGMENTERS, WEIGHTS_TARGETS, load_segmenter_weights
 from ..registry import resolved_spec
-from ..segdata.classes import IGNORE, NUM_CLASSES, PALETTE
+from ..segdata.classes import IGNORE, PALETTE
 from .base import MODELS, GANModel, OptimGroup, StepContext
 
 
 @dataclass
 class SegmentationConfig:
     name: str = "segmentation"
-    # a `segmenter` network spec: smp_unet | smp_deeplabv3 | smp_deeplabv3plus and their options
-    segmenter: dict[str, Any] = field(
-        default_factory=lambda: {
-            "name": "smp_unet",
-            "encoder": "resnet18",
-            "encoder_depth": 3,
-            "decoder_channels": [64, 32, 16],
-            "num_classes": NUM_CLASSES,
-        }
-    )
+    # a `segmenter` network spec: smp_unet (default: ResNet-18 cut at depth 3, decoder 64/32/16,
+    # 19 classes) | smp_deeplabv3 | smp_deeplabv3plus, with their options
+    segmenter: dict[str, Any] = field(default_factory=lambda: {"name": "smp_unet"})
     # a local .pth (read with weights_only=True) or .safetensors state dict to start from; nothing downloads
     weights: str | None = None
     weights_into: str = "encoder"  # encoder (e.g. ImageNet ResNet weights) | model (a whole segmenter)
@@ -51,7 +44,9 @@ class SegmentationModel(GANModel):
     def __init__(self, cfg: SegmentationConfig, load_weights: bool = True) -> None:
         super().__init__()
         if cfg.weights_into not in WEIGHTS_TARGETS:
-            raise ConfigError(f"model.weights_into must be one of {', '.join(WEIGHTS_TARGETS)}, got '{cfg.weights_into}'")
+            raise ConfigError(
+                f"model.weights_into must be one of {', '.join(WEIGHTS_TARGETS)}, got '{cfg.weights_into}'"
+            )
         self.cfg = cfg
         self.spec = resolved_spec(SEGMENTERS, cfg.segmenter)
         self.S = build_network("segmenter", self.spec)

@@ -176,13 +176,13 @@ def load_segmenter_weights(net: Segmenter, path: str | Path, into: str = "encode
     if into == "encoder":
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_HEAD)}
     expected = target.state_dict()
-    problems = [f"missing {k}" for k in expected if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [
+    problems = [
         f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the {into}"
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
+    problems += [f"missing {k}" for k in expected if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in expected]
     if problems:
         shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
         raise ConfigError(
