@@ -163,7 +163,7 @@ def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_
         assert second[name]["reason"].startswith("config changed (segmenter.steps 6 -> 8)"), second[name]
         record = json.loads((out / "stages" / f"{name.replace(':', '_')}.json").read_text())
         assert record["inputs"]["segmenter.steps"] == 8 and record["resumed_at"] == 0
-        assert read_metadata(record["file"])["info"]["steps"] == 8
+        assert read_metadata(record["file"])["info"]["step"] == 8
     assert "[study] segmenter:source-seed0 reruns: config changed (segmenter.steps 6 -> 8)" in said
     # CyCADA's semantic term reads the source-only segmenter: that translator is redone, and says so
     assert second["translator:cycada"]["reason"] == "inputs changed (segmenter:source-seed0)"
