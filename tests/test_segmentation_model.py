@@ -112,12 +112,14 @@ def test_a_file_without_tensors_is_an_error_naming_it(tmp_path: Path) -> None:
 
 def test_onecycle_is_torchs_onecycle_and_poly_decays_with_power_0_9() -> None:
     from translate.engine import lr_factor
+    from translate.engine.runtime import onecycle_momentum
 
     total = 50
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=2e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=total, pct_start=0.1)
     for step in range(total):
         assert math.isclose(opt.param_groups[0]["lr"], 2e-3 * lr_factor(step, total, "onecycle", 0), rel_tol=1e-9)
+        assert math.isclose(opt.param_groups[0]["betas"][0], onecycle_momentum(step, total), rel_tol=1e-9)
         opt.step()
         sched.step()
     assert lr_factor(0, 100, "poly", 0) == 1.0
@@ -146,6 +148,22 @@ def test_the_optimiser_is_chosen_per_config_and_gan_defaults_stay_adam() -> None
     assert {k: optimizer.defaults[k] for k in expected} == expected
     (adamw,) = _runtime(*seg, "optim.optimizer=adamw", "optim.weight_decay=1e-4").optimizers.values()
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["weight_decay"] == 1e-4
+
+
+def test_onecycle_cycles_the_momentum_of_the_engines_optimisers() -> None:
+    from translate.engine import train_step
+
+    seg = [f"model={{name: segmentation, segmenter: {TINY_UNET}}}".replace("'", "")]
+    rt = _runtime(
+        *seg, "optim.optimizer=adamw", "optim.schedule=onecycle", "optim.betas=[0.9,0.99]", "optim.max_steps=100"
+    )
+    (optimizer,) = rt.optimizers.values()
+    assert optimizer.param_groups[0]["betas"] == (0.95, 0.99)  # OneCycleLR's start
+    batch = {"image": torch.zeros(2, 3, 16, 16), "label": torch.zeros(2, 16, 16, dtype=torch.int64)}
+    train_step(rt, batch)
+    assert optimizer.param_groups[0]["betas"][0] < 0.95 and optimizer.param_groups[0]["betas"][1] == 0.99
+    sgd = _runtime(*seg, "optim.optimizer=sgd", "optim.schedule=onecycle", "optim.max_steps=100")
+    assert next(iter(sgd.optimizers.values())).param_groups[0]["momentum"] == 0.95
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,9 @@ POLY_POWER = 0.9
 #: the "onecycle" schedule's shape, torch's OneCycleLR defaults: a cosine warm-up over the first 10 %
 #: from 1/25 of the rate, then a cosine decay to 1/(25 * 1e4) of it
 ONECYCLE_WARMUP, ONECYCLE_START_DIV, ONECYCLE_END_DIV = 0.1, 25.0, 1e4
+#: and its momentum (Adam's beta1, SGD's momentum), cycled against the rate: high at the start and
+#: end, low at the peak rate
+ONECYCLE_MOMENTUM_PEAK, ONECYCLE_MOMENTUM_REST = 0.85, 0.95
 
 
 def select_device(spec: str, env: DistEnv) -> torch.device:
@@ -73,13 +76,36 @@ def lr_factor(step: int, total: int, schedule: str, constant_fraction: float) ->
 def onecycle_factor(step: int, total: int) -> float:
     """torch's ``OneCycleLR`` learning rate (cosine annealing, two phases) as a multiplier of the
     peak rate; the phase ends are the same steps as there."""
-    start, end = 1.0 / ONECYCLE_START_DIV, 1.0 / (ONECYCLE_START_DIV * ONECYCLE_END_DIV)
+    return _two_phase_cosine(step, total, 1.0 / ONECYCLE_START_DIV, 1.0, 1.0 / (ONECYCLE_START_DIV * ONECYCLE_END_DIV))
+
+
+def onecycle_momentum(step: int, total: int) -> float:
+    """torch's ``OneCycleLR`` momentum at ``step``: from 0.95 down to 0.85 at the peak rate, back up to 0.95."""
+    return _two_phase_cosine(step, total, ONECYCLE_MOMENTUM_REST, ONECYCLE_MOMENTUM_PEAK, ONECYCLE_MOMENTUM_REST)
+
+
+def _two_phase_cosine(step: int, total: int, start: float, middle: float, end: float) -> float:
+    """Cosine from ``start`` to ``middle`` over the warm-up, then from ``middle`` to ``end``."""
     warmup_end = ONECYCLE_WARMUP * total - 1
     if step <= warmup_end:
-        low, high, fraction = start, 1.0, step / warmup_end if warmup_end > 0 else 1.0
+        low, high, fraction = start, middle, step / warmup_end if warmup_end > 0 else 1.0
     else:
-        low, high, fraction = 1.0, end, min(1.0, (step - warmup_end) / max(1e-12, total - 1 - warmup_end))
+        low, high, fraction = middle, end, min(1.0, (step - warmup_end) / max(1e-12, total - 1 - warmup_end))
     return high + (low - high) / 2.0 * (1.0 + math.cos(math.pi * fraction))
+
+
+def cycle_momentum(rt: Runtime) -> None:
+    """With the ``onecycle`` schedule, set every optimiser's momentum for the current step as torch's
+    ``OneCycleLR`` does (it lives in the optimisers' state, so a resumed run continues with it)."""
+    if rt.cfg.optim.schedule != "onecycle":
+        return
+    momentum = onecycle_momentum(rt.step, rt.total_steps)
+    for optimizer in rt.optimizers.values():
+        for group in optimizer.param_groups:
+            if "betas" in group:
+                group["betas"] = (momentum, group["betas"][1])
+            elif group.get("momentum", 0) > 0:
+                group["momentum"] = momentum
 
 
 def build_optimizer(cfg: ExperimentConfig, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -208,7 +234,9 @@ def build_runtime(
     scaler = torch.amp.GradScaler(device.type, enabled=eng.amp == "fp16")
     # each rank draws its own dropout/augmentation randomness from here on
     seed_everything(eng.seed + 7919 * env.rank)
-    return Runtime(cfg, env, device, model, optimizers, schedulers, scaler, group_params, total, ema)
+    runtime = Runtime(cfg, env, device, model, optimizers, schedulers, scaler, group_params, total, ema)
+    cycle_momentum(runtime)
+    return runtime
 
 
 def move_batch(batch: Mapping[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
@@ -233,4 +261,5 @@ def train_step(rt: Runtime, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]
     if rt.ema is not None:
         rt.ema.update(rt.model.averaged_nets())
     rt.step += 1
+    cycle_momentum(rt)
     return logs
