@@ -242,3 +242,13 @@ def _write_yaml(tmp_path: Path, weights: Path) -> Path:
     path = tmp_path / "seg.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def test_a_checkpoint_config_from_before_the_optimiser_keys_resumes_as_adam() -> None:
+    from translate.config import config_dict, trajectory_changes
+
+    current = config_dict(load_config(None, []))
+    stored = {**current, "optim": {k: v for k, v in current["optim"].items() if k in ("lr_g", "lr_d", "betas")}}
+    assert trajectory_changes(stored, current) == []
+    sgd = config_dict(load_config(None, ["optim.optimizer=sgd"]))
+    assert trajectory_changes(stored, sgd) == ["optim.optimizer: adam -> sgd"]

@@ -131,8 +131,11 @@ def flat_config(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def trajectory_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for every trajectory-changing key whose value differs between two
-    config mappings (a key on one side only reads ``<absent>`` on the other)."""
-    old, new = flat_config(stored), flat_config(current)
+    config mappings (a key on one side only reads ``<absent>`` on the other). An optimiser key the
+    stored config lacks (a checkpoint of a version before it existed) reads as its default, which
+    is what that version trained with."""
+    optim_defaults = flat_config({"optim": dataclasses.asdict(OptimConfig())})
+    old, new = {**optim_defaults, **flat_config(stored)}, flat_config(current)
     absent = "<absent>"
     return [
         f"{key}: {old.get(key, absent)} -> {new.get(key, absent)}"
