@@ -187,9 +187,11 @@ def label_maps(args) -> None:
     import numpy as np
     from PIL import Image
 
+    from apps.study.config import SegmenterSection
     from apps.study.metrics import present_classes
-    from apps.study.segmenter import TrainConfig, evaluate, train_segmenter
+    from apps.study.segmenter import evaluate, train_segmenter, write_segmentation_folder
     from translate.data.images import read_image, to_images
+    from translate.io import load_network
     from translate.sampling import load_sampler
 
     results = args.out / "label_maps.jsonl"
@@ -225,7 +227,10 @@ def label_maps(args) -> None:
             key = f"{mode}/s{seed}"
             if key in done:
                 continue
-            model = train_segmenter(images, labels, TrainConfig(steps=args.segmenter_steps, seed=seed), log=None)
+            run = args.out / "segmenters" / f"{mode.replace(' ', '_')}_s{seed}"
+            dataset = write_segmentation_folder(images, labels, run / "data")
+            section = SegmenterSection(steps=args.segmenter_steps, save_every=args.segmenter_steps)
+            model = load_network(train_segmenter(section, dataset, seed, run / "train")["file"])[0]
             report = evaluate(model, *test, classes=classes)
             append(
                 results,

@@ -1,4 +1,5 @@
-"""The study's segmenter: it learns, predicts as it was trained, and its augmentation keeps labels aligned."""
+"""The study's segmenter: trained by the engine it learns, resumes exactly, predicts as it was
+trained, and its training samples keep labels aligned with their images."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from apps.study.segmenter import SegmenterConfig, build_segmenter, predict
+from apps.study.config import SegmenterSection
+from apps.study.segmenter import build_segmenter, predict, train_segmenter, write_segmentation_folder
 from translate.nets.layers import crop_to, pad_to_multiple
 
 
@@ -24,7 +26,7 @@ def _as_training_sees_it(model: torch.nn.Module, images: np.ndarray, multiple: i
 def test_predict_pads_to_the_encoder_depth_used_in_training(depth: int) -> None:
     """24×40 is a multiple of 8 but not of 16: a depth-4 encoder is trained on inputs padded to 16."""
     torch.manual_seed(0)
-    model = build_segmenter(SegmenterConfig(encoder_depth=depth, decoder_channels=(16, 8, 8, 8)[:depth])).eval()
+    model = build_segmenter(SegmenterSection(encoder_depth=depth, decoder_channels=[16, 8, 8, 8][:depth])).eval()
     images = np.random.default_rng(0).integers(0, 256, (2, 24, 40, 3), dtype=np.uint8)
     pred = predict(model, images)
     assert pred.shape == (2, 24, 40) and pred.dtype == np.uint8
@@ -53,18 +55,23 @@ def _mean_loss(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -
     return float(F.cross_entropy(logits, torch.from_numpy(labels).long(), ignore_index=255))
 
 
+def _load(file: str) -> torch.nn.Module:
+    from translate.io import load_network
+
+    return load_network(file)[0]
+
+
 @pytest.mark.slow
-def test_training_lowers_the_loss_and_beats_chance() -> None:
+def test_training_lowers_the_loss_and_beats_chance(tmp_path: Path) -> None:
     from apps.study.metrics import score
-    from apps.study.segmenter import TrainConfig, train_segmenter
     from translate.segdata.classes import SYNTHETIC_TRAIN_IDS
 
     images, labels = _scenes(8)
-    cfg = TrainConfig(steps=40, batch_size=4, lr=3e-3, seed=0)
-    model_cfg = SegmenterConfig(decoder_channels=(32, 16, 16))
-    torch.manual_seed(cfg.seed)  # train_segmenter starts from exactly this initialisation
-    before = _mean_loss(build_segmenter(model_cfg), images, labels)
-    model = train_segmenter(images, labels, cfg, model_cfg, log=None)
+    section = SegmenterSection(decoder_channels=[32, 16, 16], steps=40, batch_size=4, lr=3e-3)
+    torch.manual_seed(0)  # the engine starts from exactly this initialisation (engine.seed = the seed)
+    before = _mean_loss(build_segmenter(section), images, labels)
+    dataset = write_segmentation_folder(images, labels, tmp_path / "data")
+    model = _load(train_segmenter(section, dataset, 0, tmp_path / "run")["file"])
     after = _mean_loss(model, images, labels)
     assert after < 0.5 * before, (before, after)
 
@@ -76,24 +83,23 @@ def test_training_lowers_the_loss_and_beats_chance() -> None:
 
 
 def test_a_stopped_and_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(tmp_path: Path) -> None:
-    from apps.study.segmenter import TrainConfig, photometric_augmentation, train_segmenter
+    from safetensors.torch import load_file
 
     images, labels = _scenes(6)
-    cfg = TrainConfig(steps=4, batch_size=2, seed=3)
-    model_cfg = SegmenterConfig(decoder_channels=(8, 8, 8))
-    augment = photometric_augmentation()  # draws from the loop's generator: its state must be resumed too
+    # a small encoder keeps the four checkpoints this writes small; the study default is resnet18
+    section = SegmenterSection(encoder="mobilenet_v2", decoder_channels=[8, 8, 8], steps=4, batch_size=2, save_every=2)
+    # photometric augmentation and flips draw from each sample's key: the engine must replay them
+    dataset = {**write_segmentation_folder(images, labels, tmp_path / "data"), "photometric": 1.0}
 
-    def train(**kwargs):
-        return train_segmenter(images, labels, cfg, model_cfg, augment=augment, log=None, **kwargs)
-
-    straight = train()
-    checkpoint, resumed_from = tmp_path / "state.pt", []
-    assert train(checkpoint=checkpoint, save_every=1, stop_at=2, on_resume=resumed_from.append) is None
-    assert resumed_from == []
-    resumed = train(checkpoint=checkpoint, save_every=1, on_resume=resumed_from.append)
-    assert resumed_from == [2]  # what the trainer loaded, not merely a file on disk
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=False):
-        assert torch.equal(a, b), name
+    straight = train_segmenter(section, dataset, 3, tmp_path / "straight")
+    stopped = train_segmenter(section, dataset, 3, tmp_path / "stopped", stop_at=2)
+    assert stopped["file"] is None and stopped["step"] == 2 and stopped["resumed_at"] == 0
+    resumed = train_segmenter(section, dataset, 3, tmp_path / "stopped")
+    assert resumed["resumed_at"] == 2 and resumed["step"] == 4
+    a, b = load_file(straight["file"]), load_file(resumed["file"])
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -101,25 +107,24 @@ def _grey_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a.astype(np.float64).mean(-1).ravel(), b.astype(np.float64).mean(-1).ravel())[0, 1])
 
 
-def test_augmentation_changes_pixels_and_keeps_labels_aligned_with_geometry() -> None:
-    from apps.study.segmenter import photometric_augmentation, training_batch
+def test_augmentation_changes_pixels_and_keeps_labels_aligned_with_geometry(tmp_path: Path) -> None:
+    from translate.data import DATASETS
+    from translate.data.images import to_images
 
     images, labels = _scenes(6, seed=3)
     assert all(not np.array_equal(lab, lab[:, ::-1]) for lab in labels)  # flips are detectable
-    batch, target = training_batch(images, labels, np.random.default_rng(0), 16, photometric_augmentation(), flip=True)
-    assert batch.shape == (16, 32, 64, 3) and batch.dtype == np.uint8 and target.shape == (16, 32, 64)
+    options = write_segmentation_folder(images, labels, tmp_path / "data")
+    dataset = DATASETS.build({"name": "segmentation_pairs", **options, "photometric": 1.0, "flip": True})
+    samples = [dataset[(i % 6, 1000 + i)] for i in range(16)]
+    assert samples[0]["image"].shape == (3, 32, 64) and samples[0]["label"].dtype == torch.int64
+    assert torch.equal(dataset[(2, 7)]["image"], dataset[(2, 7)]["image"])  # a pure function of its key
 
     flips, changed = [], 0
-    for image, label in zip(batch, target, strict=False):
-        # the label is one source label, untouched or mirrored: photometric augmentation never edits labels
-        matches = [
-            (j, f)
-            for j in range(len(labels))
-            for f in (False, True)
-            if np.array_equal(label, labels[j][:, ::-1] if f else labels[j])
-        ]
-        assert len(matches) == 1
-        j, flipped = matches[0]
+    for i, sample in enumerate(samples):
+        image, label, j = to_images(sample["image"][None])[0], sample["label"].numpy(), i % 6
+        # the label is its source label, untouched or mirrored: photometric augmentation never edits labels
+        flipped = np.array_equal(label, labels[j][:, ::-1])
+        assert flipped or np.array_equal(label, labels[j])
         flips.append(flipped)
         same_way = images[j][:, ::-1] if flipped else images[j]
         other_way = images[j] if flipped else images[j][:, ::-1]
@@ -128,3 +133,30 @@ def test_augmentation_changes_pixels_and_keeps_labels_aligned_with_geometry() ->
         changed += np.abs(image.astype(int) - same_way.astype(int)).mean() > 2.0
     assert 0 < sum(flips) < len(flips)  # both orientations occurred
     assert changed >= 12, changed  # colour jitter, blur and noise changed (nearly) every image
+
+
+def test_alternative_images_replace_the_originals_with_their_probability(tmp_path: Path) -> None:
+    from translate.data import DATASETS
+
+    images, labels = _scenes(4)
+    options = write_segmentation_folder(images, labels, tmp_path / "data")
+    inverted = write_segmentation_folder(255 - images, labels, tmp_path / "alt")["images"]
+
+    def drawn(p: float) -> list[bool]:
+        spec = {"name": "segmentation_pairs", **options, "alternative_images": inverted, "p_alternative": p}
+        dataset = DATASETS.build({**spec, "flip": False})
+        return [bool(dataset[(i % 4, i)]["image"].mean() < 0) != bool(images[i % 4].mean() < 127.5) for i in range(40)]
+
+    assert all(drawn(1.0)) and not any(drawn(0.0))
+    assert 10 < sum(drawn(0.5)) < 30
+
+
+def test_alternative_images_must_cover_every_image(tmp_path: Path) -> None:
+    from translate.data import DATASETS
+    from translate.errors import DataError
+
+    images, labels = _scenes(3)
+    options = write_segmentation_folder(images, labels, tmp_path / "data")
+    partial = write_segmentation_folder(images[:2], labels[:2], tmp_path / "alt")["images"]
+    with pytest.raises(DataError, match=r"alt/images lacks 1 of 3 images \(first 000002.png\)"):
+        DATASETS.build({"name": "segmentation_pairs", **options, "alternative_images": partial})

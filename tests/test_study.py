@@ -103,6 +103,7 @@ def _straight_run(out: Path, stage: str, elsewhere: Path, *overrides: str) -> Pa
     if stage.startswith("translator:"):
         return Path(train_translator(cfg, stage.split(":")[1], out / "data", elsewhere, None)["generator"])
     study = Study(cfg)
+    study.data_dir = out / "data"  # the segmenter reads its image and label folders there
     study.data = load_data(out / "data")
     study.classes = present_classes(study.data.target_test[1])
     return Path(study._train_segmenter(Recipe("source"), 0, elsewhere)["file"])
@@ -113,7 +114,7 @@ def _straight_run(out: Path, stage: str, elsewhere: Path, *overrides: str) -> Pa
     "stage,step,checkpoint",
     [
         ("translator:cyclegan", 4, "translators/cyclegan/checkpoints/ckpt_00000004.pt"),
-        ("segmenter:source-seed0", 4, "segmenters/source-seed0/train_state.pt"),
+        ("segmenter:source-seed0", 4, "segmenters/source-seed0/checkpoints/ckpt_00000004.pt"),
     ],
 )
 def test_killed_stage_continues_from_its_checkpoint(tmp_path: Path, stage: str, step: int, checkpoint: str) -> None:
@@ -162,7 +163,7 @@ def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_
         assert second[name]["reason"].startswith("config changed (segmenter.steps 6 -> 8)"), second[name]
         record = json.loads((out / "stages" / f"{name.replace(':', '_')}.json").read_text())
         assert record["inputs"]["segmenter.steps"] == 8 and record["resumed_at"] == 0
-        assert read_metadata(record["file"])["info"]["steps"] == 8
+        assert read_metadata(record["file"])["info"]["step"] == 8
     assert "[study] segmenter:source-seed0 reruns: config changed (segmenter.steps 6 -> 8)" in said
     # CyCADA's semantic term reads the source-only segmenter: that translator is redone, and says so
     assert second["translator:cycada"]["reason"] == "inputs changed (segmenter:source-seed0)"
@@ -229,6 +230,10 @@ def test_translator_init_from_must_name_another_translator(tmp_path: Path) -> No
         ("data.kind=kitti", "data.kind must be one of synthetic, gta5_cityscapes, got 'kitti'"),
         ("segmenter.seeds=[]", "segmenter.seeds must list at least one seed"),
         ("segmenter.decoder_channels=[8,8]", "segmenter.decoder_channels needs one entry per encoder stage"),
+        ("segmenter.architecture=pspnet", "segmenter.architecture must be one of smp_deeplabv3, smp_deeplabv3plus, "),
+        ("segmenter.optimizer=lamb", "segmenter.optimizer must be one of adam, adamw, sgd, got 'lamb'"),
+        ("segmenter.schedule=step", "segmenter.schedule must be one of constant, linear, cosine, poly, onecycle"),
+        ("segmenter.weights=/nowhere/resnet101.pth", "segmenter.weights: file not found: /nowhere/resnet101.pth"),
         ("translators.cyclegan.steps=0", "translators.cyclegan.steps must be >= 1"),
         ("conditions=[{name: a, train_on: source}, {name: a, train_on: target}]", "condition names must be unique"),
         ("conditions=[{name: src, train_on: source}]", "conditions need an oracle row (train_on: target)"),

@@ -37,10 +37,18 @@ class DataConfig:
 class OptimConfig:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    # constant | linear | cosine. "linear" keeps the rate for epochs_constant epochs and then
+    lr_seg: float = 1e-2  # the segmentation model's rate
+    # adam (the GAN default) | adamw | sgd; one optimiser of this kind per group the model declares
+    optimizer: str = "adam"
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])  # adam, adamw
+    weight_decay: float = 0.0  # decoupled in adamw, L2 in adam and sgd
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    # constant | linear | cosine | poly | onecycle. "linear" keeps the rate for epochs_constant epochs and then
     # decays it linearly over epochs_decay epochs, the last one training at 1/(epochs_decay + 1)
-    # of it (the CycleGAN/pix2pix schedule, applied per step).
+    # of it (the CycleGAN/pix2pix schedule, applied per step). "poly": (1 - step/total) ** 0.9, the
+    # segmentation literature's (DeepLab). "onecycle": torch's OneCycleLR (cosine warm-up over 10 %
+    # from 1/25 of the rate, then cosine decay; Adam's beta1 / SGD's momentum cycled 0.95 -> 0.85 -> 0.95).
     schedule: str = "linear"
     epochs_constant: int = 100
     epochs_decay: int = 100
@@ -123,8 +131,11 @@ def flat_config(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def trajectory_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for every trajectory-changing key whose value differs between two
-    config mappings (a key on one side only reads ``<absent>`` on the other)."""
-    old, new = flat_config(stored), flat_config(current)
+    config mappings (a key on one side only reads ``<absent>`` on the other). An optimiser key the
+    stored config lacks (a checkpoint of a version before it existed) reads as its default, which
+    is what that version trained with."""
+    optim_defaults = flat_config({"optim": dataclasses.asdict(OptimConfig())})
+    old, new = {**optim_defaults, **flat_config(stored)}, flat_config(current)
     absent = "<absent>"
     return [
         f"{key}: {old.get(key, absent)} -> {new.get(key, absent)}"

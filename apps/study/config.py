@@ -53,17 +53,26 @@ class DataSection:
 
 @dataclass
 class SegmenterSection:
-    """The fixed instrument: one network and one budget for every row."""
+    """The fixed instrument: one network and one budget for every row, trained by the engine."""
 
-    encoder: str = "resnet18"
-    encoder_depth: int = 3
-    decoder_channels: list[int] = field(default_factory=lambda: [64, 32, 16])
+    architecture: str = "smp_unet"  # smp_unet | smp_deeplabv3 | smp_deeplabv3plus
+    encoder: str = "resnet18"  # any smp encoder (resnet50, resnet101, ...)
+    encoder_depth: int = 3  # smp_unet only
+    decoder_channels: list[int] = field(default_factory=lambda: [64, 32, 16])  # smp_unet only
+    # a local .pth/.safetensors state dict to start from (e.g. ImageNet ResNet weights); "" = from scratch
+    weights: str = ""
+    weights_into: str = "encoder"  # encoder | model
     steps: int = 450
     batch_size: int = 12
     lr: float = 2e-3
+    optimizer: str = "adamw"  # adamw | adam | sgd (momentum 0.9)
+    nesterov: bool = False  # sgd
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"  # onecycle | poly | cosine | linear | constant
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     save_every: int = 50
     photometric_strength: float = 1.0
+    num_workers: int = 0  # data-loader processes (samples are the same with any number)
 
 
 @dataclass
@@ -152,8 +161,7 @@ def check_config(cfg: StudyConfig) -> None:
         raise ConfigError(f"data.kind must be one of {', '.join(DATA_KINDS)}, got '{cfg.data.kind}'")
     if not cfg.segmenter.seeds:
         raise ConfigError("segmenter.seeds must list at least one seed")
-    if len(cfg.segmenter.decoder_channels) != cfg.segmenter.encoder_depth:
-        raise ConfigError("segmenter.decoder_channels needs one entry per encoder stage (segmenter.encoder_depth)")
+    check_segmenter(cfg.segmenter)
     for name, t in cfg.translators.items():
         model_config(t.model)  # strict: a misspelt option names itself
         if t.steps < 1:
@@ -187,3 +195,25 @@ def check_config(cfg: StudyConfig) -> None:
             )
         if not 0.0 <= c.p_translated <= 1.0:
             raise ConfigError(f"condition '{c.name}': p_translated must be in [0, 1], got {c.p_translated}")
+
+
+def check_segmenter(s: SegmenterSection) -> None:
+    """The segmenter section's choices, and its weights file, checked before anything trains."""
+    from translate.engine.runtime import OPTIMIZERS, SCHEDULES
+    from translate.nets.segmenters import SEGMENTERS, WEIGHTS_TARGETS
+
+    if s.architecture not in SEGMENTERS:
+        raise ConfigError(
+            f"segmenter.architecture must be one of {', '.join(SEGMENTERS.names())}, got '{s.architecture}'"
+        )
+    if s.architecture == "smp_unet" and len(s.decoder_channels) != s.encoder_depth:
+        raise ConfigError("segmenter.decoder_channels needs one entry per encoder stage (segmenter.encoder_depth)")
+    for key, value, known in (
+        ("optimizer", s.optimizer, OPTIMIZERS),
+        ("schedule", s.schedule, SCHEDULES),
+        ("weights_into", s.weights_into, WEIGHTS_TARGETS),
+    ):
+        if value not in known:
+            raise ConfigError(f"segmenter.{key} must be one of {', '.join(known)}, got '{value}'")
+    if s.weights and not Path(s.weights).is_file():
+        raise ConfigError(f"segmenter.weights: file not found: {s.weights}")

@@ -130,17 +130,28 @@ def build_data(cfg: StudyConfig, progress: bool = True) -> StudyData:
     return _synthetic(cfg, progress) if cfg.data.kind == "synthetic" else _real(cfg, progress)
 
 
+def label_folder(folder: Path, name: str) -> Path:
+    """Where the trainId labels of training set ``name`` lie as PNGs (beside ``folder/name``'s
+    images; the segmenters' datasets read both)."""
+    return folder / "labels" / name
+
+
 def save_data(data: StudyData, folder: Path) -> None:
-    """Arrays to ``folder/*.npz`` and the translators' training images to ``folder/{source,target}_train/``."""
+    """Arrays to ``folder/*.npz``, the training images to ``folder/{source,target}_train/`` (read by
+    the translators and segmenters) and their labels to ``folder/labels/{source,target}_train/``."""
     from translate.data.images import write_image
     from translate.io import atomic_write
 
+    from .segmenter import write_label
+
     folder.mkdir(parents=True, exist_ok=True)
-    for domain, (images, _) in (("source_train", data.source_train), ("target_train", data.target_train)):
-        out = folder / domain
+    for domain, (images, labels) in (("source_train", data.source_train), ("target_train", data.target_train)):
+        out, label_out = folder / domain, label_folder(folder, domain)
         out.mkdir(exist_ok=True)
-        for i, image in enumerate(images):
+        label_out.mkdir(parents=True, exist_ok=True)
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             write_image(out / f"{i:06d}.png", image)
+            write_label(label_out / f"{i:06d}.png", label)
     for name in SETS:
         arrays = getattr(data, name)
         payload = {f"a{i}": a for i, a in enumerate(arrays) if a is not None}

@@ -27,7 +27,8 @@ import numpy as np
 from translate.segdata.classes import SYNTHETIC_TRAIN_IDS
 from translate.synthetic import SceneGenerator, appearance_from, parse_size
 
-from .segmenter import TrainConfig, evaluate, photometric_augmentation, train_segmenter
+from .config import SegmenterSection
+from .segmenter import evaluate, train_segmenter, write_segmentation_folder
 
 
 def render_set(
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> dict:
     import cv2
     import torch
 
+    from translate.io import load_network
+
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
     size = parse_size(args.size)
@@ -58,11 +61,13 @@ def run(args: argparse.Namespace) -> dict:
         flush=True,
     )
 
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, seed=args.seed)
+    section = SegmenterSection(steps=args.steps, batch_size=args.batch, lr=args.lr, save_every=args.steps)
+    out = Path(args.out)
+    source_folder = write_segmentation_folder(*src, out / "data" / "source")
     runs = {
-        "source": (src, None),
-        "source+aug": (src, photometric_augmentation()),
-        "oracle": (tgt, None),
+        "source": source_folder,
+        "source+aug": {**source_folder, "photometric": 1.0},
+        "oracle": write_segmentation_folder(*tgt, out / "data" / "target"),
     }
     results: dict = {
         "setup": {
@@ -79,12 +84,13 @@ def run(args: argparse.Namespace) -> dict:
         },
         "runs": {},
     }
-    for name, ((images, labels), augment) in runs.items():
+    for name, dataset in runs.items():
         if args.only and name not in args.only:
             continue
         print(f"training '{name}'", flush=True)
         t = time.time()
-        model = train_segmenter(images, labels, cfg, augment=augment, log=lambda m: print(m, flush=True))
+        trained = train_segmenter(section, dataset, args.seed, out / "segmenters" / name, progress=True)
+        model = load_network(trained["file"])[0]
         seconds = time.time() - t
         on_target = evaluate(model, *test, classes=SYNTHETIC_TRAIN_IDS)
         entry = {"target_test": on_target, "train_seconds": round(seconds, 1)}
@@ -102,8 +108,6 @@ def run(args: argparse.Namespace) -> dict:
             "aug_recovered_fraction": (a - s) / (o - s) if o > s else float("nan"),
             "aug_recovers_less_than_half": bool(o > s and (a - s) / (o - s) < 0.5),
         }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "gap.json").write_text(json.dumps(results, indent=2))
     (out / "gap.md").write_text(markdown(results))
     print(markdown(results))

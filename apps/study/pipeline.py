@@ -6,7 +6,7 @@ one segmenter per condition and seed → evaluation on the labelled target test 
 
 A rerun skips finished stages whose inputs (``plan.Plan``) are unchanged and redoes the others
 and everything downstream of them; a killed translator continues from the engine's checkpoint, a
-killed segmenter from its own, a killed translation skips the images already written — each only
+killed segmenter (trained by the engine too) from its checkpoint, a killed translation skips the images already written — each only
 when its inputs are the same. The run folder keeps every config it was run with (``configs/``).
 """
 
@@ -17,8 +17,6 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-
-from translate.errors import DataError
 
 from .config import StudyConfig
 from .plan import Plan, Recipe
@@ -56,7 +54,11 @@ class Study:
             }
 
         # the image folders are cleared for other inputs: a smaller n_train must not leave extra images
-        self.stages.run(self.plan.data(), work, [self.data_dir / "source_train", self.data_dir / "target_train"])
+        self.stages.run(
+            self.plan.data(),
+            work,
+            [self.data_dir / "source_train", self.data_dir / "target_train", self.data_dir / "labels"],
+        )
 
     def segmenter(self, recipe: Recipe, seed: int) -> dict:
         folder = self.root / "segmenters" / recipe.key(seed)
@@ -64,71 +66,45 @@ class Study:
         return self.stages.run(self.plan.segmenter(recipe, seed), work, [folder])
 
     def _train_segmenter(self, recipe: Recipe, seed: int, folder: Path) -> dict:
-        from translate.io import export_network
+        """One segmenter trained by the engine in ``folder`` (a killed one continues from its
+        latest checkpoint there), then scored on the labelled target test set."""
+        from .segmenter import evaluate, train_segmenter
 
-        from .segmenter import (
-            SegmenterConfig,
-            TrainConfig,
-            chain,
-            evaluate,
-            photometric_augmentation,
-            segmenter_spec,
-            train_segmenter,
-        )
-
-        s, key = self.cfg.segmenter, recipe.key(seed)
-        images, labels, online = self._training_set(recipe)
-        resumed = {"step": 0}  # the step of the checkpoint the trainer loaded, if any
-
-        def on_resume(step: int) -> None:
-            resumed["step"] = step
-
-        model_cfg = SegmenterConfig(s.encoder, s.encoder_depth, tuple(s.decoder_channels))
-        model = train_segmenter(
-            images,
-            labels,
-            TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed),
-            model_cfg,
-            augment=chain(online, photometric_augmentation(s.photometric_strength) if recipe.photometric else None),
-            checkpoint=folder / "train_state.pt",
-            save_every=s.save_every,
-            on_resume=on_resume,
-            progress=f"segmenter {key}" if self.cfg.progress else None,
+        key = recipe.key(seed)
+        out = train_segmenter(
+            self.cfg.segmenter,
+            self._training_set(recipe),
+            seed,
+            folder,
             device=self.cfg.device,
+            progress=self.cfg.progress,
             stop_at=interrupt_step(self.cfg, f"segmenter:{key}"),
-            log=None,
         )
-        if model is None:
-            raise Interrupted(f"segmenter {key} stopped as asked")
-        model = model.cpu()
-        file = export_network(
-            folder / "segmenter.safetensors",
-            model,
-            segmenter_spec(model_cfg),
-            family="segmenter",
-            info={"recipe": recipe.__dict__, "seed": seed, "steps": s.steps},
-        )
+        if out["file"] is None:
+            raise Interrupted(f"segmenter {key} stopped at step {out['step']}")
         test_images, test_labels = self.data.target_test
         return {
-            "file": str(file),
-            "resumed_at": resumed["step"],
-            "target_test": evaluate(model, test_images, test_labels, self.classes),
+            "file": out["file"],
+            "resumed_at": out["resumed_at"],
+            "target_test": evaluate(self.load_segmenter(Path(out["file"])), test_images, test_labels, self.classes),
         }
 
-    def _training_set(self, recipe: Recipe):
-        """(images, labels, online augmentation or None) a recipe's segmenters train on."""
-        from .translators import online_translation
+    def _training_set(self, recipe: Recipe) -> dict:
+        """The ``segmentation_pairs`` dataset options a recipe's segmenters train on: source or
+        target images with their labels; translated rows draw the translation of each source image
+        (written once by the translation stage) with probability ``p_translated``, the source image
+        otherwise; photometric rows add the photometric augmentation."""
+        from .data import label_folder
 
-        d = self.data
-        if recipe.train_on == "source":
-            return *d.source_train, None
-        if recipe.train_on == "target":
-            return *d.target_train, None
-        if recipe.p_translated >= 1:  # always translated: translate once, offline
-            return self.translated_images(recipe.translator), d.source_train[1], None
-        # online mixing: each drawn source sample is translated with probability p
-        generator = Path(self.translator(recipe.translator)["generator"])
-        return *d.source_train, online_translation(generator, recipe.p_translated, self.cfg.device)
+        own = "target_train" if recipe.train_on == "target" else "source_train"
+        dataset = {"images": str(self.data_dir / own), "labels": str(label_folder(self.data_dir, own))}
+        if recipe.train_on == "translated":
+            dataset.update(
+                alternative_images=str(self.translation(recipe.translator)), p_alternative=recipe.p_translated
+            )
+        if recipe.photometric:
+            dataset["photometric"] = self.cfg.segmenter.photometric_strength
+        return dataset
 
     def translator(self, name: str) -> dict:
         from .translators import train_translator
@@ -173,19 +149,6 @@ class Study:
 
         self.stages.run(self.plan.translation(name), work, [folder])
         return folder
-
-    def translated_images(self, name: str) -> np.ndarray:
-        from .translators import read_folder
-
-        folder = self.translation(name)
-        images = read_folder(folder)
-        expected = len(self.data.source_train[0])
-        if len(images) != expected:  # the labels are matched to the images by position
-            raise DataError(
-                f"{folder} holds {len(images)} translated images, the source training set {expected}; "
-                f"remove {folder} and rerun"
-            )
-        return images
 
     def quality(self, name: str) -> dict:
         from .quality import translation_quality

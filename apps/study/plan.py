@@ -9,6 +9,7 @@ written) or how a run is shown (progress bars, threads) leave results unchanged 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from .config import Condition, StudyConfig
@@ -16,6 +17,8 @@ from .stages import STAGE_PREFIX, VERSION_KEY, Stage, flatten, package_version
 
 #: section keys that set how often state is written, not what is trained
 CADENCE_KEYS = ("save_every", "sample_every")
+#: segmenter keys that set how fast a segmenter trains, not what: every sample is a function of its key
+SEGMENTER_SPEED_KEYS = ("num_workers",)
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,13 @@ class Plan:
         return self._stage("data", {"data.kind": kind, **flatten(asdict(section), f"data.{kind}")}, [])
 
     def segmenter(self, recipe: Recipe, seed: int) -> Stage:
-        section = {k: v for k, v in asdict(self.cfg.segmenter).items() if k not in ("seeds", *CADENCE_KEYS)}
+        ignored = ("seeds", *CADENCE_KEYS, *SEGMENTER_SPEED_KEYS)
+        section = {k: v for k, v in asdict(self.cfg.segmenter).items() if k not in ignored}
         if not recipe.photometric:
             section.pop("photometric_strength")
         config = {
             **flatten(section, "segmenter"),
+            **weights_identity(self.cfg.segmenter.weights),
             "segmenter.seed": seed,
             "device": self.cfg.device,
             **flatten(asdict(recipe), "recipe"),
@@ -72,9 +77,7 @@ class Plan:
         """The stages besides ``data`` whose output a recipe's segmenters train on."""
         if recipe.train_on != "translated":
             return []
-        if recipe.p_translated >= 1:
-            return [self.translation(recipe.translator)]  # translated offline
-        return [self.translator(recipe.translator)]  # translated online by the generator
+        return [self.translation(recipe.translator)]  # translated once; mixed rows draw from it with p
 
     def source_segmenter(self) -> Stage:
         return self.segmenter(Recipe("source"), self.cfg.segmenter.seeds[0])
@@ -129,3 +132,12 @@ class Plan:
         stages += [self.segmenter(Recipe.of(c), seed) for c in self.cfg.conditions for seed in self.cfg.segmenter.seeds]
         stages.append(self.report())
         return list({s.name: s for s in stages}.values())
+
+
+def weights_identity(path: str) -> dict[str, Any]:
+    """The pretrained weights file as a stage input: its size and modification time, so replacing
+    the file at the same path redoes the segmenters (without reading hundreds of MB per plan)."""
+    if not path:
+        return {}
+    stat = Path(path).stat()
+    return {"segmenter.weights_file": {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}}

@@ -1,68 +1,167 @@
-"""A small semantic segmenter (segmentation-models-pytorch, no pretrained weights), trained and scored.
+"""The study's segmenter: the fixed instrument, trained by the engine and scored one way.
 
 The domain-adaptation study asks one question over and over: how well does a segmenter trained
-on data X do on the target domain? This module is the fixed instrument for that question — one
-model, one training budget, one mIoU — so that only the training data changes between rows of
-the study's table. It works on in-memory arrays (images N×H×W×3 uint8, trainId labels N×H×W
-uint8), which any dataset of translate.segdata can fill.
+on data X do on the target domain? Every row's segmenter is the ``segmentation`` model of the
+registry (``translate/models/segmentation.py``) trained by ``translate.engine`` — the same loop,
+checkpoints, exact resume, AMP, workers and multi-process training as the translators — on a
+``segmentation_pairs`` dataset of image and label folders, so only the training data changes
+between rows of the table. Predictions and scores work on in-memory arrays (images N×H×W×3 uint8,
+trainId labels N×H×W uint8) and go through the study's one scorer (``metrics.py``).
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from translate.data.images import to_tensor
 from translate.nets.layers import crop_to, pad_to_multiple
-from translate.segdata.classes import IGNORE, NUM_CLASSES
+from translate.segdata.classes import NUM_CLASSES
+from translate.segdata.datasets import photometric_augmentation
 
-Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+from .config import SegmenterSection
 
+__all__ = [
+    "build_segmenter",
+    "evaluate",
+    "experiment",
+    "input_multiple",
+    "photometric_augmentation",
+    "predict",
+    "segmenter_spec",
+    "train_segmenter",
+    "write_segmentation_folder",
+]
 
-@dataclass
-class SegmenterConfig:
-    """The network: a U-Net on a ResNet-18 encoder cut at stride 8 (enough for small images)."""
-
-    encoder: str = "resnet18"
-    encoder_depth: int = 3
-    decoder_channels: tuple[int, ...] = (64, 32, 16)
-    num_classes: int = NUM_CLASSES
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 450
-    batch_size: int = 12
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    flip: bool = True
-    log_every: int = 50
+#: the U-Net's options; the DeepLab heads take the encoder alone
+UNET_OPTIONS = ("encoder_depth", "decoder_channels")
 
 
-def segmenter_spec(cfg: SegmenterConfig | None = None) -> dict:
-    """The plain-data architecture spec of the ``segmenter`` network family (stored in exports)."""
-    cfg = cfg or SegmenterConfig()
+def segmenter_spec(section: SegmenterSection | None = None) -> dict[str, Any]:
+    """The plain-data ``segmenter`` network spec a study section describes (stored in exports)."""
+    s = section or SegmenterSection()
+    spec: dict[str, Any] = {"name": s.architecture, "num_classes": NUM_CLASSES, "encoder": s.encoder}
+    if s.architecture == "smp_unet":
+        spec.update(encoder_depth=s.encoder_depth, decoder_channels=list(s.decoder_channels))
+    return spec
+
+
+def build_segmenter(section: SegmenterSection | None = None) -> torch.nn.Module:
+    from translate.nets import build_network
+
+    return build_network("segmenter", segmenter_spec(section))
+
+
+def experiment(
+    section: SegmenterSection,
+    dataset: dict[str, Any],
+    seed: int,
+    out_dir: Path,
+    device: str = "cpu",
+    progress: bool = False,
+    stop_at: int | None = None,
+):
+    """The engine's experiment config for one segmenter: ``dataset`` are the options of a
+    ``segmentation_pairs`` dataset, ``seed`` the initialisation and data order."""
+    from translate.config import config_from_dict
+
+    s = section
+    return config_from_dict(
+        {
+            "name": f"segmenter-{Path(out_dir).name}",
+            "out_dir": str(out_dir),
+            "data": {
+                "dataset": {"name": "segmentation_pairs", **dataset},
+                "batch_size": s.batch_size,
+                "num_workers": s.num_workers,
+            },
+            "model": {
+                "name": "segmentation",
+                "segmenter": segmenter_spec(s),
+                "weights": s.weights or None,
+                "weights_into": s.weights_into,
+            },
+            "optim": {
+                "optimizer": s.optimizer,
+                "lr_seg": s.lr,
+                "betas": [0.9, 0.999],
+                "weight_decay": s.weight_decay,
+                "momentum": 0.9,
+                "nesterov": s.nesterov,
+                "schedule": s.schedule,
+                "max_steps": s.steps,
+            },
+            "engine": {
+                "device": device,
+                "seed": seed,
+                "log_every": 50,
+                "sample_every": s.steps,
+                "save_every": s.save_every,
+                "tensorboard": False,
+                "progress": progress,
+                "stop_at_step": stop_at,
+            },
+        },
+        where="segmenter",
+    )
+
+
+def train_segmenter(
+    section: SegmenterSection,
+    dataset: dict[str, Any],
+    seed: int,
+    out_dir: Path,
+    device: str = "cpu",
+    progress: bool = False,
+    stop_at: int | None = None,
+) -> dict[str, Any]:
+    """Train (or continue from ``out_dir``'s latest checkpoint) one segmenter with the engine.
+    Returns {"file": the exported segmenter, or None when stopped at ``stop_at``, "resumed_at":
+    the step it continued from, "step", "last_logs"}."""
+    from translate.engine import train
+    from translate.io import checkpoint_step, latest_checkpoint
+
+    out_dir = Path(out_dir)
+    exp = experiment(section, dataset, seed, out_dir, device, progress, stop_at)
+    checkpoints = out_dir / "checkpoints"
+    last = latest_checkpoint(checkpoints) if checkpoints.is_dir() else None
+    result = train(exp)
+    exported = result.exports.get("S")
     return {
-        "name": "smp_unet",
-        "num_classes": cfg.num_classes,
-        "encoder": cfg.encoder,
-        "encoder_depth": cfg.encoder_depth,
-        "decoder_channels": list(cfg.decoder_channels),
+        "file": str(exported) if exported else None,
+        "resumed_at": checkpoint_step(last) if last is not None else 0,
+        "step": result.step,
+        "last_logs": result.last_logs,
     }
 
 
-def build_segmenter(cfg: SegmenterConfig | None = None) -> torch.nn.Module:
-    from translate.nets import build_network
+def write_segmentation_folder(images: np.ndarray, labels: np.ndarray, folder: Path) -> dict[str, str]:
+    """Arrays as ``folder/images/NNNNNN.png`` and ``folder/labels/NNNNNN.png`` (trainIds), the layout
+    ``segmentation_pairs`` reads; returns those dataset options."""
+    from translate.data.images import write_image
 
-    return build_network("segmenter", segmenter_spec(cfg))
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        write_image(folder / "images" / f"{i:06d}.png", image)
+        write_label(folder / "labels" / f"{i:06d}.png", label)
+    return {"images": str(folder / "images"), "labels": str(folder / "labels")}
+
+
+def write_label(path: Path, label: np.ndarray) -> None:
+    """A trainId map as an 8-bit grey PNG, written atomically."""
+    from PIL import Image
+
+    from translate.io import atomic_write
+
+    atomic_write(path, lambda tmp: Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8)).save(tmp, "PNG"))
+
+
+# --- prediction and scores -----------------------------------------------------------------------
 
 
 def input_multiple(model: torch.nn.Module) -> int:
@@ -79,133 +178,6 @@ def _logits(model: torch.nn.Module, images: np.ndarray, multiple: int) -> torch.
     device = next(model.parameters()).device
     padded, size = pad_to_multiple(to_tensor(images).to(device), multiple)
     return crop_to(model(padded), size)
-
-
-def training_batch(
-    images: np.ndarray,
-    labels: np.ndarray,
-    rng: np.random.Generator,
-    batch_size: int,
-    augment: Augment | None = None,
-    flip: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``batch_size`` samples, augment each image (photometric: labels unchanged) and flip
-    image and label together; all randomness from ``rng``."""
-    idx = rng.integers(0, len(images), batch_size)
-    batch = images[idx]
-    target = labels[idx]
-    if augment is not None:
-        batch = np.stack([augment(img, rng) for img in batch])
-    if flip:
-        flipped = rng.random(batch_size) < 0.5
-        batch = np.where(flipped[:, None, None, None], batch[:, :, ::-1], batch)
-        target = np.where(flipped[:, None, None], target[:, :, ::-1], target)
-    return batch, target
-
-
-def train_segmenter(
-    images: np.ndarray,
-    labels: np.ndarray,
-    cfg: TrainConfig | None = None,
-    model_cfg: SegmenterConfig | None = None,
-    augment: Augment | None = None,
-    log: Callable[[str], None] | None = print,
-    checkpoint: str | Path | None = None,
-    save_every: int = 100,
-    progress: str | None = None,
-    device: str = "cpu",
-    stop_at: int | None = None,
-    on_resume: Callable[[int], None] | None = None,
-) -> torch.nn.Module | None:
-    """Train from scratch on ``images``/``labels`` (255 = ignore) with AdamW and a one-cycle schedule.
-
-    ``augment(image, rng)`` is applied to each training image (photometric augmentation); the
-    draw order depends only on ``cfg.seed``. With ``checkpoint``, the complete state (weights,
-    optimiser, schedule, both random generators, step) is written there atomically every
-    ``save_every`` steps and training continues from it when it exists, with the same result as
-    an uninterrupted run. ``progress``: a tqdm bar with this description. ``stop_at``: save and
-    return None after this step, as if killed there (to check resuming). ``on_resume(step)`` is
-    called with the step of the checkpoint training continues from, when it loads one.
-    """
-    from translate.io import load_checkpoint, save_checkpoint
-
-    cfg = cfg or TrainConfig()
-    model_cfg = model_cfg or SegmenterConfig()
-    if len(images) != len(labels) or len(images) == 0:
-        raise ValueError(f"need equally many images and labels, got {len(images)} and {len(labels)}")
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = build_segmenter(model_cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    start_step = 0
-    if checkpoint is not None and Path(checkpoint).is_file():
-        state = load_checkpoint(checkpoint)
-        model.load_state_dict(state["model"])
-        model.to(device)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = json.loads(state["numpy_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        start_step = int(state["step"])
-        if on_resume is not None:
-            on_resume(start_step)
-
-    def save(step: int) -> None:
-        save_checkpoint(
-            checkpoint,
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "numpy_rng": json.dumps(rng.bit_generator.state),
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-            },
-        )
-
-    multiple = input_multiple(model)
-    model.train()
-    start = time.time()
-    running, seen = 0.0, 0
-    bar = _bar(cfg.steps, start_step, progress)
-    for step in range(start_step + 1, cfg.steps + 1):
-        batch, target = training_batch(images, labels, rng, cfg.batch_size, augment, cfg.flip)
-        y = torch.from_numpy(np.ascontiguousarray(target)).long().to(device)
-        loss = F.cross_entropy(_logits(model, batch, multiple), y, ignore_index=IGNORE)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running, seen = running + loss.item(), seen + 1
-        if bar is not None:
-            bar.update(1)
-        if checkpoint is not None and (step % save_every == 0 or step == cfg.steps):
-            save(step)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            if bar is not None:
-                bar.set_postfix(loss=f"{running / seen:.3f}")
-            elif log:
-                log(f"  step {step}/{cfg.steps}  loss {running / seen:.3f}  ({time.time() - start:.0f}s)")
-            running, seen = 0.0, 0
-        if stop_at is not None and step >= stop_at:
-            if checkpoint is not None:
-                save(step)
-            if bar is not None:
-                bar.close()
-            return None
-    if bar is not None:
-        bar.close()
-    model.eval()
-    return model
-
-
-def _bar(total: int, initial: int, description: str | None):
-    if description is None:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=description, unit="step", dynamic_ncols=True)
 
 
 @torch.no_grad()
@@ -229,41 +201,3 @@ def evaluate(
     from .metrics import score
 
     return score(predict(model, images), labels, classes)
-
-
-def photometric_augmentation(strength: float = 1.0) -> Augment:
-    """Classic photometric augmentation (albumentations): colour jitter, Gaussian blur, Gaussian noise.
-
-    This is the baseline the study compares translation against: it changes global colour,
-    sharpness and noise, but knows nothing about how each class looks in the target domain.
-    """
-    import albumentations as A
-
-    s = strength
-    transform = A.Compose(
-        [
-            A.ColorJitter(brightness=0.5 * s, contrast=0.5 * s, saturation=0.6 * s, hue=0.12 * s, p=0.9),
-            A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=0.5),
-            A.GaussNoise(std_range=(0.01, 0.08), p=0.5),
-        ]
-    )
-
-    def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        transform.set_random_seed(int(rng.integers(0, 2**31 - 1)))
-        return transform(image=image)["image"]
-
-    return augment
-
-
-def chain(*augments: Augment | None) -> Augment | None:
-    """Apply the given augmentations in order (None entries skipped); None when there are none."""
-    steps = [a for a in augments if a is not None]
-    if not steps:
-        return None
-
-    def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        for step in steps:
-            image = step(image, rng)
-        return image
-
-    return augment

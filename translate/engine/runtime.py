@@ -26,7 +26,16 @@ from ..ema import EMA
 from ..errors import ConfigError
 from ..models import GANModel, build_model
 
-SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES = ("constant", "linear", "cosine", "poly", "onecycle")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+#: the exponent of the "poly" schedule, (1 - step/total) ** 0.9, as DeepLab and its successors train
+POLY_POWER = 0.9
+#: the "onecycle" schedule's shape, torch's OneCycleLR defaults: a cosine warm-up over the first 10 %
+#: from 1/25 of the rate, then a cosine decay to 1/(25 * 1e4) of it
+ONECYCLE_WARMUP, ONECYCLE_START_DIV, ONECYCLE_END_DIV = 0.1, 25.0, 1e4
+#: and its momentum (Adam's beta1, SGD's momentum), cycled against the rate: high at the start and
+#: end, low at the peak rate
+ONECYCLE_MOMENTUM_PEAK, ONECYCLE_MOMENTUM_REST = 0.85, 0.95
 
 
 def select_device(spec: str, env: DistEnv) -> torch.device:
@@ -57,7 +66,64 @@ def lr_factor(step: int, total: int, schedule: str, constant_fraction: float) ->
         return 1.0 - max(0, step + 1 - decay_start) / float(total - decay_start + 1)
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    if schedule == "poly":
+        return (1.0 - min(step, total) / total) ** POLY_POWER
+    if schedule == "onecycle":
+        return onecycle_factor(step, total)
     raise ConfigError(f"unknown optim.schedule '{schedule}'; known: {', '.join(SCHEDULES)}")
+
+
+def onecycle_factor(step: int, total: int) -> float:
+    """torch's ``OneCycleLR`` learning rate (cosine annealing, two phases) as a multiplier of the
+    peak rate; the phase ends are the same steps as there."""
+    return _two_phase_cosine(step, total, 1.0 / ONECYCLE_START_DIV, 1.0, 1.0 / (ONECYCLE_START_DIV * ONECYCLE_END_DIV))
+
+
+def onecycle_momentum(step: int, total: int) -> float:
+    """torch's ``OneCycleLR`` momentum at ``step``: from 0.95 down to 0.85 at the peak rate, back up to 0.95."""
+    return _two_phase_cosine(step, total, ONECYCLE_MOMENTUM_REST, ONECYCLE_MOMENTUM_PEAK, ONECYCLE_MOMENTUM_REST)
+
+
+def _two_phase_cosine(step: int, total: int, start: float, middle: float, end: float) -> float:
+    """Cosine from ``start`` to ``middle`` over the warm-up, then from ``middle`` to ``end``."""
+    warmup_end = ONECYCLE_WARMUP * total - 1
+    if step <= warmup_end:
+        low, high, fraction = start, middle, step / warmup_end if warmup_end > 0 else 1.0
+    else:
+        low, high, fraction = middle, end, min(1.0, (step - warmup_end) / max(1e-12, total - 1 - warmup_end))
+    return high + (low - high) / 2.0 * (1.0 + math.cos(math.pi * fraction))
+
+
+def cycle_momentum(rt: Runtime) -> None:
+    """With the ``onecycle`` schedule, set every optimiser's momentum for the current step as torch's
+    ``OneCycleLR`` does (it lives in the optimisers' state, so a resumed run continues with it)."""
+    if rt.cfg.optim.schedule != "onecycle":
+        return
+    momentum = onecycle_momentum(rt.step, rt.total_steps)
+    for optimizer in rt.optimizers.values():
+        for group in optimizer.param_groups:
+            if "betas" in group:
+                group["betas"] = (momentum, group["betas"][1])
+            elif group.get("momentum", 0) > 0:
+                group["momentum"] = momentum
+
+
+def build_optimizer(cfg: ExperimentConfig, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """The optimiser ``optim.optimizer`` names for one group: Adam (the GAN default), AdamW (both
+    with ``optim.betas``) or SGD (``optim.momentum``, ``optim.nesterov``); ``optim.weight_decay``
+    for each (decoupled in AdamW, L2 in the others)."""
+    opt = cfg.optim
+    if opt.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+    if opt.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+    if opt.optimizer == "sgd":
+        if opt.nesterov and opt.momentum <= 0:
+            raise ConfigError(f"optim.nesterov needs optim.momentum > 0, got {opt.momentum}")
+        return torch.optim.SGD(
+            params, lr=lr, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=opt.weight_decay
+        )
+    raise ConfigError(f"unknown optim.optimizer '{opt.optimizer}'; known: {', '.join(OPTIMIZERS)}")
 
 
 @dataclass
@@ -155,7 +221,7 @@ def build_runtime(
     for name, group in model.optimizer_groups().items():
         params = [p for net in group.nets.values() for p in net.parameters()]
         group_params[name] = params
-        optimizers[name] = torch.optim.Adam(params, lr=learning_rate(cfg, name, group.lr), betas=tuple(opt.betas))
+        optimizers[name] = build_optimizer(cfg, params, learning_rate(cfg, name, group.lr))
     total = opt.max_steps or (opt.epochs_constant + opt.epochs_decay) * steps_per_epoch
     if total <= 0:
         raise ConfigError("training has no steps: set optim.max_steps or a positive epoch count")
@@ -168,7 +234,9 @@ def build_runtime(
     scaler = torch.amp.GradScaler(device.type, enabled=eng.amp == "fp16")
     # each rank draws its own dropout/augmentation randomness from here on
     seed_everything(eng.seed + 7919 * env.rank)
-    return Runtime(cfg, env, device, model, optimizers, schedulers, scaler, group_params, total, ema)
+    runtime = Runtime(cfg, env, device, model, optimizers, schedulers, scaler, group_params, total, ema)
+    cycle_momentum(runtime)
+    return runtime
 
 
 def move_batch(batch: Mapping[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
@@ -193,4 +261,5 @@ def train_step(rt: Runtime, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]
     if rt.ema is not None:
         rt.ema.update(rt.model.averaged_nets())
     rt.step += 1
+    cycle_momentum(rt)
     return logs

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from ..data.base import DATASETS
 from ..data.images import apply_orientation, exif_orientation, image_size, list_images, read_image
 from ..errors import DataError
 from .classes import ID_TO_TRAINID, IGNORE, NUM_CLASSES
@@ -243,3 +244,101 @@ class SyntheticSceneDataset(SegmentationDataset):
         self.manifest = manifest
         self.root = root
         super().__init__(folder_pairs(root, "synthetic scene set"), manifest.get("label_format", "trainId"), transform)
+
+
+def photometric_augmentation(strength: float = 1.0) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    """Classic photometric augmentation (albumentations): colour jitter, Gaussian blur, Gaussian noise,
+    as ``augment(image, rng)`` drawing its randomness from ``rng``.
+
+    This is the baseline the study compares translation against: it changes global colour,
+    sharpness and noise, but knows nothing about how each class looks in the target domain.
+    """
+    import albumentations as A
+
+    s = strength
+    transform = A.Compose(
+        [
+            A.ColorJitter(brightness=0.5 * s, contrast=0.5 * s, saturation=0.6 * s, hue=0.12 * s, p=0.9),
+            A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=0.5),
+            A.GaussNoise(std_range=(0.01, 0.08), p=0.5),
+        ]
+    )
+
+    def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        transform.set_random_seed(int(rng.integers(0, 2**31 - 1)))
+        return transform(image=image)["image"]
+
+    return augment
+
+
+def stem_pairs(images: str | Path, labels: str | Path) -> list[Pair]:
+    """(image, label) pairs of two folders matched by file stem (``images/000001.png`` with
+    ``labels/000001.png``); a folder that does not exist or an image without its label is an error."""
+    images, labels = Path(images), Path(labels)
+    for folder, what in ((images, "images"), (labels, "labels")):
+        if not folder.is_dir():
+            raise DataError(f"segmentation {what} folder not found: {folder}")
+    return pair_with_labels(list_images(images, recursive=False), lambda img: labels / (img.stem + ".png"))
+
+
+@DATASETS.register("segmentation_pairs")
+class SegmentationPairs(Dataset):
+    """(image, label) training samples for the ``segmentation`` model, drawn by ``(index, seed)`` key.
+
+    ``images`` and ``labels``: folders matched by file stem. ``alternative_images``: a folder with
+    another version of every image under the same name (e.g. the images translated to the target
+    domain), drawn instead of the original with probability ``p_alternative`` (1: always);
+    ``photometric``: strength of ``photometric_augmentation`` (0: none); ``flip``: horizontal flips
+    of image and label together. Every random choice comes from the key's seed, so a sample is the
+    same in any worker and a resumed run replays it. Samples: ``image`` 3×H×W float in [-1, 1] and
+    ``label`` H×W int64 trainIds (255 = ignore).
+    """
+
+    def __init__(
+        self,
+        images: str,
+        labels: str,
+        label_format: str = "trainId",
+        alternative_images: str | None = None,
+        p_alternative: float = 1.0,
+        photometric: float = 0.0,
+        flip: bool = True,
+    ) -> None:
+        if not 0.0 <= p_alternative <= 1.0:
+            raise DataError(f"p_alternative must be in [0, 1], got {p_alternative}")
+        self.pairs = SegmentationDataset(stem_pairs(images, labels), label_format)
+        self.alternatives = None
+        if alternative_images is not None:
+            alternative_images = Path(alternative_images)
+            self.alternatives = [alternative_images / image.name for image, _ in self.pairs.pairs]
+            missing = [p for p in self.alternatives if not p.is_file()]
+            if missing:
+                raise DataError(
+                    f"{alternative_images} lacks {len(missing)} of {len(self.alternatives)} images "
+                    f"(first {missing[0].name}); it needs one for every image of {images}"
+                )
+        self.p_alternative = p_alternative
+        self.augment = photometric_augmentation(photometric) if photometric > 0 else None
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        import torch
+
+        from ..data.images import to_tensor
+
+        index, seed = (key, key) if isinstance(key, (int, np.integer)) else key
+        rng = np.random.default_rng(seed)
+        image, label = self.pairs[int(index)]
+        if self.alternatives is not None and rng.random() < self.p_alternative:
+            image = read_image(self.alternatives[int(index)])
+        if self.augment is not None:
+            image = self.augment(image, rng)
+        if self.flip and rng.random() < 0.5:
+            image, label = image[:, ::-1], label[:, ::-1]
+        return {
+            "image": to_tensor(np.ascontiguousarray(image)),
+            "label": torch.from_numpy(np.ascontiguousarray(label)).long(),
+        }
