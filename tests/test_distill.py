@@ -167,7 +167,7 @@ def test_export_holds_teacher_hash_and_macs_and_resume_survives_a_moved_teacher(
     assert result.step == 4
     for k, v in result.model.teacher.state_dict().items():
         assert torch.equal(v, original[k]), k
-    info = read_metadata(result.exports["G"])["info"]
+    info = read_metadata(result.exports["G_AB"])["info"]
     assert info["teacher"]["sha256"] == sha
     assert info["teacher"]["spec"] == net_spec()
     student = build_generator({**result.model.spec})
@@ -180,7 +180,7 @@ def test_export_holds_teacher_hash_and_macs_and_resume_survives_a_moved_teacher(
     assert info["macs"]["ratio"] > 5
     # `i2i export` of the run works without the teacher file too
     assert main(["export", str(run), "--out", str(tmp_path / "exported")]) == 0
-    assert read_metadata(tmp_path / "exported" / "G.safetensors")["info"]["teacher"]["sha256"] == sha
+    assert read_metadata(tmp_path / "exported" / "G_AB.safetensors")["info"]["teacher"]["sha256"] == sha
 
 
 def test_teacher_errors(tmp_path: Path, teacher_file: Path) -> None:

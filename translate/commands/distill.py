@@ -11,7 +11,7 @@ def register(sub) -> None:
         help="distil an exported generator into a smaller, faster student",
         description="Train the student described by CONFIG (model.name: distill; model.teacher: an exported "
         "generator) with the training engine; key=value arguments override the YAML, a re-run resumes. "
-        "The student is exported to OUT_DIR/export/G.safetensors with the teacher's SHA-256 and the MAC "
+        "The student is exported to OUT_DIR/export/G_AB.safetensors with the teacher's SHA-256 and the MAC "
         "counts of both in its metadata.",
     )
     parser.add_argument("config", help="experiment YAML (e.g. configs/distill_quickstart.yaml)")

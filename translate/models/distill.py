@@ -180,7 +180,11 @@ class Distill(GANModel):
         return self
 
     def optimizer_groups(self) -> dict[str, OptimGroup]:
-        groups = {"G": OptimGroup({"G": self.G}, lr="lr_g", averaged=True), "D": OptimGroup({"D": self.D}, lr="lr_d")}
+        # the student is named for the mapping it learns, the run's A -> B, as CycleGAN's G_AB
+        groups = {
+            "G": OptimGroup({"G_AB": self.G}, lr="lr_g", averaged=True),
+            "D": OptimGroup({"D": self.D}, lr="lr_d"),
+        }
         if self.projections is not None:
             groups["P"] = OptimGroup({"projections": self.projections}, lr="lr_g")
         return groups
@@ -231,7 +235,7 @@ class Distill(GANModel):
         return {
             "real_A": batch["A"],
             "teacher": self.teacher(batch["A"]),
-            "student": nets["G"](batch["A"]),
+            "student": nets["G_AB"](batch["A"]),
             "real_B": batch["B"],
         }
 
@@ -250,8 +254,14 @@ class Distill(GANModel):
 
     def export_info(self) -> dict[str, dict[str, Any]]:
         teacher = {"sha256": self.teacher_sha256, "file": Path(self.cfg.teacher).name, "spec": self.teacher_spec}
-        info = {"model": "distill", "value_range": [-1, 1], "teacher": teacher, "macs": self.macs()}
-        return {"G": {"family": "generator", "spec": self.spec, "info": info}}
+        info = {
+            "model": "distill",
+            "direction": "A->B",
+            "value_range": [-1, 1],
+            "teacher": teacher,
+            "macs": self.macs(),
+        }
+        return {"G_AB": {"family": "generator", "spec": self.spec, "info": info}}
 
     # the teacher's spec and hash are stored beside its weights (in the state as teacher.*), so a
     # rebuild from a checkpoint needs no file
