@@ -131,6 +131,16 @@ def test_student_learns_the_teachers_mapping(teacher_file: Path) -> None:
         assert torch.equal(v, frozen[k]), f"the teacher changed: {k}"
 
 
+def test_one_pass_output_and_features_equal_the_forward_pass_at_an_odd_size() -> None:
+    from translate.models.distill import outputs_and_features
+
+    net = build_generator({**TEACHER_SPEC, "n_downsampling": 2}).eval()  # pads 13 x 21 on all four sides
+    x = torch.rand(2, 3, 13, 21) * 2 - 1
+    output, features = outputs_and_features(net, x, ["block1"])
+    torch.testing.assert_close(output, net(x))
+    torch.testing.assert_close(features["block1"], net.forward_features(x, ["block1"])["block1"])
+
+
 def test_feature_distillation_trains_projections(teacher_file: Path) -> None:
     features = ["model.lambda_features=1.0", "model.feature_layers={block1: block2, up1: up1}"]
     rt = build_runtime(load_config(None, distill_overrides(teacher_file, features)), DistEnv(), steps_per_epoch=1)

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..nets import GENERATORS, build_discriminator, build_generator
+from ..nets.layers import crop_to
 from ..nets.macs import count_macs
 from ..objectives import build_objective, d_loss, g_loss, gradient_penalty, reconstruction
 from ..registry import resolved_spec
@@ -112,7 +113,7 @@ def outputs_and_features(
         return net(x), {}
     if "output" in net.feature_info():
         found = net.forward_features(x, [*layers, "output"])
-        return found.pop("output")[..., : x.shape[-2], : x.shape[-1]], found
+        return crop_to(found.pop("output"), x.shape[-2:]), found
     return net(x), net.forward_features(x, list(layers))
 
 
