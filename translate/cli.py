@@ -16,11 +16,11 @@ from .errors import I2IError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import app, augment, bench, data, export, importing, sample, study, train, translate
+    from .commands import app, augment, bench, data, distill, export, importing, sample, study, train, translate
 
     parser = argparse.ArgumentParser(prog="i2i", description="GAN image-to-image translation toolkit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train, translate, sample, export, importing, data, augment, study, bench, app):
+    for module in (train, distill, translate, sample, export, importing, data, augment, study, bench, app):
         module.register(sub)
     add_import_option(parser)
     return parser

@@ -1,6 +1,8 @@
 """`i2i bench augment`: images/s of the augmentation hooks, so a user sees what they cost.
 
-Measured for each generator (randomly initialised: speed does not depend on the weights):
+Measured for each generator (randomly initialised: speed does not depend on the weights), and
+for each exported generator named in ``--checkpoints`` (a teacher and its distilled student,
+``i2i distill``), with its multiply-accumulates per image:
 
 * ``GANTranslate`` inside an albumentations pipeline in a ``DataLoader`` with 0 and 2 workers
   (CPU, persistent workers; a warm-up epoch lets every worker load its model before timing);
@@ -27,11 +29,21 @@ MODES = ("loader0", "loader2", "batch")
 
 def register(sub) -> None:
     parser = sub.add_parser("augment", help="images/s of GANTranslate in a DataLoader and of TranslateBatch")
-    parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    parser.add_argument(
+        "--size", type=_size, default=(256, 256), help="image side, or HxW (e.g. 64x128), in pixels (default 256)"
+    )
     parser.add_argument("--images", type=int, default=16, help="timed images per measurement")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument(
-        "--generators", default=",".join(GENERATORS), help=f"comma-separated subset of {','.join(GENERATORS)}"
+        "--generators",
+        default=None,
+        help=f"comma-separated subset of {','.join(GENERATORS)} (default all of them, none with --checkpoints)",
+    )
+    parser.add_argument(
+        "--checkpoints",
+        default="",
+        metavar="PATH[,PATH]",
+        help="exported generators to measure too, e.g. a teacher and its distilled student",
     )
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     parser.add_argument("--device", default="auto", help="device of TranslateBatch (GANTranslate runs on the CPU)")
@@ -45,15 +57,24 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
+def _size(text: str) -> tuple[int, int]:
+    """``"256"`` or ``"64x128"`` -> (height, width)."""
+    parts = text.lower().split("x")
+    if len(parts) in (1, 2) and all(p.isdigit() and int(p) > 0 for p in parts):
+        return (int(parts[0]), int(parts[-1]))
+    raise argparse.ArgumentTypeError(f"expected a positive side or HxW (e.g. 256 or 64x128), got '{text}'")
+
+
 class _Images:
     """A map-style dataset of photographs run through an albumentations pipeline."""
 
-    def __init__(self, size: int, n: int, pipeline) -> None:
+    def __init__(self, size: tuple[int, int], n: int, pipeline) -> None:
         import cv2
         from skimage import data
 
-        base = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
-        self.images = [base, base[:, ::-1].copy(), base[::-1].copy(), base.transpose(1, 0, 2).copy()]
+        base = cv2.resize(data.astronaut(), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        rotated = cv2.resize(base.transpose(1, 0, 2), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        self.images = [base, base[:, ::-1].copy(), base[::-1].copy(), rotated]
         self.n, self.pipeline = n, pipeline
 
     def __len__(self) -> int:
@@ -76,7 +97,7 @@ class _Indices:
         return len(self.indices)
 
 
-def _loader_rate(checkpoint: Path, size: int, n: int, batch_size: int, workers: int) -> float:
+def _loader_rate(checkpoint: Path, size: tuple[int, int], n: int, batch_size: int, workers: int) -> float:
     import albumentations as A
     from torch.utils.data import DataLoader
 
@@ -101,7 +122,7 @@ def _loader_rate(checkpoint: Path, size: int, n: int, batch_size: int, workers: 
     return n / (time.perf_counter() - start)
 
 
-def _batch_rate(checkpoint: Path, size: int, n: int, batch_size: int, device: str) -> tuple[float, str]:
+def _batch_rate(checkpoint: Path, size: tuple[int, int], n: int, batch_size: int, device: str) -> tuple[float, str]:
     import torch
 
     from augment import TranslateBatch
@@ -109,7 +130,7 @@ def _batch_rate(checkpoint: Path, size: int, n: int, batch_size: int, device: st
 
     dev = resolve_device(device)
     hook = TranslateBatch(checkpoint, p=1.0).train()
-    batch = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8, device=dev)
+    batch = torch.randint(0, 256, (batch_size, 3, *size), dtype=torch.uint8, device=dev)
     hook(batch)  # moves the generator, warms kernels
     calls = max(1, -(-n // batch_size))
     if dev.type == "cuda":
@@ -126,27 +147,39 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import ConfigError
-    from ..io import export_network
+    from ..io import export_network, load_network, read_metadata
     from ..nets import build_generator
+    from ..nets.macs import count_macs
 
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    names = [g for g in args.generators.split(",") if g]
+    checkpoints = [Path(c) for c in args.checkpoints.split(",") if c]
+    generators = args.generators if args.generators is not None else "" if checkpoints else ",".join(GENERATORS)
+    names = [g for g in generators.split(",") if g]
     modes = [m for m in args.modes.split(",") if m]
     for value, known, what in [(names, GENERATORS, "generator"), (modes, MODES, "mode")]:
         unknown = [v for v in value if v not in known]
         if unknown:
             raise ConfigError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
+    for checkpoint in checkpoints:
+        if read_metadata(checkpoint)["family"] != "generator":  # a missing or foreign file fails here, first
+            raise ConfigError(f"--checkpoints: {checkpoint} is not an exported image-to-image generator")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        measured = []
         for name in names:
-            spec = GENERATORS[name]
             torch.manual_seed(0)
-            net = build_generator(spec)
+            net = build_generator(GENERATORS[name])
+            path = export_network(Path(tmp) / f"{name}.safetensors", net, GENERATORS[name], "generator", {})
+            measured.append((name, path))
+        measured += [(checkpoint.stem, checkpoint) for checkpoint in checkpoints]
+        for name, checkpoint in measured:
+            net, meta = load_network(checkpoint)
+            spec = meta["architecture"]
             params = sum(p.numel() for p in net.parameters())
-            checkpoint = export_network(Path(tmp) / f"{name}.safetensors", net, spec, "generator", {})
+            gmacs = count_macs(net, (spec.get("in_channels", 3), *args.size)) / 1e9
             for mode in modes:
                 if mode == "batch":
                     rate, where = _batch_rate(checkpoint, args.size, args.images, args.batch_size, args.device)
@@ -155,16 +188,25 @@ def run(args: argparse.Namespace) -> int:
                     workers = int(mode[len("loader") :])
                     rate = _loader_rate(checkpoint, args.size, args.images, args.batch_size, workers)
                     hook = f"GANTranslate, DataLoader {workers} workers (cpu)"
-                result = {"generator": name, "spec": spec, "params_m": params / 1e6, "hook": hook, "images_per_s": rate}
+                result = {
+                    "generator": name,
+                    "spec": spec,
+                    "params_m": params / 1e6,
+                    "gmacs": gmacs,
+                    "hook": hook,
+                    "images_per_s": rate,
+                }
                 results.append(result)
                 print(f"{name:9s} {hook:45s} {rate:8.2f} images/s", flush=True)
     print(
-        f"\n{args.size}² uint8 RGB, batch {args.batch_size}, {args.images} timed images each, torch threads {torch.get_num_threads()} (workers 1 each)"
+        f"\n{args.size[0]}×{args.size[1]} uint8 RGB, batch {args.batch_size}, {args.images} timed images each, torch threads {torch.get_num_threads()} (workers 1 each)"
     )
     print(f"{'generator':28s} {'hook':45s} {'images/s':>9s} {'s/image':>8s}")
     for r in results:
         label = f"{r['generator']} ({r['params_m']:.1f} M)"
         print(f"{label:28s} {r['hook']:45s} {r['images_per_s']:9.2f} {1 / r['images_per_s']:8.3f}")
+    for name, r in {r["generator"]: r for r in results}.items():
+        print(f"{name}: {r['params_m'] * 1e6:,.0f} parameters, {r['gmacs']:.4f} GMACs per image")
     if args.json:
         print(json.dumps({"settings": vars(args) | {"func": None}, "results": results}, indent=2))
     return 0

@@ -31,6 +31,7 @@ from .layers import (
 GENERATORS: Registry[type[nn.Module]] = Registry("generator", required=NETWORK_DECLARATIONS)
 
 UPSAMPLING = ("transpose", "resize")
+CONVOLUTIONS = ("standard", "separable")
 
 
 class Generator(nn.Module):
@@ -109,8 +110,34 @@ class ImageGenerator(Generator):
         return {name: found[name] for name in layers}
 
 
-def upsample_conv(c_in: int, c_out: int, mode: str, kernel: int, bias: bool, sn: bool) -> list[nn.Module]:
-    """×2 upsampling. ``resize`` (nearest + conv) avoids the checkerboard artefacts of ``transpose``."""
+class SeparableConv2d(nn.Sequential):
+    """A depthwise k×k convolution (one filter per channel) followed by a pointwise 1×1 one: the
+    same receptive field as a full k×k convolution for about ``1/c_out + 1/k²`` of its MACs (MobileNet;
+    GAN Compression's students)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, bias: bool, sn: bool) -> None:
+        super().__init__(
+            maybe_spectral(nn.Conv2d(c_in, c_in, kernel, stride, padding, groups=c_in, bias=False), sn),
+            maybe_spectral(nn.Conv2d(c_in, c_out, 1, bias=bias), sn),
+        )
+
+
+def conv2d(
+    c_in: int, c_out: int, kernel: int, stride: int, padding: int, bias: bool, sn: bool, kind: str = "standard"
+) -> nn.Module:
+    """A k×k convolution of ``kind``: ``standard`` (one ``nn.Conv2d``) or ``separable`` (``SeparableConv2d``)."""
+    if kind == "standard":
+        return maybe_spectral(nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=bias), sn)
+    if kind == "separable":
+        return SeparableConv2d(c_in, c_out, kernel, stride, padding, bias, sn)
+    raise ConfigError(f"unknown conv '{kind}'; known: {', '.join(CONVOLUTIONS)}")
+
+
+def upsample_conv(
+    c_in: int, c_out: int, mode: str, kernel: int, bias: bool, sn: bool, conv: str = "standard"
+) -> list[nn.Module]:
+    """×2 upsampling. ``resize`` (nearest + conv) avoids the checkerboard artefacts of ``transpose``.
+    ``conv`` applies to ``resize``'s convolution; a transposed convolution is always a full one."""
     if mode == "transpose":
         pad = (kernel - 1) // 2
         return [
@@ -120,18 +147,18 @@ def upsample_conv(c_in: int, c_out: int, mode: str, kernel: int, bias: bool, sn:
         return [
             nn.Upsample(scale_factor=2, mode="nearest"),
             nn.ReflectionPad2d(1),
-            maybe_spectral(nn.Conv2d(c_in, c_out, 3, 1, 0, bias=bias), sn),
+            conv2d(c_in, c_out, 3, 1, 0, bias, sn, conv),
         ]
     raise ConfigError(f"unknown upsample '{mode}'; known: {', '.join(UPSAMPLING)}")
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int, norm: str, dropout: float, sn: bool) -> None:
+    def __init__(self, channels: int, norm: str, dropout: float, sn: bool, conv: str = "standard") -> None:
         super().__init__()
         bias = conv_bias(norm)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(1),
-            maybe_spectral(nn.Conv2d(channels, channels, 3, bias=bias), sn),
+            conv2d(channels, channels, 3, 1, 0, bias, sn, conv),
             norm_layer(norm, channels),
             nn.ReLU(True),
         ]
@@ -139,7 +166,7 @@ class ResidualBlock(nn.Module):
             layers.append(nn.Dropout(dropout))
         layers += [
             nn.ReflectionPad2d(1),
-            maybe_spectral(nn.Conv2d(channels, channels, 3, bias=bias), sn),
+            conv2d(channels, channels, 3, 1, 0, bias, sn, conv),
             norm_layer(norm, channels),
         ]
         self.body = nn.Sequential(*layers)
@@ -166,7 +193,14 @@ def _join(state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
 
 @GENERATORS.register("resnet")
 class ResnetGenerator(ImageGenerator):
-    """Johnson-style encoder / residual blocks / decoder, the CycleGAN reference generator."""
+    """Johnson-style encoder / residual blocks / decoder, the CycleGAN reference generator.
+
+    ``conv: separable`` makes the residual blocks' and the down- and (``resize``) upsampling
+    convolutions depthwise-separable: a small, fast student for distillation (``models/distill.py``).
+    The convolutions at full resolution that read and write the image stay full ones; at few
+    channels they cost more time than their MACs suggest, so a student may shrink them
+    (``outer_kernel: 3`` instead of the reference's 7).
+    """
 
     @staticmethod
     def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
@@ -184,8 +218,14 @@ class ResnetGenerator(ImageGenerator):
         dropout: float = 0.0,
         upsample: str = "transpose",
         spectral_norm: bool = False,
+        conv: str = "standard",
+        outer_kernel: int = 7,
     ) -> None:
         super().__init__()
+        if conv not in CONVOLUTIONS:
+            raise ConfigError(f"resnet generator: unknown conv '{conv}'; known: {', '.join(CONVOLUTIONS)}")
+        if outer_kernel < 1 or outer_kernel % 2 == 0:
+            raise ConfigError(f"resnet generator: outer_kernel must be an odd number >= 1, got {outer_kernel}")
         if n_blocks < 0 or n_downsampling < 0:
             raise ConfigError("resnet generator: n_blocks and n_downsampling must be >= 0")
         self.size_multiple = 2**n_downsampling
@@ -197,26 +237,26 @@ class ResnetGenerator(ImageGenerator):
         )
         bias, sn = conv_bias(norm), spectral_norm
         stem: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            maybe_spectral(nn.Conv2d(in_channels, ngf, 7, bias=bias), sn),
+            nn.ReflectionPad2d(outer_kernel // 2),
+            maybe_spectral(nn.Conv2d(in_channels, ngf, outer_kernel, bias=bias), sn),
             norm_layer(norm, ngf),
             nn.ReLU(True),
         ]
         for i in range(n_downsampling):
             c = ngf * 2**i
             stem += [
-                maybe_spectral(nn.Conv2d(c, 2 * c, 3, 2, 1, bias=bias), sn),
+                conv2d(c, 2 * c, 3, 2, 1, bias, sn, conv),
                 norm_layer(norm, 2 * c),
                 nn.ReLU(True),
             ]
         self.encoder = nn.Sequential(*stem)
         width = ngf * 2**n_downsampling
-        self.blocks = nn.ModuleList(ResidualBlock(width, norm, dropout, sn) for _ in range(n_blocks))
+        self.blocks = nn.ModuleList(ResidualBlock(width, norm, dropout, sn, conv) for _ in range(n_blocks))
         head: list[nn.Module] = []
         for i in range(n_downsampling):
             c = width // 2**i
-            head += [*upsample_conv(c, c // 2, upsample, 3, bias, sn), norm_layer(norm, c // 2), nn.ReLU(True)]
-        head += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+            head += [*upsample_conv(c, c // 2, upsample, 3, bias, sn, conv), norm_layer(norm, c // 2), nn.ReLU(True)]
+        head += [nn.ReflectionPad2d(outer_kernel // 2), nn.Conv2d(ngf, out_channels, outer_kernel), nn.Tanh()]
         self.decoder = nn.Sequential(*head)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
