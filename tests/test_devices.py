@@ -173,6 +173,7 @@ def test_translate_command_takes_amp_auto(bf16_cpu, tmp_path: Path, capsys) -> N
     )
     err = capsys.readouterr().err
     assert code == 2 and "invalid choice" not in err and "G.safetensors" in err
+    assert err.count("amp auto on cpu: bf16 (the device computes bf16 natively)") == 1  # the choice, said once
 
 
 def test_translate_command_refuses_an_unknown_amp(tmp_path: Path, capsys) -> None:
