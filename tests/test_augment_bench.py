@@ -24,6 +24,8 @@ def test_bench_augment_reports_images_per_second(capsys):
             "loader0,batch",
             "--device",
             "cpu",
+            "--amp",
+            "off",
         ]
     )
     out = capsys.readouterr().out
