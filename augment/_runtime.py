@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import torch
 
-from translate.devices import AMP_DTYPES, autocast, resolve_device
+from translate.devices import AMP_NAMES, autocast, resolve_device
+from translate.devices import resolve_amp as resolve_device_amp
 from translate.errors import ConfigError
 
 __all__ = ["AMP_NAMES", "DEVICE_PATTERN", "autocast", "check_cuda_usable_here", "resolve_amp", "resolve_device"]
 
 #: what the transforms' schemas accept; ``resolve_device`` checks that a named GPU exists
 DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?)$"
-AMP_NAMES = ("auto", *AMP_DTYPES)
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
-    """A concrete precision name ("off", "bf16", "fp16"). "auto" means bf16 on a CUDA device that has
-    it (fp16 otherwise) and full precision elsewhere: CPU autocast is slower than fp32 on most CPUs."""
-    if amp not in AMP_NAMES:
-        raise ConfigError(f"unknown amp '{amp}'; known: {', '.join(AMP_NAMES)}")
-    if amp != "auto":
-        return amp
-    if device.type != "cuda":
-        return "off"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    """A concrete precision name ("off", "bf16", "fp16"), ``translate.devices.resolve_amp`` for inference:
+    "auto" is bf16 where the device computes it natively (a CUDA GPU with bf16, a bf16-native CPU), fp16
+    on other GPUs (inference needs no grad scaler) and full precision on other CPUs."""
+    return resolve_device_amp(amp, device, cuda_fallback="fp16")
 
 
 def in_bad_cuda_fork() -> bool:

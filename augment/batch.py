@@ -35,8 +35,8 @@ class TranslateBatch(nn.Module):
         value_range: the range of float batches (default ``(0, 1)``); uint8 batches are 0..255.
             A float batch outside it is an error, not clipped (``check_range=False`` skips the
             check, which costs one device synchronisation per call).
-        amp: ``"auto"`` (bf16, or fp16 where bf16 is missing, on CUDA; full precision on CPU),
-            ``"off"``, ``"bf16"`` or ``"fp16"``.
+        amp: ``"auto"`` (bf16 where the device computes it natively: a GPU with bf16 or a bf16-native
+            CPU; fp16 on other GPUs; full precision on other CPUs), ``"off"``, ``"bf16"`` or ``"fp16"``.
 
     The output has the input's shape, dtype, device and range. No gradient reaches the generator.
     Like dropout, the hook acts in training mode only: after ``.eval()`` it returns its input.

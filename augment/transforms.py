@@ -68,7 +68,8 @@ class GANTranslate(A.ImageOnlyTransform):
             ``TranslateBatch`` on the batch in the main process).
         tile: images with a side above it are translated tile by tile (bounded memory); a stack of
             ``images`` no larger than it is translated in one batched call.
-        amp: ``"off"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16/fp16 on CUDA only).
+        amp: ``"off"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16 where the device computes it natively:
+            a GPU with bf16 or a bf16-native CPU; fp16 on other GPUs; full precision on other CPUs).
         p: probability of applying the transform.
 
     The generator is loaded on the first call in each process and is never pickled, so forked and

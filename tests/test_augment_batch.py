@@ -32,7 +32,7 @@ def changed(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def test_translates_about_p_of_the_samples_and_leaves_the_rest_bit_identical(checkpoint):
     torch.manual_seed(1)
-    hook = TranslateBatch(checkpoint, p=0.3)
+    hook = TranslateBatch(checkpoint, p=0.3, amp="off")  # fp32, also on a CPU where "auto" would be bf16
     x = torch.rand(400, 3, 8, 8)
     y = hook(x)
     hit = changed(x, y)
@@ -55,16 +55,16 @@ def test_p_zero_and_one_and_eval_mode(checkpoint):
 def test_dtype_and_range_are_the_inputs(checkpoint):
     torch.manual_seed(0)
     u8 = batch_uint8(4)
-    out = TranslateBatch(checkpoint, p=1.0)(u8)
+    out = TranslateBatch(checkpoint, p=1.0, amp="off")(u8)  # fp32, also on a CPU where "auto" would be bf16
     assert out.dtype == torch.uint8 and out.shape == u8.shape
     unit = u8.float() / 255
-    out_unit = TranslateBatch(checkpoint, p=1.0)(unit)
+    out_unit = TranslateBatch(checkpoint, p=1.0, amp="off")(unit)
     assert out_unit.dtype == torch.float32 and 0 <= out_unit.min() and out_unit.max() <= 1
     assert (out.float() / 255 - out_unit).abs().max() <= 0.5 / 255 + 1e-6  # same translation, rounded
     signed = unit * 2 - 1
-    out_signed = TranslateBatch(checkpoint, p=1.0, value_range=(-1, 1))(signed)
+    out_signed = TranslateBatch(checkpoint, p=1.0, value_range=(-1, 1), amp="off")(signed)
     assert torch.allclose(out_signed, out_unit * 2 - 1, atol=1e-5)
-    half = TranslateBatch(checkpoint, p=1.0)(unit.half())
+    half = TranslateBatch(checkpoint, p=1.0, amp="off")(unit.half())
     assert half.dtype == torch.float16 and (half.float() - out_unit).abs().max() < 2e-3
 
 

@@ -26,6 +26,8 @@ def test_bench_augment_reports_images_per_second(capsys):
             "loader0,batch",
             "--device",
             "cpu",
+            "--amp",
+            "off",
         ]
     )
     out = capsys.readouterr().out
@@ -51,7 +53,20 @@ def test_bench_augment_measures_exported_checkpoints_at_a_rectangular_size(tmp_p
         "student": {"name": "resnet", "ngf": 4, "n_blocks": 1, "n_downsampling": 1, "conv": "separable"},
     }
     paths = [export_network(tmp_path / f"{k}.safetensors", build_generator(v), v) for k, v in specs.items()]
-    args = ["bench", "augment", "--size", "16x32", "--images", "2", "--batch-size", "2", "--modes", "loader0"]
+    args = [
+        "bench",
+        "augment",
+        "--size",
+        "16x32",
+        "--images",
+        "2",
+        "--batch-size",
+        "2",
+        "--modes",
+        "loader0",
+        "--amp",
+        "off",
+    ]
     assert main([*args, "--checkpoints", ",".join(map(str, paths))]) == 0
     out = capsys.readouterr().out
     rates = re.findall(r"^(teacher|student) \(0\.0 M\)\s+GANTranslate.*?\s([\d.]+)\s+([\d.]+)$", out, flags=re.M)

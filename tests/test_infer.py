@@ -546,6 +546,8 @@ def test_bench_infer_prints_its_lines_and_table(capsys) -> None:
                 "cpu",
                 "--cache",
                 "disk",
+                "--amp",
+                "off",
             ]
         )
         == 0

@@ -80,3 +80,33 @@ def test_fp16_overflow_skips_both_optimisers():
         if isinstance(v, torch.Tensor) and not torch.equal(v, before[k])
     }
     assert {"G_AB", "G_BA", "D_A", "D_B"} <= changed
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, torch.bfloat16), (False, torch.float32)])
+def test_engine_amp_auto_follows_the_cpu(monkeypatch, native, expected):
+    """engine.amp=auto trains in bf16 on a CPU that computes it natively and in fp32 on one that does not."""
+    from translate import devices
+
+    monkeypatch.setattr(devices, "cpu_computes_bf16", lambda: native)
+    rt = build_runtime(load_config(None, [*TINY, "engine.amp=auto"]), DistEnv(), 1)
+    assert rt.amp == ("bf16" if native else "off") and not rt.scaler.is_enabled()
+    dtypes = conv_output_dtypes(rt.model)
+    logs = train_step(rt, batch())
+    assert dtypes == {expected}
+    assert all(torch.isfinite(v) for v in logs.values())
+
+
+def test_engine_amp_must_be_a_known_name():
+    from translate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"engine.amp must be one of auto .*off, bf16 or fp16; got 'bf61'"):
+        build_runtime(load_config(None, [*TINY, "engine.amp=bf61"]), DistEnv(), 1)
+
+
+def test_engine_amp_off_unquoted_in_yaml_means_full_precision(tmp_path):
+    """YAML reads `amp: off` as a boolean; the engine takes it as "off", as the docs spell it."""
+    config = tmp_path / "c.yaml"
+    config.write_text("engine:\n  amp: off\n")
+    for cfg in (load_config(config, TINY), load_config(None, [*TINY, "engine.amp=off"])):
+        rt = build_runtime(cfg, DistEnv(), 1)
+        assert rt.amp == "off"

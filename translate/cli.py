@@ -7,6 +7,7 @@ Each subcommand lives in its own module under ``translate/commands`` and exposes
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from i2i_cli import first_foreign_package
@@ -44,7 +45,23 @@ def add_import_option(parser: argparse.ArgumentParser) -> None:
             add_import_option(child)
 
 
+class _StderrLog(logging.Handler):
+    """Writes the toolkit's log records to the current ``sys.stderr`` (looked up at each record)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
+def show_toolkit_logs() -> None:
+    """The toolkit's INFO messages (e.g. the precision ``amp: auto`` chose) on stderr; once per process."""
+    logger = logging.getLogger("translate")
+    if not any(isinstance(h, _StderrLog) for h in logger.handlers):
+        logger.addHandler(_StderrLog())
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
+    show_toolkit_logs()
     problem = first_foreign_package()
     if problem is not None:  # `python -m translate.cli` and torchrun start here, not at the i2i script
         print(f"i2i: error: {problem}", file=sys.stderr)

@@ -59,7 +59,7 @@ class OptimConfig:
 @dataclass
 class EngineConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "off"  # off | bf16 | fp16
+    amp: str = "off"  # off | auto (bf16 where the device computes it natively) | bf16 | fp16
     grad_checkpointing: bool = False
     channels_last: bool = False
     compile: bool = False

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from translate.data.images import to_image, to_tensor
-from translate.devices import resolve_device
+from translate.devices import resolve_amp, resolve_device
 from translate.errors import ConfigError, DataError
 from translate.infer import translate_image
 
@@ -29,7 +29,7 @@ Progress = Callable[[float, str], None]
 @dataclass(frozen=True)
 class InferenceSettings:
     device: str = "auto"
-    amp: str = "off"  # off | bf16 | fp16 (GPU only)
+    amp: str = "off"  # off | auto (bf16 where the device computes it natively, fp16 on other GPUs) | bf16 | fp16
     tile: int = 512  # larger images are translated in tiles of this size, in bounded memory
     overlap: int = 64
     preview_side: int = 1600  # long side of the on-page comparison; downloads stay full size
@@ -72,6 +72,9 @@ class TranslationService:
         self.settings = settings
         self.results = results
         self.device = resolve_device(settings.device)
+        self.amp = resolve_amp(
+            settings.amp, self.device, cuda_fallback="fp16"
+        )  # a bad name fails here, not per request
         self.generators = GeneratorPool(str(self.device), settings.idle_generators)
 
     @property
@@ -134,7 +137,7 @@ class TranslationService:
                 tile=s.tile,
                 overlap=s.overlap,
                 device=self.device,
-                amp=s.amp,
+                amp=self.amp,
                 progress=progress,
             )
         if out.shape[1] == 1:  # a one-channel generator (e.g. to grey): show it as RGB

@@ -6,7 +6,10 @@ for each exported generator named in ``--checkpoints`` (a teacher and its distil
 
 * ``GANTranslate`` inside an albumentations pipeline in a ``DataLoader`` with 0 and 2 workers
   (CPU, persistent workers; a warm-up epoch lets every worker load its model before timing);
-* ``TranslateBatch`` on a uint8 batch on ``--device`` (autocast "auto": bf16/fp16 on CUDA).
+* ``TranslateBatch`` on a uint8 batch on ``--device``;
+
+each in every precision of ``--amp`` (default fp32 and bf16: on a CPU that computes bf16 natively
+bf16 is the faster one, on others it is emulated and slower).
 
 This module sits with the commands: it is the one place under ``translate`` that imports
 ``augment`` (the hook is built on the toolkit, never the other way round).
@@ -47,6 +50,9 @@ def register(sub) -> None:
     )
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     parser.add_argument("--device", default="auto", help="device of TranslateBatch (GANTranslate runs on the CPU)")
+    parser.add_argument(
+        "--amp", default="off,bf16", help="comma-separated precisions to measure, each of auto, off, bf16, fp16"
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -97,13 +103,15 @@ class _Indices:
         return len(self.indices)
 
 
-def _loader_rate(checkpoint: Path, size: tuple[int, int], n: int, batch_size: int, workers: int) -> float:
+def _loader_rate(
+    checkpoint: Path, size: tuple[int, int], n: int, batch_size: int, workers: int, amp: str = "off"
+) -> float:
     import albumentations as A
     from torch.utils.data import DataLoader
 
     from augment import GANTranslate
 
-    pipeline = A.Compose([A.HorizontalFlip(p=0.5), GANTranslate(checkpoint, p=1.0, device="cpu")], seed=0)
+    pipeline = A.Compose([A.HorizontalFlip(p=0.5), GANTranslate(checkpoint, p=1.0, device="cpu", amp=amp)], seed=0)
     sampler = _Indices()
     loader = DataLoader(
         _Images(size, n, pipeline),
@@ -122,14 +130,16 @@ def _loader_rate(checkpoint: Path, size: tuple[int, int], n: int, batch_size: in
     return n / (time.perf_counter() - start)
 
 
-def _batch_rate(checkpoint: Path, size: tuple[int, int], n: int, batch_size: int, device: str) -> tuple[float, str]:
+def _batch_rate(
+    checkpoint: Path, size: tuple[int, int], n: int, batch_size: int, device: str, amp: str = "auto"
+) -> tuple[float, str]:
     import torch
 
     from augment import TranslateBatch
     from augment._runtime import resolve_amp, resolve_device
 
     dev = resolve_device(device)
-    hook = TranslateBatch(checkpoint, p=1.0).train()
+    hook = TranslateBatch(checkpoint, p=1.0, amp=amp).train()
     batch = torch.randint(0, 256, (batch_size, 3, *size), dtype=torch.uint8, device=dev)
     hook(batch)  # moves the generator, warms kernels
     calls = max(1, -(-n // batch_size))
@@ -140,7 +150,22 @@ def _batch_rate(checkpoint: Path, size: tuple[int, int], n: int, batch_size: int
         hook(batch)
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    return calls * batch_size / (time.perf_counter() - start), f"{dev}, amp {resolve_amp('auto', dev)}"
+    return calls * batch_size / (time.perf_counter() - start), f"{dev}, amp {resolve_amp(amp, dev)}"
+
+
+def _measure(checkpoint: Path, mode: str, amp: str, args: argparse.Namespace) -> dict:
+    """images/s of one hook (``mode``) in one precision, and a label saying where it ran and in what."""
+    import torch
+
+    from augment._runtime import resolve_amp
+
+    if mode == "batch":
+        rate, where = _batch_rate(checkpoint, args.size, args.images, args.batch_size, args.device, amp)
+        return {"hook": f"TranslateBatch ({where})", "images_per_s": rate}
+    workers = int(mode[len("loader") :])
+    rate = _loader_rate(checkpoint, args.size, args.images, args.batch_size, workers, amp)
+    where = f"cpu, amp {resolve_amp(amp, torch.device('cpu'))}"
+    return {"hook": f"GANTranslate, DataLoader {workers} workers ({where})", "images_per_s": rate}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,11 +180,14 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    from augment._runtime import AMP_NAMES
+
     checkpoints = [Path(c) for c in args.checkpoints.split(",") if c]
     generators = args.generators if args.generators is not None else "" if checkpoints else ",".join(GENERATORS)
     names = [g for g in generators.split(",") if g]
     modes = [m for m in args.modes.split(",") if m]
-    for value, known, what in [(names, GENERATORS, "generator"), (modes, MODES, "mode")]:
+    amps = [a for a in args.amp.split(",") if a]
+    for value, known, what in [(names, GENERATORS, "generator"), (modes, MODES, "mode"), (amps, AMP_NAMES, "amp")]:
         unknown = [v for v in value if v not in known]
         if unknown:
             raise ConfigError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
@@ -181,30 +209,26 @@ def run(args: argparse.Namespace) -> int:
             params = sum(p.numel() for p in net.parameters())
             gmacs = count_macs(net, (spec.get("in_channels", 3), *args.size)) / 1e9
             for mode in modes:
-                if mode == "batch":
-                    rate, where = _batch_rate(checkpoint, args.size, args.images, args.batch_size, args.device)
-                    hook = f"TranslateBatch ({where})"
-                else:
-                    workers = int(mode[len("loader") :])
-                    rate = _loader_rate(checkpoint, args.size, args.images, args.batch_size, workers)
-                    hook = f"GANTranslate, DataLoader {workers} workers (cpu)"
-                result = {
-                    "generator": name,
-                    "spec": spec,
-                    "params_m": params / 1e6,
-                    "gmacs": gmacs,
-                    "hook": hook,
-                    "images_per_s": rate,
-                }
-                results.append(result)
-                print(f"{name:9s} {hook:45s} {rate:8.2f} images/s", flush=True)
+                for amp in amps:
+                    result = _measure(checkpoint, mode, amp, args)
+                    results.append(
+                        {
+                            "generator": name,
+                            "spec": spec,
+                            "params_m": params / 1e6,
+                            "gmacs": gmacs,
+                            "amp": amp,
+                            **result,
+                        }
+                    )
+                    print(f"{name:9s} {result['hook']:55s} {result['images_per_s']:8.2f} images/s", flush=True)
     print(
         f"\n{args.size[0]}×{args.size[1]} uint8 RGB, batch {args.batch_size}, {args.images} timed images each, torch threads {torch.get_num_threads()} (workers 1 each)"
     )
-    print(f"{'generator':28s} {'hook':45s} {'images/s':>9s} {'s/image':>8s}")
+    print(f"{'generator':28s} {'hook':55s} {'images/s':>9s} {'s/image':>8s}")
     for r in results:
         label = f"{r['generator']} ({r['params_m']:.1f} M)"
-        print(f"{label:28s} {r['hook']:45s} {r['images_per_s']:9.2f} {1 / r['images_per_s']:8.3f}")
+        print(f"{label:28s} {r['hook']:55s} {r['images_per_s']:9.2f} {1 / r['images_per_s']:8.3f}")
     for name, r in {r["generator"]: r for r in results}.items():
         print(f"{name}: {r['params_m'] * 1e6:,.0f} parameters, {r['gmacs']:.4f} GMACs per image")
     if args.json:

@@ -789,7 +789,9 @@ def measure_augment(scale: Scale, row: dict, device: str, work: Path) -> dict[st
     if not checkpoint.exists():
         torch.manual_seed(0)
         export_network(checkpoint, build_generator(spec), spec, "generator", {})
-    rate, where = augment._batch_rate(checkpoint, row["size"], scale.augment_images, scale.augment_batch, device)
+    rate, where = augment._batch_rate(
+        checkpoint, (row["size"], row["size"]), scale.augment_images, scale.augment_batch, device
+    )
     return {"images_per_s": rate, "where": where}
 
 

@@ -1,4 +1,5 @@
-"""`i2i bench infer`: untiled vs tiled inference of one large image: time, peak memory, difference.
+"""`i2i bench infer`: untiled vs tiled inference of one large image: time, peak memory, difference,
+in each precision asked for (default fp32 and bf16; bf16 is also compared with fp32's untiled output).
 
 Each variant runs in a fresh process (spawned), so its peak memory is its own: on CPU the growth
 of peak RSS (``ru_maxrss``) over the process's state just before inference (model and input
@@ -28,7 +29,9 @@ def register(sub) -> None:
     parser.add_argument("--n-blocks", type=int, default=9)
     parser.add_argument("--norm", default="instance")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", default="off")
+    parser.add_argument(
+        "--amp", default="off,bf16", help="comma-separated precisions, each of auto, off, bf16, fp16 (default off,bf16)"
+    )
     parser.add_argument(
         "--variants",
         default=",".join(VARIANTS),
@@ -108,66 +111,83 @@ def _child(args: dict, variant: str, out_path: str, queue) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
+    from ..devices import AMP_NAMES
+    from ..errors import ConfigError
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
-        from ..errors import ConfigError
-
         raise ConfigError(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+    amps = [a.strip() for a in args.amp.split(",") if a.strip()]
+    unknown_amps = [a for a in amps if a not in AMP_NAMES]
+    if unknown_amps or not amps:
+        raise ConfigError(f"--amp {args.amp!r}: expected comma-separated names of {', '.join(AMP_NAMES)}")
     settings = {
         k: getattr(args, k)
-        for k in (
-            "size",
-            "tile",
-            "overlap",
-            "ngf",
-            "n_blocks",
-            "norm",
-            "device",
-            "amp",
-            "stat_passes",
-            "cache",
-            "cache_mb",
-        )
+        for k in ("size", "tile", "overlap", "ngf", "n_blocks", "norm", "device", "stat_passes", "cache", "cache_mb")
     }
-    ctx = multiprocessing.get_context("spawn")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in variants:
-            queue = ctx.Queue()
-            path = str(Path(tmp) / f"{variant}.npy")
-            proc = ctx.Process(target=_child, args=(settings, variant, path, queue))
-            proc.start()
-            result = _wait(proc, queue, variant)
-            proc.join()
-            results.append(result)
-            print(_line(result), flush=True)
-        if "untiled" in variants:
-            ref = np.load(Path(tmp) / "untiled.npy")
-            for result in results:
-                if result["variant"] != "untiled":
-                    diff = np.abs(np.load(Path(tmp) / f"{result['variant']}.npy") - ref) * 127.5  # in 1/255 steps
-                    result["mean_abs_diff_255"] = float(diff.mean())
-                    result["max_abs_diff_255"] = float(diff.max())
+        for amp in amps:
+            results += _run_precision(settings | {"amp": amp}, variants, Path(tmp))
+        _compare(results, Path(tmp), baseline=(amps[0], "untiled"))
     print(
         f"\nResNet ngf={args.ngf} n_blocks={args.n_blocks} norm={args.norm}, {args.size}² image, tile {args.tile}, "
-        f"overlap {args.overlap}, amp {args.amp}"
+        f"overlap {args.overlap}; diffs in /255: vs the same precision's untiled output, and vs {amps[0]} untiled"
     )
     print(
-        f"{'variant':10s} {'seconds':>8s} {'peak MB':>9s} {'mean diff':>10s} {'max diff':>9s} {'cache':>6s}  (diffs vs untiled, in /255)"
+        f"{'variant':10s} {'seconds':>8s} {'peak MB':>9s} {'mean diff':>10s} {'max diff':>9s} {'cache':>6s} "
+        f"{'amp':>5s} {'vs ' + amps[0]:>10s}"
     )
     for r in results:
         peak = r.get("peak_cuda_mb", r["peak_rss_growth_mb"])
         mean = f"{r['mean_abs_diff_255']:.3f}" if "mean_abs_diff_255" in r else "-"
         peak_diff = f"{r['max_abs_diff_255']:.2f}" if "max_abs_diff_255" in r else "-"
+        base = f"{r['mean_abs_diff_baseline_255']:.3f}" if "mean_abs_diff_baseline_255" in r else "-"
         print(
-            f"{r['variant']:10s} {r['seconds']:8.1f} {peak:9.0f} {mean:>10s} {peak_diff:>9s} {r.get('cache', '-'):>6s}"
+            f"{r['variant']:10s} {r['seconds']:8.1f} {peak:9.0f} {mean:>10s} {peak_diff:>9s} {r.get('cache', '-'):>6s} "
+            f"{r['amp']:>5s} {base:>10s}"
         )
     if args.json:
-        print(json.dumps({"settings": settings, "results": results}, indent=2))
+        print(json.dumps({"settings": settings | {"amp": amps}, "results": results}, indent=2))
     return 0
+
+
+def _run_precision(settings: dict, variants: list[str], tmp: Path) -> list[dict]:
+    """Every variant in ``settings["amp"]``, each in a fresh process; outputs saved under ``tmp``."""
+    ctx = multiprocessing.get_context("spawn")
+    results = []
+    print(f"amp {settings['amp']}:", flush=True)
+    for variant in variants:
+        queue = ctx.Queue()
+        path = str(tmp / f"{settings['amp']}-{variant}.npy")
+        proc = ctx.Process(target=_child, args=(settings, variant, path, queue))
+        proc.start()
+        result = _wait(proc, queue, variant)
+        proc.join()
+        results.append(result | {"amp": settings["amp"]})
+        print(_line(results[-1]), flush=True)
+    return results
+
+
+def _compare(results: list[dict], tmp: Path, baseline: tuple[str, str]) -> None:
+    """Add to each result its difference from its precision's untiled output and from ``baseline``'s."""
+    import numpy as np
+
+    def load(amp: str, variant: str):
+        path = tmp / f"{amp}-{variant}.npy"
+        return np.load(path) if path.exists() else None
+
+    reference = load(*baseline)
+    for result in results:
+        out = load(result["amp"], result["variant"])
+        untiled = load(result["amp"], "untiled")
+        if untiled is not None and result["variant"] != "untiled":
+            diff = np.abs(out - untiled) * 127.5  # in 1/255 steps
+            result["mean_abs_diff_255"] = float(diff.mean())
+            result["max_abs_diff_255"] = float(diff.max())
+        if reference is not None and (result["amp"], result["variant"]) != baseline:
+            result["mean_abs_diff_baseline_255"] = float((np.abs(out - reference) * 127.5).mean())
 
 
 def _wait(proc, queue, variant: str) -> dict:

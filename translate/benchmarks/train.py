@@ -14,18 +14,23 @@ import os
 import subprocess
 import sys
 
+FP32_VARIANTS = {
+    "fp32": ["engine.amp=off"],
+    "channels_last": ["engine.amp=off", "engine.channels_last=true"],
+    "checkpointing": ["engine.amp=off", "engine.grad_checkpointing=true"],
+    "compile": ["engine.amp=off", "engine.compile=true"],
+}
+# bf16 autocast on the CPU: about 3x faster convolutions where the CPU computes bf16 natively
+# (AVX512-BF16, AMX), slower than fp32 where it is emulated; the table's header says which this is
 CPU_VARIANTS = {
-    "fp32": [],
-    "channels_last": ["engine.channels_last=true"],
-    "checkpointing": ["engine.grad_checkpointing=true"],
-    "compile": ["engine.compile=true"],
+    **FP32_VARIANTS,
+    "bf16": ["engine.amp=bf16"],
+    "bf16+checkpointing": ["engine.amp=bf16", "engine.grad_checkpointing=true"],
 }
 GPU_VARIANTS = {
     **CPU_VARIANTS,
-    "bf16": ["engine.amp=bf16"],
     "fp16": ["engine.amp=fp16"],
     "bf16+compile": ["engine.amp=bf16", "engine.compile=true"],
-    "bf16+checkpointing": ["engine.amp=bf16", "engine.grad_checkpointing=true"],
 }
 
 
@@ -68,6 +73,7 @@ def run(args) -> int:
     print(
         f"# {cfg.model['name']} from {args.config}, {args.size}x{args.width or args.size}, batch {args.batch}, "
         f"{args.steps} timed steps after {args.warmup} warm-up, device {'cuda' if on_gpu else 'cpu'}"
+        + ("" if on_gpu else f" ({cpu_bf16_note()})")
     )
     for name in names:
         cmd = [
@@ -104,6 +110,13 @@ def run(args) -> int:
         extra = f" (steps +{r['step_gb']:.2f} GB)" if r["kind"] == "cpu" else ""
         print(f"{name}: {r['s_per_iter']:.3f} s/iter, peak {r['peak_gb']:.2f} GB{extra}", flush=True)
     return 0
+
+
+def cpu_bf16_note() -> str:
+    """Whether this CPU computes bf16 natively, for the table's header."""
+    from ..devices import cpu_computes_bf16
+
+    return "native bf16" if cpu_computes_bf16() else "no native bf16: bf16 is emulated, slower than fp32"
 
 
 def measure(args, variant_overrides: list[str]) -> dict:

@@ -17,7 +17,12 @@ def register(sub) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"], help="mixed precision on a GPU")
+    parser.add_argument(
+        "--amp",
+        default="off",
+        choices=["auto", "off", "bf16", "fp16"],
+        help="mixed precision (auto: bf16 where native)",
+    )
     parser.add_argument("--tile", type=int, default=512, help="tile size for large images")
     parser.add_argument("--concurrency", type=int, default=1, help="translations at once on the device")
     parser.add_argument("--queue-size", type=int, default=64, help="requests that may wait")

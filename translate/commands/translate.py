@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..data.images import DEFAULT_MAX_PIXELS
-from ..devices import AMP_DTYPES, DEVICE_HELP
+from ..devices import AMP_NAMES, DEVICE_HELP
 from ..errors import DataError
 from ..infer import CACHE_MODES, DEFAULT_CACHE_MB, NORM_STATS, TranslateOptions
 
@@ -25,7 +25,13 @@ def register(sub) -> None:
     parser.add_argument("--tile", type=int, default=512, help="largest tile side in pixels (default 512)")
     parser.add_argument("--overlap", type=int, default=64, help="overlap between neighbouring tiles (default 64)")
     parser.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default auto: a GPU if there is one)")
-    parser.add_argument("--amp", choices=tuple(AMP_DTYPES), default="off", help="autocast precision (default off)")
+    parser.add_argument(
+        "--amp",
+        choices=AMP_NAMES,
+        default="off",
+        help="autocast precision (default off); auto: bf16 where the device computes it natively (a GPU with bf16, "
+        "a CPU with AVX512-BF16 or AMX), fp16 on other GPUs, full precision on other CPUs",
+    )
     parser.add_argument(
         "--norm-stats",
         choices=NORM_STATS,
@@ -68,15 +74,16 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..devices import resolve_device
+    from ..devices import resolve_amp, resolve_device
     from ..infer import translate_path
     from ..io import load_generator
 
+    device = resolve_device(args.device)
     options = TranslateOptions(
         tile=args.tile,
         overlap=args.overlap,
         device=args.device,
-        amp=args.amp,
+        amp=resolve_amp(args.amp, device, cuda_fallback="fp16"),  # inference needs no grad scaler for fp16
         norm_stats=args.norm_stats,
         stat_passes=args.stat_passes,
         cache_mb=args.cache_mb,
@@ -84,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         max_pixels=args.max_pixels,
     )
-    generator = load_generator(args.checkpoint, device=resolve_device(args.device))
+    generator = load_generator(args.checkpoint, device=device)
     report = translate_path(
         generator, args.input, args.output, options, skip_existing=args.skip_existing, progress=not args.no_progress
     )

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..config import ExperimentConfig
 from ..cpu_memory import retain_freed_memory
-from ..devices import AMP_DTYPES, autocast, resolve_device
+from ..devices import AMP_HELP, autocast, resolve_amp, resolve_device
 from ..distributed import DistEnv, average_gradients, broadcast_module
 from ..ema import EMA
 from ..errors import ConfigError
@@ -141,6 +141,7 @@ class Runtime:
     total_steps: int
     ema: EMA | None = None
     step: int = 0
+    amp: str = "off"  # the precision engine.amp resolved to on this device ("auto" never stays)
 
     def sampling_nets(self) -> dict[str, nn.Module]:
         """The nets of averaged groups as samples and exports should use them: EMA copies if any."""
@@ -155,7 +156,7 @@ class EngineStepContext:
         self.step = runtime.step
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return autocast(self.rt.device, self.rt.cfg.engine.amp)
+        return autocast(self.rt.device, self.rt.amp)
 
     def optimize(self, groups: str | Sequence[str], loss: torch.Tensor) -> None:
         rt = self.rt
@@ -200,9 +201,11 @@ def build_runtime(
     """Build the model, optimisers, schedules and scaler for ``cfg`` (no data, no resume).
     ``stored_model``: the model state of the checkpoint the run will resume from (see ``GANModel.rebuild``)."""
     eng, opt = cfg.engine, cfg.optim
-    if eng.amp not in AMP_DTYPES:
-        raise ConfigError(f"engine.amp must be one of {', '.join(AMP_DTYPES)}, got '{eng.amp}'")
     device = select_device(eng.device, env)
+    try:
+        amp = resolve_amp(eng.amp, device)
+    except ConfigError:
+        raise ConfigError(f"engine.amp must be one of {AMP_HELP}; got '{eng.amp}'") from None
     retain_freed_memory(device)  # CPU steps reuse freed buffers instead of faulting in fresh pages
     if eng.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -231,10 +234,10 @@ def build_runtime(
         g: torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, total, opt.schedule, constant_fraction))
         for g, o in optimizers.items()
     }
-    scaler = torch.amp.GradScaler(device.type, enabled=eng.amp == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
     # each rank draws its own dropout/augmentation randomness from here on
     seed_everything(eng.seed + 7919 * env.rank)
-    runtime = Runtime(cfg, env, device, model, optimizers, schedulers, scaler, group_params, total, ema)
+    runtime = Runtime(cfg, env, device, model, optimizers, schedulers, scaler, group_params, total, ema, amp=amp)
     cycle_momentum(runtime)
     return runtime
 
