@@ -10,6 +10,7 @@ import torch
 
 from apps.study.segmenter import SegmenterConfig, build_segmenter, predict
 from translate.nets.layers import crop_to, pad_to_multiple
+from translate.segdata import ArraySet
 
 
 def _as_training_sees_it(model: torch.nn.Module, images: np.ndarray, multiple: int) -> np.ndarray:
@@ -106,7 +107,9 @@ def test_augmentation_changes_pixels_and_keeps_labels_aligned_with_geometry() ->
 
     images, labels = _scenes(6, seed=3)
     assert all(not np.array_equal(lab, lab[:, ::-1]) for lab in labels)  # flips are detectable
-    batch, target = training_batch(images, labels, np.random.default_rng(0), 16, photometric_augmentation(), flip=True)
+    batch, target = training_batch(
+        ArraySet(images, labels), np.random.default_rng(0), 16, photometric_augmentation(), flip=True
+    )
     assert batch.shape == (16, 32, 64, 3) and batch.dtype == np.uint8 and target.shape == (16, 32, 64)
 
     flips, changed = [], 0

@@ -16,6 +16,7 @@ from apps.study.config import load_study_config
 from apps.study.plan import Plan
 from apps.study.stages import Interrupted, Stage, StageRunner
 from translate.errors import DataError
+from translate.segdata import ArraySet
 
 SMOKE = "configs/study_synth_smoke.yaml"
 
@@ -220,7 +221,9 @@ def test_translated_images_must_match_the_source_labels_one_to_one(tmp_path: Pat
     from apps.study.pipeline import Study
 
     study = Study(load_study_config(SMOKE, [f"out_dir={tmp_path}"]))
-    study.data = type("Data", (), {"source_train": (np.zeros((3, 8, 8, 3), np.uint8), np.zeros((3, 8, 8), np.uint8))})
+    study.data = type(
+        "Data", (), {"source_train": ArraySet(np.zeros((3, 8, 8, 3), np.uint8), np.zeros((3, 8, 8), np.uint8))}
+    )
     folder = write_folder(tmp_path / "translated", smooth_images(2, 8, seed=0))
     monkeypatch.setattr(study, "translation", lambda name: folder)
     with pytest.raises(DataError, match="holds 2 translated images, the source training set 3"):

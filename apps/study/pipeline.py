@@ -46,17 +46,13 @@ class Study:
     # --- stages ---------------------------------------------------------------------------------
 
     def prepare_data(self) -> None:
-        from .data import build_data, save_data
+        from .data import PAIRED, SETS, write_data
 
         def work() -> dict:
-            data = build_data(self.cfg, self.cfg.progress)
-            save_data(data, self.data_dir)
-            return {
-                name: len(getattr(data, name)[0]) for name in ("source_train", "target_train", "target_test", "quality")
-            }
+            return write_data(self.cfg, self.data_dir, self.cfg.progress)
 
-        # the image folders are cleared for other inputs: a smaller n_train must not leave extra images
-        self.stages.run(self.plan.data(), work, [self.data_dir / "source_train", self.data_dir / "target_train"])
+        # the set folders are cleared for other inputs: a smaller n_train must not leave extra images
+        self.stages.run(self.plan.data(), work, [self.data_dir / name for name in (*SETS, PAIRED)])
 
     def segmenter(self, recipe: Recipe, seed: int) -> dict:
         folder = self.root / "segmenters" / recipe.key(seed)
@@ -66,18 +62,18 @@ class Study:
     def _train_segmenter(self, recipe: Recipe, seed: int, folder: Path) -> dict:
         from translate.io import export_network
 
+        from .evaluation import evaluate_set
         from .segmenter import (
             SegmenterConfig,
             TrainConfig,
             chain,
-            evaluate,
             photometric_augmentation,
             segmenter_spec,
             train_segmenter,
         )
 
         s, key = self.cfg.segmenter, recipe.key(seed)
-        images, labels, online = self._training_set(recipe)
+        samples, online = self._training_set(recipe)
         resumed = {"step": 0}  # the step of the checkpoint the trainer loaded, if any
 
         def on_resume(step: int) -> None:
@@ -85,8 +81,8 @@ class Study:
 
         model_cfg = SegmenterConfig(s.encoder, s.encoder_depth, tuple(s.decoder_channels))
         model = train_segmenter(
-            images,
-            labels,
+            samples,
+            None,
             TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed),
             model_cfg,
             augment=chain(online, photometric_augmentation(s.photometric_strength) if recipe.photometric else None),
@@ -108,27 +104,29 @@ class Study:
             family="segmenter",
             info={"recipe": recipe.__dict__, "seed": seed, "steps": s.steps},
         )
-        test_images, test_labels = self.data.target_test
         return {
             "file": str(file),
             "resumed_at": resumed["step"],
-            "target_test": evaluate(model, test_images, test_labels, self.classes),
+            "target_test": evaluate_set(
+                model, self.data.target_test, self.classes, num_workers=self.cfg.data.num_workers
+            ),
         }
 
     def _training_set(self, recipe: Recipe):
-        """(images, labels, online augmentation or None) a recipe's segmenters train on."""
+        """(the set of (image, label) samples, online augmentation or None) a recipe's segmenters
+        train on; every set is read from disk as it is drawn."""
         from .translators import online_translation
 
         d = self.data
         if recipe.train_on == "source":
-            return *d.source_train, None
+            return d.source_train, None
         if recipe.train_on == "target":
-            return *d.target_train, None
+            return d.target_train, None
         if recipe.p_translated >= 1:  # always translated: translate once, offline
-            return self.translated_images(recipe.translator), d.source_train[1], None
+            return self.translated_images(recipe.translator), None
         # online mixing: each drawn source sample is translated with probability p
         generator = Path(self.translator(recipe.translator)["generator"])
-        return *d.source_train, online_translation(generator, recipe.p_translated, self.cfg.device)
+        return d.source_train, online_translation(generator, recipe.p_translated, self.cfg.device)
 
     def translator(self, name: str) -> dict:
         from .translators import train_translator
@@ -168,24 +166,27 @@ class Study:
         generator = Path(self.translator(name)["generator"])
 
         def work() -> dict:
-            n = translate_folder(generator, self.data_dir / "source_train", folder, self.cfg.device, self.cfg.progress)
+            n = translate_folder(
+                generator, self.data_dir / "source_train" / "images", folder, self.cfg.device, self.cfg.progress
+            )
             return {"folder": str(folder), "images": n}
 
         self.stages.run(self.plan.translation(name), work, [folder])
         return folder
 
-    def translated_images(self, name: str) -> np.ndarray:
-        from .translators import read_folder
+    def translated_images(self, name: str):
+        """The translated source training set (written once by ``translation``, read lazily) with
+        the source labels, matched by file name."""
+        from .data import translated_set
 
         folder = self.translation(name)
-        images = read_folder(folder)
-        expected = len(self.data.source_train[0])
-        if len(images) != expected:  # the labels are matched to the images by position
+        n = len(list(folder.glob("*.png")))
+        expected = len(self.data.source_train)
+        if n != expected:
             raise DataError(
-                f"{folder} holds {len(images)} translated images, the source training set {expected}; "
-                f"remove {folder} and rerun"
+                f"{folder} holds {n} translated images, the source training set {expected}; remove {folder} and rerun"
             )
-        return images
+        return translated_set(self.data, folder)
 
     def quality(self, name: str) -> dict:
         from .quality import translation_quality
@@ -194,7 +195,11 @@ class Study:
         samples = self.root / "quality" / f"{name}.npy"  # for the sample grid
 
         def work() -> dict:
-            source, labels, paired = self.data.quality
+            from .data import stack
+
+            # the quality set is bounded by data.*.n_quality, not by the dataset: held as arrays
+            source, labels = stack(self.data.quality)
+            paired = stack(self.data.quality_target)[0] if self.data.quality_target is not None else None
             translated = (
                 source
                 if name == "none"
@@ -247,16 +252,15 @@ class Study:
     # --- the whole study ------------------------------------------------------------------------
 
     def run(self) -> dict:
-        from .data import check_sources, load_data
-        from .metrics import present_classes
+        from .data import check_sources, load_data, present_classes
 
         check_sources(self.cfg)  # before anything is written or trained
         self.stages = StageRunner(self.root)
         config_file = write_setup(self.cfg, self.root)
         self.stages.log("run", config=str(config_file.relative_to(self.root)))
         self.prepare_data()
-        self.data = load_data(self.data_dir)
-        self.classes = present_classes(self.data.target_test[1])
+        self.data = load_data(self.cfg, self.data_dir)
+        self.classes = present_classes(self.data.target_test)
         result = self.report()
         if (self.root / "results.md").is_file():
             print((self.root / "results.md").read_text())

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from translate.data.images import to_tensor
 from translate.nets.layers import crop_to, pad_to_multiple
 from translate.segdata.classes import IGNORE, NUM_CLASSES
+from translate.segdata.datasets import ArraySet
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -82,18 +83,19 @@ def _logits(model: torch.nn.Module, images: np.ndarray, multiple: int) -> torch.
 
 
 def training_batch(
-    images: np.ndarray,
-    labels: np.ndarray,
+    samples,
     rng: np.random.Generator,
     batch_size: int,
     augment: Augment | None = None,
     flip: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw ``batch_size`` samples, augment each image (photometric: labels unchanged) and flip
-    image and label together; all randomness from ``rng``."""
-    idx = rng.integers(0, len(images), batch_size)
-    batch = images[idx]
-    target = labels[idx]
+    """Draw ``batch_size`` samples of ``samples`` (a ``translate.segdata.SegmentationSet``: read
+    from disk, each with its random crop), augment each image (photometric: labels unchanged) and
+    flip image and label together; all randomness from ``rng``."""
+    idx = rng.integers(0, len(samples), batch_size)
+    drawn = [samples.sample(int(i), rng) for i in idx]
+    batch = np.stack([image for image, _ in drawn])
+    target = np.stack([label for _, label in drawn])
     if augment is not None:
         batch = np.stack([augment(img, rng) for img in batch])
     if flip:
@@ -104,8 +106,8 @@ def training_batch(
 
 
 def train_segmenter(
-    images: np.ndarray,
-    labels: np.ndarray,
+    images,
+    labels: np.ndarray | None = None,
     cfg: TrainConfig | None = None,
     model_cfg: SegmenterConfig | None = None,
     augment: Augment | None = None,
@@ -118,6 +120,8 @@ def train_segmenter(
     on_resume: Callable[[int], None] | None = None,
 ) -> torch.nn.Module | None:
     """Train from scratch on ``images``/``labels`` (255 = ignore) with AdamW and a one-cycle schedule.
+    ``images`` is a set of (image, label) samples read lazily (``translate.segdata.SegmentationSet``,
+    ``labels`` None) or an array of images with ``labels`` beside it.
 
     ``augment(image, rng)`` is applied to each training image (photometric augmentation); the
     draw order depends only on ``cfg.seed``. With ``checkpoint``, the complete state (weights,
@@ -131,8 +135,9 @@ def train_segmenter(
 
     cfg = cfg or TrainConfig()
     model_cfg = model_cfg or SegmenterConfig()
-    if len(images) != len(labels) or len(images) == 0:
-        raise ValueError(f"need equally many images and labels, got {len(images)} and {len(labels)}")
+    samples = images if labels is None else ArraySet(images, labels)
+    if len(samples) == 0:
+        raise ValueError("need at least one training sample")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = build_segmenter(model_cfg).to(device)
@@ -170,7 +175,7 @@ def train_segmenter(
     running, seen = 0.0, 0
     bar = _bar(cfg.steps, start_step, progress)
     for step in range(start_step + 1, cfg.steps + 1):
-        batch, target = training_batch(images, labels, rng, cfg.batch_size, augment, cfg.flip)
+        batch, target = training_batch(samples, rng, cfg.batch_size, augment, cfg.flip)
         y = torch.from_numpy(np.ascontiguousarray(target)).long().to(device)
         loss = F.cross_entropy(_logits(model, batch, multiple), y, ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
