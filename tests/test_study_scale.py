@@ -302,3 +302,26 @@ def test_real_config_runs_end_to_end_on_stand_in_trees(tmp_path: Path) -> None:
     assert len(results["summary"]) == 7 and set(results["quality"]) == {"none", "cyclegan", "cycada"}
     translated = sorted((out / "data/translated/cyclegan").glob("*.png"))
     assert len(translated) == 6 and Image.open(translated[0]).size == (191, 105)  # whole frames at full size
+
+
+@pytest.mark.slow
+def test_segmenters_train_and_score_the_same_on_files_as_on_the_arrays_of_the_same_scenes(tmp_path: Path) -> None:
+    """The embedded default keeps its numbers: the same scenes, the same draws, the same scores."""
+    import torch
+
+    from apps.study.data import load_data, stack, write_data
+    from apps.study.evaluation import evaluate_set
+    from apps.study.metrics import score
+    from apps.study.segmenter import SegmenterConfig, TrainConfig, predict, train_segmenter
+
+    cfg = load_study_config(SMOKE, [f"out_dir={tmp_path}", "data.synthetic.n_train=6", "data.synthetic.n_test=3"])
+    write_data(cfg, tmp_path / "data", progress=False)
+    data = load_data(cfg, tmp_path / "data")
+    images, labels = stack(data.source_train)  # what the data stage held in memory before
+    train, net = TrainConfig(steps=2, batch_size=3, seed=0), SegmenterConfig(decoder_channels=(8, 8, 8))
+    from_files = train_segmenter(data.source_train, None, train, net, log=None)
+    from_arrays = train_segmenter(images, labels, train, net, log=None)
+    for a, b in zip(from_files.state_dict().values(), from_arrays.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    test_images, test_labels = stack(data.target_test)
+    assert evaluate_set(from_files, data.target_test) == score(predict(from_arrays, test_images), test_labels)
