@@ -48,16 +48,22 @@ def predict_at(model: torch.nn.Module, images: np.ndarray, label_size: tuple[int
     device = next(model.parameters()).device
     padded, size = pad_to_multiple(to_tensor(images).to(device), input_multiple(model))
     logits = crop_to(model(padded), size)
-    if label_size is not None and tuple(label_size) != tuple(logits.shape[-2:]):
-        logits = F.interpolate(logits.float(), size=tuple(label_size), mode="bilinear", align_corners=False)
-    return logits.argmax(1).to(torch.uint8).cpu().numpy()
+    if label_size is None or tuple(label_size) == tuple(logits.shape[-2:]):
+        return logits.argmax(1).to(torch.uint8).cpu().numpy()
+    # one image at a time: 19 upsampled 2048×1024 logit maps are 160 MB per image
+    return np.stack([_upsampled_argmax(one, tuple(label_size)) for one in logits])
+
+
+def _upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    up = F.interpolate(logits[None].float(), size=size, mode="bilinear", align_corners=False)
+    return up[0].argmax(0).to(torch.uint8).cpu().numpy()
 
 
 def evaluate_set(
     model: torch.nn.Module,
     dataset,
     classes: Sequence[int] | None = None,
-    batch_size: int = 32,
+    batch_size: int = 8,
     num_workers: int = 0,
 ) -> dict:
     """Per-class IoU, mIoU over ``classes`` and pixel accuracy of ``model`` on ``dataset``."""
