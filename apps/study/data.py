@@ -92,20 +92,23 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     atomic_write(path, buf.tofile)
 
 
-def _render_set(folder: Path, n: int, scene, what: str, progress: bool) -> None:
-    """Scenes ``scene(i) -> (image, label)`` for i < n into ``folder``; files already written (a
-    killed stage of the same inputs) are kept."""
+def _render_set(folders: Path | list[Path], n: int, scene, what: str, progress: bool) -> None:
+    """Scenes ``scene(i) -> (image, label)`` for i < n into ``folders`` (several: ``scene`` returns
+    one (image, label) per folder); files already written (a killed stage of the same inputs) are kept."""
     from tqdm.auto import tqdm
 
-    for sub in ("images", "labels"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+    folders = [folders] if isinstance(folders, Path) else folders
+    for folder in folders:
+        for sub in ("images", "labels"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(n), desc=f"data: {what}", unit="scene", disable=not progress):
         name = f"{i:06d}.png"
-        if (folder / "images" / name).is_file() and (folder / "labels" / name).is_file():
+        if all((f / "images" / name).is_file() and (f / "labels" / name).is_file() for f in folders):
             continue
-        image, label = scene(i)
-        _write_png(folder / "labels" / name, label)
-        _write_png(folder / "images" / name, image)
+        samples = scene(i) if len(folders) > 1 else [scene(i)]
+        for folder, (image, label) in zip(folders, samples, strict=True):
+            _write_png(folder / "labels" / name, label)
+            _write_png(folder / "images" / name, image)
 
 
 def _write_synthetic(cfg: StudyConfig, folder: Path, progress: bool) -> dict:
@@ -124,18 +127,16 @@ def _write_synthetic(cfg: StudyConfig, folder: Path, progress: bool) -> dict:
     _render_set(folder / "target_test", syn.n_test, unpaired(syn.seed + 1000, "target"), "target test", progress)
     paired = SceneGenerator(seed=syn.seed + 2000, height=h, width=w, paired=True, appearances=dict(appearances))
     # a pair is (source image, target image, label); both folders hold the same labels
-    _render_set(folder / "quality", syn.n_quality, lambda i: _first_and_label(paired.pair(i)), "quality", progress)
-    _render_set(folder / PAIRED, syn.n_quality, lambda i: _second_and_label(paired.pair(i)), "paired target", progress)
+    _render_set(
+        [folder / "quality", folder / PAIRED], syn.n_quality, lambda i: _split(paired.pair(i)), "quality", progress
+    )
     counts = {"source_train": syn.n_train, "target_train": syn.n_train, "target_test": syn.n_test}
     return {"label_format": "trainId", "mismatched": "error", **counts, "quality": syn.n_quality, PAIRED: syn.n_quality}
 
 
-def _first_and_label(pair):
-    return pair[0], pair[2]
-
-
-def _second_and_label(pair):
-    return pair[1], pair[2]
+def _split(pair):
+    source, target, label = pair
+    return [(source, label), (target, label)]
 
 
 def _link_set(folder: Path, pairs, what: str) -> int:
