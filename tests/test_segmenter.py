@@ -151,6 +151,40 @@ def test_alternative_images_replace_the_originals_with_their_probability(tmp_pat
     assert 10 < sum(drawn(0.5)) < 30
 
 
+def test_alternative_images_are_resized_and_cropped_as_the_originals(tmp_path: Path) -> None:
+    """A translated image (here: inverted, written at twice the size) is drawn with the original's
+    resize and the very crop its label gets, so image and label stay aligned."""
+    import cv2
+
+    from translate.data import DATASETS
+
+    images, labels = _scenes(4)
+    options = write_segmentation_folder(images, labels, tmp_path / "data")
+    big = np.stack([cv2.resize(255 - im, (128, 64), interpolation=cv2.INTER_NEAREST) for im in images])
+    inverted = write_segmentation_folder(big, labels, tmp_path / "alt")["images"]
+    spec = {"name": "segmentation_pairs", **options, "short_side": 16, "crop": [8, 16], "flip": False}
+    original = DATASETS.build({**spec, "alternative_images": inverted, "p_alternative": 0.0})
+    translated = DATASETS.build({**spec, "alternative_images": inverted, "p_alternative": 1.0})
+    tops = set()
+    for key in [(i % 4, 100 + i) for i in range(12)]:
+        a, b = original[key], translated[key]
+        assert a["image"].shape == b["image"].shape == (3, 8, 16) and a["label"].shape == (8, 16)
+        assert torch.equal(a["label"], b["label"])
+        assert (a["image"] + b["image"]).abs().max() <= 1.01 / 127.5  # the inverted image, the same crop
+        tops.add(tuple(a["label"][0].tolist()))
+    assert len(tops) > 1  # the crops move
+
+
+def test_segmentation_pairs_size_must_be_height_and_width(tmp_path: Path) -> None:
+    from translate.data import DATASETS
+    from translate.errors import DataError
+
+    images, labels = _scenes(2)
+    options = write_segmentation_folder(images, labels, tmp_path / "data")
+    with pytest.raises(DataError, match=r"segmentation_pairs crop must be \[height, width\], got \[8\]"):
+        DATASETS.build({"name": "segmentation_pairs", **options, "crop": [8]})
+
+
 def test_alternative_images_must_cover_every_image(tmp_path: Path) -> None:
     from translate.data import DATASETS
     from translate.errors import DataError

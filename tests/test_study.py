@@ -93,8 +93,7 @@ def _straight_run(out: Path, stage: str, elsewhere: Path, *overrides: str) -> Pa
     """The file ``stage`` exports when trained without interruption, by the study's own code, on
     the data of run folder ``out``."""
     from apps.study.config import load_study_config
-    from apps.study.data import load_data
-    from apps.study.metrics import present_classes
+    from apps.study.data import load_data, present_classes
     from apps.study.pipeline import Study
     from apps.study.plan import Recipe
     from apps.study.translators import train_translator
@@ -104,8 +103,8 @@ def _straight_run(out: Path, stage: str, elsewhere: Path, *overrides: str) -> Pa
         return Path(train_translator(cfg, stage.split(":")[1], out / "data", elsewhere, None)["generator"])
     study = Study(cfg)
     study.data_dir = out / "data"  # the segmenter reads its image and label folders there
-    study.data = load_data(out / "data")
-    study.classes = present_classes(study.data.target_test[1])
+    study.data = load_data(cfg, out / "data")
+    study.classes = present_classes(study.data.target_test)
     return Path(study._train_segmenter(Recipe("source"), 0, elsewhere)["file"])
 
 
@@ -320,7 +319,9 @@ def test_real_dataset_config_runs_end_to_end_on_fixture_trees(tmp_path: Path) ->
     overrides = [
         f"data.real.gta5_root={gta}",
         f"data.real.cityscapes_root={cs}",
-        "data.real.size=32x64",
+        "data.real.source_short_side=36",
+        "data.real.crop=32x64",
+        "data.real.target_size=32x64",
         "data.real.n_quality=2",
         "device=cpu",
         "segmenter.encoder=resnet18",
@@ -339,6 +340,9 @@ def test_real_dataset_config_runs_end_to_end_on_fixture_trees(tmp_path: Path) ->
             f"translators.{t}.save_every=2",
             f"translators.{t}.sample_every=3",
             f"translators.{t}.ema_decay=0",
+            f"translators.{t}.amp=off",
+            f"translators.{t}.num_workers=0",
+            f"translators.{t}.crop_size=32",
         ]
     out = tmp_path / "run"
     assert _study(out, *overrides, config="configs/study_gta5_cityscapes.yaml") == 0
@@ -348,5 +352,10 @@ def test_real_dataset_config_runs_end_to_end_on_fixture_trees(tmp_path: Path) ->
     # scored over the classes the Cityscapes test split shows, nothing else
     assert set(results["summary"]["oracle"]["per_class"]) == {"sky", "building", "vegetation", "sidewalk", "road"}
     assert np.isnan(results["quality"]["cyclegan"]["l1_to_paired_target"])  # no pairs in real data
+    # the translators translate the full-resolution frames they were trained on crops of
     translated = sorted((out / "data" / "translated" / "cyclegan").glob("*.png"))
-    assert len(translated) == 8 and read_image(translated[0]).shape == (32, 64, 3)
+    assert len(translated) == 6 and read_image(translated[0]).shape == (40, 72, 3)
+    # the last two GTA5 frames are held out for the quality set, never trained on
+    linked = {p.name for p in (out / "data" / "source_train" / "images").iterdir()}
+    held_out = {p.name for p in (out / "data" / "quality" / "images").iterdir()}
+    assert held_out == {"00007.png", "00008.png"} and not held_out & linked and len(linked) == 6

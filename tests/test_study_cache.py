@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import smooth_images, write_folder
@@ -15,6 +16,7 @@ from apps.study.config import load_study_config
 from apps.study.plan import Plan
 from apps.study.stages import Interrupted, Stage, StageRunner
 from translate.errors import DataError
+from translate.segdata import ArraySet
 
 SMOKE = "configs/study_synth_smoke.yaml"
 
@@ -213,3 +215,16 @@ def test_a_translation_missing_outputs_is_an_error(tmp_path: Path, generator_fil
     monkeypatch.setattr(translate.infer, "translate_path", lambda *a, **k: FolderReport([], [], []))
     with pytest.raises(DataError, match=r"3 of 3 images have no translation \(first img_000.png\)"):
         translate_folder(generator_file, source, tmp_path / "out", "cpu", progress=False)
+
+
+def test_translated_images_must_match_the_source_labels_one_to_one(tmp_path: Path, monkeypatch) -> None:
+    from apps.study.pipeline import Study
+
+    study = Study(load_study_config(SMOKE, [f"out_dir={tmp_path}"]))
+    study.data = type(
+        "Data", (), {"source_train": ArraySet(np.zeros((3, 8, 8, 3), np.uint8), np.zeros((3, 8, 8), np.uint8))}
+    )
+    folder = write_folder(tmp_path / "translated", smooth_images(2, 8, seed=0))
+    monkeypatch.setattr(study, "translation", lambda name: folder)
+    with pytest.raises(DataError, match="holds 2 translated images, the source training set 3"):
+        study.translated_images("cyclegan")

@@ -37,16 +37,23 @@ class RealData:
     cityscapes_root: str = "data/cityscapes"
     target_train_split: str = "train"
     target_test_split: str = "val"
-    size: str = "256x512"  # every image and label is resized to this HxW
-    n_train: int | None = None  # first n of each training set (None: all)
+    # the literature's protocol (AdaptSegNet, FDA): GTA5 frames resized keeping their aspect (short
+    # side 720: 1914×1052 → 1310×720) and trained on random crops; Cityscapes resized to target_size
+    # (HxW); test predictions made at target_size and upsampled to the label's size (2048×1024)
+    source_short_side: int = 720
+    crop: str = "512x1024"  # HxW random crop of every segmenter training frame (source, translated, target)
+    target_size: str = "512x1024"
+    n_train: int | None = None  # first n of each training set (None: all but the held-out quality frames)
     n_test: int | None = None
-    n_quality: int = 64  # source images used to score translators (no pairs exist)
+    n_quality: int = 64  # the last GTA5 frames, held out of training, score translators (no pairs exist)
     mismatched: str = "skip"  # GTA5 frames whose label has another size: error | skip | resize_label
 
 
 @dataclass
 class DataSection:
     kind: str = "synthetic"  # synthetic | gta5_cityscapes
+    # processes that decode test images while segmenters are scored (0: the main process)
+    num_workers: int = 0
     synthetic: SyntheticData = field(default_factory=SyntheticData)
     real: RealData = field(default_factory=RealData)
 
@@ -97,6 +104,22 @@ class TranslatorSection:
     init_from: str = ""
     save_every: int = 100
     sample_every: int = 250
+    # the engine's options (translate.config): precision (off | bf16 | fp16 | auto), loading
+    # processes, memory format, torch.compile, recomputing activations instead of storing them
+    amp: str = "off"
+    num_workers: int = 0
+    channels_last: bool = False
+    compile: bool = False
+    grad_checkpointing: bool = False
+    # how training frames are brought to size (translate.data.transforms): "none" trains on whole
+    # frames (the embedded default); "crop" on random crop_size squares of full-resolution frames
+    preprocess: str = "none"
+    load_size: int = 286
+    crop_size: int = 256
+
+
+#: the translator precisions the study accepts (auto: the engine picks what the device supports)
+AMP_MODES = ("off", "bf16", "fp16", "auto")
 
 
 @dataclass
@@ -155,10 +178,13 @@ def load_study_config(path: str | Path, overrides: list[str] | None = None) -> S
 
 def check_config(cfg: StudyConfig) -> None:
     """Errors that would otherwise surface after hours of training, raised now."""
+    from translate.data.transforms import PairTransform
     from translate.models import model_config
 
     if cfg.data.kind not in DATA_KINDS:
         raise ConfigError(f"data.kind must be one of {', '.join(DATA_KINDS)}, got '{cfg.data.kind}'")
+    if cfg.data.kind != "synthetic":
+        check_real_sizes(cfg.data.real)
     if not cfg.segmenter.seeds:
         raise ConfigError("segmenter.seeds must list at least one seed")
     check_segmenter(cfg.segmenter)
@@ -166,6 +192,13 @@ def check_config(cfg: StudyConfig) -> None:
         model_config(t.model)  # strict: a misspelt option names itself
         if t.steps < 1:
             raise ConfigError(f"translators.{name}.steps must be >= 1")
+        if t.amp in ("False", "false"):  # YAML reads a bare `off` as false
+            t.amp = "off"
+        if t.amp not in AMP_MODES:
+            raise ConfigError(f"translators.{name}.amp must be one of {', '.join(AMP_MODES)}, got '{t.amp}'")
+        if t.num_workers < 0:
+            raise ConfigError(f"translators.{name}.num_workers must be >= 0, got {t.num_workers}")
+        PairTransform(t.preprocess, t.load_size, t.crop_size, True)  # an unknown mode or size names itself
         if t.init_from and (t.init_from == name or t.init_from not in cfg.translators):
             raise ConfigError(
                 f"translators.{name}.init_from must name another translator, got '{t.init_from}' "
@@ -217,3 +250,18 @@ def check_segmenter(s: SegmenterSection) -> None:
             raise ConfigError(f"segmenter.{key} must be one of {', '.join(known)}, got '{value}'")
     if s.weights and not Path(s.weights).is_file():
         raise ConfigError(f"segmenter.weights: file not found: {s.weights}")
+
+
+def check_real_sizes(real: RealData) -> None:
+    """The real protocol's sizes parse, and the crop fits inside the resized frames of both domains."""
+    from translate.synthetic import parse_size
+
+    crop = parse_size(real.crop)
+    target = parse_size(real.target_size)
+    if real.source_short_side < crop[0]:
+        raise ConfigError(
+            f"data.real.crop {real.crop} is taller than the resized GTA5 frames "
+            f"(data.real.source_short_side {real.source_short_side})"
+        )
+    if crop[0] > target[0] or crop[1] > target[1]:
+        raise ConfigError(f"data.real.crop {real.crop} is larger than data.real.target_size {real.target_size}")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from translate.errors import DataError
+
 from .config import StudyConfig
 from .plan import Plan, Recipe
 from .stages import Interrupted, StageRunner
@@ -44,21 +46,13 @@ class Study:
     # --- stages ---------------------------------------------------------------------------------
 
     def prepare_data(self) -> None:
-        from .data import build_data, save_data
+        from .data import PAIRED, SETS, write_data
 
         def work() -> dict:
-            data = build_data(self.cfg, self.cfg.progress)
-            save_data(data, self.data_dir)
-            return {
-                name: len(getattr(data, name)[0]) for name in ("source_train", "target_train", "target_test", "quality")
-            }
+            return write_data(self.cfg, self.data_dir, self.cfg.progress)
 
-        # the image folders are cleared for other inputs: a smaller n_train must not leave extra images
-        self.stages.run(
-            self.plan.data(),
-            work,
-            [self.data_dir / "source_train", self.data_dir / "target_train", self.data_dir / "labels"],
-        )
+        # the set folders are cleared for other inputs: a smaller n_train must not leave extra images
+        self.stages.run(self.plan.data(), work, [self.data_dir / name for name in (*SETS, PAIRED)])
 
     def segmenter(self, recipe: Recipe, seed: int) -> dict:
         folder = self.root / "segmenters" / recipe.key(seed)
@@ -68,7 +62,8 @@ class Study:
     def _train_segmenter(self, recipe: Recipe, seed: int, folder: Path) -> dict:
         """One segmenter trained by the engine in ``folder`` (a killed one continues from its
         latest checkpoint there), then scored on the labelled target test set."""
-        from .segmenter import evaluate, train_segmenter
+        from .evaluation import evaluate_set
+        from .segmenter import train_segmenter
 
         key = recipe.key(seed)
         out = train_segmenter(
@@ -82,26 +77,37 @@ class Study:
         )
         if out["file"] is None:
             raise Interrupted(f"segmenter {key} stopped at step {out['step']}")
-        test_images, test_labels = self.data.target_test
+        model = self.load_segmenter(Path(out["file"]))
         return {
             "file": out["file"],
             "resumed_at": out["resumed_at"],
-            "target_test": evaluate(self.load_segmenter(Path(out["file"])), test_images, test_labels, self.classes),
+            "target_test": evaluate_set(
+                model, self.data.target_test, self.classes, num_workers=self.cfg.data.num_workers
+            ),
         }
 
     def _training_set(self, recipe: Recipe) -> dict:
-        """The ``segmentation_pairs`` dataset options a recipe's segmenters train on: source or
-        target images with their labels; translated rows draw the translation of each source image
-        (written once by the translation stage) with probability ``p_translated``, the source image
-        otherwise; photometric rows add the photometric augmentation."""
-        from .data import label_folder
-
+        """The ``segmentation_pairs`` dataset options a recipe's segmenters train on: the source or
+        target set's image and label folders, read lazily with that set's label format, sizes and
+        crop; translated rows draw the translation of each source image (written once by the
+        translation stage, resized and cropped as the source image) with probability
+        ``p_translated``, the source image otherwise; photometric rows add the photometric
+        augmentation."""
         own = "target_train" if recipe.train_on == "target" else "source_train"
-        dataset = {"images": str(self.data_dir / own), "labels": str(label_folder(self.data_dir, own))}
+        samples = getattr(self.data, own)
+        dataset = {
+            "images": str(self.data_dir / own / "images"),
+            "labels": str(self.data_dir / own / "labels"),
+            "label_format": samples.label_format,
+            "mismatched": samples.mismatched,
+            "size": list(samples.size) if samples.size is not None else None,
+            "short_side": samples.short_side,
+            "crop": list(samples.crop) if samples.crop is not None else None,
+        }
         if recipe.train_on == "translated":
-            dataset.update(
-                alternative_images=str(self.translation(recipe.translator)), p_alternative=recipe.p_translated
-            )
+            self.translated_images(recipe.translator)  # every source image has its translation
+            folder = self.data_dir / "translated" / recipe.translator
+            dataset.update(alternative_images=str(folder), p_alternative=recipe.p_translated)
         if recipe.photometric:
             dataset["photometric"] = self.cfg.segmenter.photometric_strength
         return dataset
@@ -144,11 +150,27 @@ class Study:
         generator = Path(self.translator(name)["generator"])
 
         def work() -> dict:
-            n = translate_folder(generator, self.data_dir / "source_train", folder, self.cfg.device, self.cfg.progress)
+            n = translate_folder(
+                generator, self.data_dir / "source_train" / "images", folder, self.cfg.device, self.cfg.progress
+            )
             return {"folder": str(folder), "images": n}
 
         self.stages.run(self.plan.translation(name), work, [folder])
         return folder
+
+    def translated_images(self, name: str):
+        """The translated source training set (written once by ``translation``, read lazily) with
+        the source labels, matched by file name."""
+        from .data import translated_set
+
+        folder = self.translation(name)
+        n = len(list(folder.glob("*.png")))
+        expected = len(self.data.source_train)
+        if n != expected:
+            raise DataError(
+                f"{folder} holds {n} translated images, the source training set {expected}; remove {folder} and rerun"
+            )
+        return translated_set(self.data, folder)
 
     def quality(self, name: str) -> dict:
         from .quality import translation_quality
@@ -157,7 +179,11 @@ class Study:
         samples = self.root / "quality" / f"{name}.npy"  # for the sample grid
 
         def work() -> dict:
-            source, labels, paired = self.data.quality
+            from .data import stack
+
+            # the quality set is bounded by data.*.n_quality, not by the dataset: held as arrays
+            source, labels = stack(self.data.quality)
+            paired = stack(self.data.quality_target)[0] if self.data.quality_target is not None else None
             translated = (
                 source
                 if name == "none"
@@ -210,16 +236,15 @@ class Study:
     # --- the whole study ------------------------------------------------------------------------
 
     def run(self) -> dict:
-        from .data import check_sources, load_data
-        from .metrics import present_classes
+        from .data import check_sources, load_data, present_classes
 
         check_sources(self.cfg)  # before anything is written or trained
         self.stages = StageRunner(self.root)
         config_file = write_setup(self.cfg, self.root)
         self.stages.log("run", config=str(config_file.relative_to(self.root)))
         self.prepare_data()
-        self.data = load_data(self.data_dir)
-        self.classes = present_classes(self.data.target_test[1])
+        self.data = load_data(self.cfg, self.data_dir)
+        self.classes = present_classes(self.data.target_test)
         result = self.report()
         if (self.root / "results.md").is_file():
             print((self.root / "results.md").read_text())

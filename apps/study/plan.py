@@ -19,6 +19,10 @@ from .stages import STAGE_PREFIX, VERSION_KEY, Stage, flatten, package_version
 CADENCE_KEYS = ("save_every", "sample_every")
 #: segmenter keys that set how fast a segmenter trains, not what: every sample is a function of its key
 SEGMENTER_SPEED_KEYS = ("num_workers",)
+#: translator keys that change how fast, not what, the engine trains (as the engine's resume check
+#: holds: every sample is a function of its key, recomputation gives the same gradients); ``amp``
+#: changes the numbers and stays in the fingerprint
+SPEED_KEYS = ("num_workers", "channels_last", "compile", "grad_checkpointing")
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class Plan:
 
     def translator(self, name: str) -> Stage:
         section = self.cfg.translators[name]
-        fields = {k: v for k, v in asdict(section).items() if k not in CADENCE_KEYS}
+        fields = {k: v for k, v in asdict(section).items() if k not in (*CADENCE_KEYS, *SPEED_KEYS)}
         reads = [self.data()]
         if section.lambda_semantic > 0:
             reads.append(self.source_segmenter())  # the frozen segmenter of the semantic term

@@ -177,7 +177,8 @@ def _stack(rows: list[np.ndarray]) -> np.ndarray:
 def write_report(study, rows: dict, quality: dict) -> dict:
     from translate.data.images import write_image
 
-    from .segmenter import predict
+    from .data import stack
+    from .evaluation import predict_at
 
     cfg, root = study.cfg, study.root
     baseline = next(c.name for c in cfg.conditions if c.train_on == "source" and not c.photometric)
@@ -185,7 +186,7 @@ def write_report(study, rows: dict, quality: dict) -> dict:
     summary = summarise(rows)
     add_gap_shares(summary, baseline, oracle)
     translators = [name for name in quality if name != "none"]
-    paired = study.data.quality[2] is not None
+    paired = study.data.quality_target is not None
     text = markdown(summary, quality, baseline, oracle, list(cfg.segmenter.seeds)) + (
         "\nImages: `miou_bars.png`, `per_class_iou.png`; `translator_samples.png` columns: source | "
         + " | ".join(translators)
@@ -201,8 +202,9 @@ def write_report(study, rows: dict, quality: dict) -> dict:
     plots(summary, root)
 
     # translator samples: source | translated by each translator | paired target (when there is one)
-    source, _, paired = study.data.quality
-    n = min(cfg.n_examples, len(source))
+    n = min(cfg.n_examples, len(study.data.quality))
+    source = stack(study.data.quality, n)[0]
+    paired = stack(study.data.quality_target, n)[0] if study.data.quality_target is not None else None
     translations = {name: np.load(root / "quality" / f"{name}.npy") for name in translators}
     rows_img = []
     for i in range(n):
@@ -211,9 +213,25 @@ def write_report(study, rows: dict, quality: dict) -> dict:
     write_image(root / "translator_samples.png", _stack(rows_img))
 
     # predictions on target test scenes: image | truth | each condition's first-seed segmenter
-    images, labels = study.data.target_test
+    # (at the images' size: a label kept at its file size is brought to it, nearest neighbour)
+    n = min(cfg.n_examples, len(study.data.target_test))
+    images, labels = _examples(study.data.target_test, n)
     seed = cfg.segmenter.seeds[0]
-    preds = {name: predict(study.load_segmenter(Path(seeds[seed]["file"])), images[:n]) for name, seeds in rows.items()}
+    preds = {name: predict_at(study.load_segmenter(Path(seeds[seed]["file"])), images) for name, seeds in rows.items()}
     grid = [_row([images[i], colorize(labels[i]), *(colorize(p[i]) for p in preds.values())]) for i in range(n)]
     write_image(root / "example_predictions.png", _stack(grid))
     return {"summary": summary, "quality": quality}
+
+
+def _examples(dataset, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` samples of ``dataset``, labels resized to their images."""
+    import cv2
+
+    samples = [dataset[i] for i in range(n)]
+    labels = [
+        label
+        if label.shape == image.shape[:2]
+        else cv2.resize(label, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        for image, label in samples
+    ]
+    return np.stack([image for image, _ in samples]), np.stack(labels)

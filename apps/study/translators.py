@@ -1,5 +1,7 @@
 """Translator stages: train a source→target translator with the engine (which resumes a killed
-run from its latest checkpoint), then translate the source training set offline."""
+run from its latest checkpoint; its options — precision, loading workers, memory format, compile,
+gradient checkpointing, crops of full-resolution frames — come from the study's translator
+section), then translate the source training set offline, once, into files read lazily later."""
 
 from __future__ import annotations
 
@@ -35,12 +37,15 @@ def experiment(
             "data": {
                 "dataset": {
                     "name": "unpaired_folders",
-                    "root_a": str(data_dir / "source_train"),
-                    "root_b": str(data_dir / "target_train"),
+                    "root_a": str(data_dir / "source_train" / "images"),
+                    "root_b": str(data_dir / "target_train" / "images"),
                 },
-                "preprocess": "none",
+                "preprocess": t.preprocess,
+                "load_size": t.load_size,
+                "crop_size": t.crop_size,
                 "flip": True,
                 "batch_size": t.batch_size,
+                "num_workers": t.num_workers,
             },
             "model": model,
             "optim": {
@@ -53,6 +58,10 @@ def experiment(
             },
             "engine": {
                 "device": cfg.device,
+                "amp": t.amp,
+                "channels_last": t.channels_last,
+                "compile": t.compile,
+                "grad_checkpointing": t.grad_checkpointing,
                 "ema_decay": t.ema_decay,
                 "seed": 0,
                 "log_every": 20,
@@ -121,12 +130,6 @@ def translate_folder(generator_file: Path, source_dir: Path, out_dir: Path, devi
     return len(inputs)
 
 
-def read_folder(folder: Path) -> np.ndarray:
-    from translate.data.images import read_image
-
-    return np.stack([read_image(p) for p in sorted(folder.glob("*.png"))])
-
-
 def translate_arrays(generator_file: Path, images: np.ndarray, device: str, batch_size: int = 16) -> np.ndarray:
     """Whole small images through the generator in batches (for scoring: no files involved)."""
     import torch
@@ -141,18 +144,3 @@ def translate_arrays(generator_file: Path, images: np.ndarray, device: str, batc
             for i in range(0, len(images), batch_size)
         ]
     return np.concatenate(out)
-
-
-def online_translation(generator_file: Path, p: float, device: str):
-    """An augmentation that translates each drawn training image with probability ``p`` through
-    ``augment.GANTranslate`` (online mixing of source and translated samples); its random draws
-    come from the training loop's generator, so a resumed run replays them."""
-    from augment import GANTranslate
-
-    transform = GANTranslate(str(generator_file), device=device, p=p)
-
-    def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        transform.set_random_seed(int(rng.integers(0, 2**31 - 1)))
-        return transform(image=image)["image"]
-
-    return augment

@@ -24,19 +24,24 @@ from .classes import (
 from .datasets import (
     LABEL_FORMATS,
     MISMATCH_POLICIES,
+    ArraySet,
     SegmentationDataset,
     SegmentationFolder,
+    SegmentationSet,
     SyntheticSceneDataset,
     check_pair_sizes,
     folder_pairs,
     pair_with_labels,
+    random_crop,
     read_label,
+    resized_size,
 )
 from .gta5 import GTA5Dataset
 
 __all__ = [
     "CLASSES",
     "CLASS_NAMES",
+    "ArraySet",
     "ID_TO_TRAINID",
     "IGNORE",
     "LABEL_FORMATS",
@@ -49,6 +54,7 @@ __all__ = [
     "GTA5Dataset",
     "SegmentationDataset",
     "SegmentationFolder",
+    "SegmentationSet",
     "SyntheticSceneDataset",
     "TrainClass",
     "check_pair_sizes",
@@ -60,4 +66,6 @@ __all__ = [
     "overlay",
     "pair_with_labels",
     "read_label",
+    "random_crop",
+    "resized_size",
 ]

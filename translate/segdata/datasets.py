@@ -246,6 +246,104 @@ class SyntheticSceneDataset(SegmentationDataset):
         super().__init__(folder_pairs(root, "synthetic scene set"), manifest.get("label_format", "trainId"), transform)
 
 
+def resized_size(height: int, width: int, size: tuple[int, int] | None, short_side: int | None) -> tuple[int, int]:
+    """The (height, width) a ``height``×``width`` frame is brought to: ``size`` exactly, or its
+    shorter side to ``short_side`` keeping the aspect (GTA5 1914×1052 → 1310×720), or unchanged."""
+    if size is not None:
+        return size
+    if short_side is None:
+        return height, width
+    scale = short_side / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def random_crop(
+    image: np.ndarray, label: np.ndarray, crop: tuple[int, int], rng: np.random.Generator, where: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same random ``crop`` (H, W) of image and label; offsets drawn from ``rng`` (top, then left)."""
+    (h, w), (ch, cw) = image.shape[:2], crop
+    if ch > h or cw > w:
+        raise DataError(f"{where}: frame of {w}×{h} (after resizing) is smaller than the crop {cw}×{ch}")
+    top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    return image[top : top + ch, left : left + cw], label[top : top + ch, left : left + cw]
+
+
+class SegmentationSet(SegmentationDataset):
+    """(image, trainId label) pairs read lazily, one file at a time: the set holds its file list
+    and nothing else, so memory is bounded by what a batch holds, never by the size of the set.
+
+    Every sample is resized (``size`` H×W exactly, or ``short_side`` keeping the aspect; area
+    interpolation for images, nearest for labels). ``full_size_labels`` keeps labels at their file
+    size (evaluation: predictions are upsampled to the label, as the literature scores Cityscapes).
+    ``sample(index, rng)`` is a training draw: the resized sample with a random ``crop`` (H, W)
+    whose offsets come from ``rng``; without ``crop`` it draws nothing, so it equals ``self[index]``.
+    Instances are plain data (paths and sizes) and travel to DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        label_format: str,
+        size: tuple[int, int] | None = None,
+        short_side: int | None = None,
+        crop: tuple[int, int] | None = None,
+        full_size_labels: bool = False,
+        mismatched: str = "error",
+    ) -> None:
+        if size is not None and short_side is not None:
+            raise DataError("give a segmentation set either size or short_side, not both")
+        super().__init__(pairs, label_format, None, mismatched)
+        self.size = tuple(size) if size is not None else None
+        self.short_side = short_side
+        self.crop = tuple(crop) if crop is not None else None
+        self.full_size_labels = full_size_labels
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        image, label = super().__getitem__(index)
+        h, w = resized_size(*image.shape[:2], self.size, self.short_side)
+        if (h, w) != image.shape[:2]:
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            if not self.full_size_labels:
+                label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
+        return image, label
+
+    def sample(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        image, label = self[index]
+        if self.crop is None:
+            return image, label
+        return random_crop(image, label, self.crop, rng, self.pairs[index][0])
+
+    def label(self, index: int) -> np.ndarray:
+        """The label of sample ``index`` as stored (no image decoded), e.g. to list the classes of a set."""
+        image_path, label_path = self.pairs[index]
+        return read_label(label_path, self.label_format)
+
+    def names(self) -> list[str]:
+        return [image.name for image, _ in self.pairs]
+
+
+class ArraySet:
+    """In-memory (images N×H×W×3, labels N×H×W) with the interface of ``SegmentationSet`` (small
+    sets built in code, tests); ``sample`` draws nothing."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        if len(images) != len(labels):
+            raise DataError(f"need equally many images and labels, got {len(images)} and {len(labels)}")
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[index], self.labels[index]
+
+    def sample(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return self[index]
+
+    def label(self, index: int) -> np.ndarray:
+        return self.labels[index]
+
+
 def photometric_augmentation(strength: float = 1.0) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
     """Classic photometric augmentation (albumentations): colour jitter, Gaussian blur, Gaussian noise,
     as ``augment(image, rng)`` drawing its randomness from ``rng``.
@@ -285,13 +383,15 @@ def stem_pairs(images: str | Path, labels: str | Path) -> list[Pair]:
 class SegmentationPairs(Dataset):
     """(image, label) training samples for the ``segmentation`` model, drawn by ``(index, seed)`` key.
 
-    ``images`` and ``labels``: folders matched by file stem. ``alternative_images``: a folder with
-    another version of every image under the same name (e.g. the images translated to the target
-    domain), drawn instead of the original with probability ``p_alternative`` (1: always);
-    ``photometric``: strength of ``photometric_augmentation`` (0: none); ``flip``: horizontal flips
-    of image and label together. Every random choice comes from the key's seed, so a sample is the
-    same in any worker and a resumed run replays it. Samples: ``image`` 3×H×W float in [-1, 1] and
-    ``label`` H×W int64 trainIds (255 = ignore).
+    ``images`` and ``labels``: folders matched by file stem, read lazily as a ``SegmentationSet``
+    (``size`` H×W or ``short_side`` resizing, then a random ``crop`` H×W; ``mismatched``: the policy
+    for labels of another size). ``alternative_images``: a folder with another version of every
+    image under the same name (e.g. the images translated to the target domain), drawn instead of
+    the original with probability ``p_alternative`` (1: always) and resized and cropped as the
+    original; ``photometric``: strength of ``photometric_augmentation`` (0: none); ``flip``:
+    horizontal flips of image and label together. Every random choice comes from the key's seed, so
+    a sample is the same in any worker and a resumed run replays it. Samples: ``image`` 3×H×W float
+    in [-1, 1] and ``label`` H×W int64 trainIds (255 = ignore).
     """
 
     def __init__(
@@ -299,6 +399,10 @@ class SegmentationPairs(Dataset):
         images: str,
         labels: str,
         label_format: str = "trainId",
+        size: Sequence[int] | None = None,
+        short_side: int | None = None,
+        crop: Sequence[int] | None = None,
+        mismatched: str = "error",
         alternative_images: str | None = None,
         p_alternative: float = 1.0,
         photometric: float = 0.0,
@@ -306,7 +410,12 @@ class SegmentationPairs(Dataset):
     ) -> None:
         if not 0.0 <= p_alternative <= 1.0:
             raise DataError(f"p_alternative must be in [0, 1], got {p_alternative}")
-        self.pairs = SegmentationDataset(stem_pairs(images, labels), label_format)
+        for key, value in (("size", size), ("crop", crop)):
+            if value is not None and len(value) != 2:
+                raise DataError(f"segmentation_pairs {key} must be [height, width], got {list(value)}")
+        self.pairs = SegmentationSet(
+            stem_pairs(images, labels), label_format, size=size, short_side=short_side, crop=crop, mismatched=mismatched
+        )
         self.alternatives = None
         if alternative_images is not None:
             alternative_images = Path(alternative_images)
@@ -324,16 +433,26 @@ class SegmentationPairs(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def _alternative(self, index: int, size: tuple[int, int]) -> np.ndarray:
+        """The alternative image of sample ``index`` at the (resized) size of the original."""
+        image = read_image(self.alternatives[index])
+        if image.shape[:2] != size:
+            image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        return image
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         import torch
 
         from ..data.images import to_tensor
 
         index, seed = (key, key) if isinstance(key, (int, np.integer)) else key
+        index = int(index)
         rng = np.random.default_rng(seed)
-        image, label = self.pairs[int(index)]
+        image, label = self.pairs[index]
         if self.alternatives is not None and rng.random() < self.p_alternative:
-            image = read_image(self.alternatives[int(index)])
+            image = self._alternative(index, image.shape[:2])
+        if self.pairs.crop is not None:  # the same crop whichever image was drawn
+            image, label = random_crop(image, label, self.pairs.crop, rng, self.pairs.pairs[index][0])
         if self.augment is not None:
             image = self.augment(image, rng)
         if self.flip and rng.random() < 0.5:
