@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from apps.study.config import SegmenterSection
 from apps.study.quality import translation_quality
-from apps.study.segmenter import TrainConfig, train_segmenter
+from apps.study.segmenter import train_segmenter
 from augment import GANTranslate
 from translate.data.images import list_images, read_image
+from translate.io import load_network
 from translate.segdata.classes import IGNORE
 
 
@@ -42,7 +45,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=450, help="oracle training steps")
     args = parser.parse_args()
     torch.manual_seed(0)
-    oracle = train_segmenter(*scenes(args.target), TrainConfig(steps=args.steps), log=None)
+    target = {"images": str(args.target / "images"), "labels": str(args.target / "labels"), "label_format": "trainId"}
+    with tempfile.TemporaryDirectory() as work:
+        trained = train_segmenter(SegmenterSection(steps=args.steps), target, seed=0, out_dir=Path(work))
+        oracle = load_network(trained["file"])[0]
     source, labels = scenes(args.held_out)
     classes = sorted(set(np.unique(labels).tolist()) - {IGNORE})
     rows = {"none": source}
