@@ -24,9 +24,17 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from torch.utils.data import get_worker_info
 
 from translate.errors import DataError
+from translate.infer.backend import BACKEND_NAMES, PRECISION_NAMES
 
 from ._runtime import AMP_NAMES, DEVICE_PATTERN, resolve_amp, resolve_device
-from .generator import MIN_TILE, ChannelPlan, LazyGenerator, check_image_size, run_generator
+from .generator import (
+    MIN_TILE,
+    ChannelPlan,
+    LazyGenerator,
+    check_amp_with_backend,
+    check_image_size,
+    run_generator,
+)
 
 #: full-scale value of each supported integer dtype (float32 images are in [0, 1])
 INTEGER_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
@@ -69,6 +77,11 @@ class GANTranslate(A.ImageOnlyTransform):
         tile: images with a side above it are translated tile by tile (bounded memory); a stack of
             ``images`` no larger than it is translated in one batched call.
         amp: ``"off"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16/fp16 on CUDA only).
+        backend: the inference engine, ``"torch"`` (default), ``"onnxruntime"``, ``"openvino"`` or
+            ``"auto"`` (the fastest measured on first use, logged once); ``checkpoint`` may then be
+            an ``.onnx`` (or OpenVINO ``.xml``) file. Graph engines run on the CPU.
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"`` (bf16 only where native); with a
+            backend other than torch at fp32, ``amp`` must be ``"off"``.
         p: probability of applying the transform.
 
     The generator is loaded on the first call in each process and is never pickled, so forked and
@@ -88,6 +101,8 @@ class GANTranslate(A.ImageOnlyTransform):
         device: Annotated[str, Field(pattern=DEVICE_PATTERN)]
         tile: Annotated[int, Field(ge=MIN_TILE)]
         amp: Annotated[str, AfterValidator(_one_of(AMP_NAMES))]
+        backend: Annotated[str, AfterValidator(_one_of(BACKEND_NAMES))]
+        precision: Annotated[str, AfterValidator(_one_of(PRECISION_NAMES))]
 
     def __init__(
         self,
@@ -97,6 +112,8 @@ class GANTranslate(A.ImageOnlyTransform):
         tile: int = 512,
         amp: str = "off",
         p: float = 0.5,
+        backend: str = "torch",
+        precision: str = "fp32",
     ):
         super().__init__(p=p)
         self.checkpoint = str(checkpoint)
@@ -104,9 +121,12 @@ class GANTranslate(A.ImageOnlyTransform):
         self.device = device
         self.tile = tile
         self.amp = amp
+        self.backend = backend
+        self.precision = precision
         # Reads the metadata only: a missing or non-generator file fails here, weights load lazily.
-        self._generator = LazyGenerator(self.checkpoint, resolve_device(device))
+        self._generator = LazyGenerator(self.checkpoint, resolve_device(device), backend, precision)
         self._amp = resolve_amp(amp, self._generator.device)
+        check_amp_with_backend(self._amp, backend, precision)
 
     def set_random_seed(self, seed: int | None) -> None:
         super().set_random_seed(seed)
@@ -145,7 +165,7 @@ class GANTranslate(A.ImageOnlyTransform):
         return self._generator.loaded_pid
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("checkpoint", "blend", "device", "tile", "amp")
+        return ("checkpoint", "blend", "device", "tile", "amp", "backend", "precision")
 
     def get_params(self) -> dict[str, Any]:
         low, high = self.blend
