@@ -207,6 +207,9 @@ def test_cli_translates_with_an_onnx_file_and_refuses_tiles_it_cannot_keep_exact
     assert "backend 'openvino' cannot tile G.onnx" in err and "untiled" in err
     assert not (tmp_path / "tiled" / "a.png").exists()
 
+    assert cli_translate(source, picture, tmp_path / "auto", "--backend", "auto", "--precision", "auto") == 0
+    assert capsys.readouterr().err.count("i2i translate: auto backend for G.safetensors: ") == 1
+
     assert cli_translate(onnx_file, picture, tmp_path / "t2") != 0  # the default backend is torch
     assert "backend 'torch' cannot run G.onnx" in capsys.readouterr().err
     assert cli_translate(source, picture, tmp_path / "t3", "--backend", "openvino", "--amp", "bf16") != 0
