@@ -120,11 +120,12 @@ def open_generator(
     graph_tiles = any(r.backend != "torch" for r in runners) and tiles_exactly_in_graph(source)
     exact = [r for r in runners if r.backend == "torch" or graph_tiles]
     if len(runners) == 1:
-        whole = tiles = runners[0]
+        whole = runners[0]
+        tiles = whole if whole in exact else None
     else:
         timings = measure(runners, channels_of(source))
         whole = min(timings, key=timings.get)
-        tiles = min((r for r in exact), key=timings.get, default=None)
+        tiles = min(exact, key=timings.get, default=None)
         tiled = f"{tiles.backend} {tiles.precision}" if tiles is not None else "refused (no torch backend)"
         log.info(
             "auto backend for %s: %s %s; tiles with whole-image statistics: %s (measured: %s)",
@@ -134,8 +135,6 @@ def open_generator(
             tiled,
             describe_timings(timings),
         )
-    if tiles not in exact:
-        tiles = None
     refusal = (
         f"backend '{whole.backend}' cannot tile {source.name}: its instance/group norm layers need the whole image's "
         "statistics in every tile, which only the torch backend gives; translate untiled (a tile at least the "
