@@ -139,6 +139,7 @@ def backend_table(args: argparse.Namespace) -> int:
         runners = _open_paths(source, _names(args.backends), _names(args.precisions))
         auto = open_generator(source, "auto", "auto", "cpu")
         auto_path = f"{auto.backend} {auto.precision}"
+        print(f"  auto: {auto_path} for whole images, {auto.tiles_path} for tiles")
         rows = []
         for size in sizes:
             rows += _size_rows(size, runners, args.repeats)

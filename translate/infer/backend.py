@@ -62,6 +62,11 @@ class BackendGenerator(nn.Module):
     def precision(self) -> str:
         return self._whole.runner.precision
 
+    @property
+    def tiles_path(self) -> str:
+        """``"backend precision"`` of what tiles run on, or ``"refused"``."""
+        return f"{self._tiles.runner.backend} {self._tiles.runner.precision}" if self._tiles is not None else "refused"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._whole.runner(x)
 
