@@ -125,8 +125,10 @@ class GANTranslate(A.ImageOnlyTransform):
         self.precision = precision
         # Reads the metadata only: a missing or non-generator file fails here, weights load lazily.
         self._generator = LazyGenerator(self.checkpoint, resolve_device(device), backend, precision)
-        self._amp = resolve_amp(amp, self._generator.device)
-        check_amp_with_backend(self._amp, backend, precision)
+        # amp "auto" leaves the choice to the toolkit; another backend or precision takes it from ``precision``
+        check_amp_with_backend("off" if amp == "auto" else amp, backend, precision)
+        plain_torch = backend == "torch" and precision == "fp32"
+        self._amp = resolve_amp(amp, self._generator.device) if plain_torch else "off"
 
     def set_random_seed(self, seed: int | None) -> None:
         super().set_random_seed(seed)

@@ -39,10 +39,6 @@ def run(args) -> int:
     from apps.app.server import ServerOptions, launch
     from apps.app.service import InferenceSettings
 
-    from .translate import show_auto_choice
-
-    show_auto_choice("i2i app")
-
     options = ServerOptions(
         model_dirs=args.models,
         include_bundled=not args.no_bundled,

@@ -130,27 +130,4 @@ def _open(args: argparse.Namespace):
             f"--amp {args.amp} applies to the torch backend at fp32; with --backend {args.backend} "
             f"--precision {args.precision} use --precision bf16 (or auto) instead"
         )
-    show_auto_choice("i2i translate")
     return open_generator(args.checkpoint, args.backend, args.precision, device)
-
-
-def show_auto_choice(command: str) -> None:
-    """Print the one line in which ``auto`` names its choice (a log record) on stderr."""
-    import logging
-
-    log = logging.getLogger("translate.infer.backend")
-    if not log.handlers:
-        handler = logging.StreamHandler(_CurrentStderr())
-        handler.setFormatter(logging.Formatter(f"{command}: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-
-
-class _CurrentStderr:
-    """Whatever ``sys.stderr`` is when a line is written (it may be replaced after the handler is made)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
