@@ -8,10 +8,17 @@ import torch
 from torch import nn
 
 from translate.errors import ConfigError, DataError
-from translate.io import load_generator
+from translate.infer.backend import BackendGenerator, check_backend_names, is_default_torch
 
 from ._runtime import AMP_NAMES, autocast, resolve_amp
-from .generator import ChannelPlan, GeneratorFacts, check_image_size, smallest_side
+from .generator import (
+    ChannelPlan,
+    GeneratorFacts,
+    check_amp_with_backend,
+    check_image_size,
+    generator_min_side,
+    load_backend_generator,
+)
 
 
 class _Frozen:
@@ -37,6 +44,12 @@ class TranslateBatch(nn.Module):
             check, which costs one device synchronisation per call).
         amp: ``"auto"`` (bf16 where the device computes it natively: a GPU with bf16 or a bf16-native
             CPU; fp16 on other GPUs; full precision on other CPUs), ``"off"``, ``"bf16"`` or ``"fp16"``.
+        backend: ``"torch"`` (default), ``"onnxruntime"``, ``"openvino"`` or ``"auto"`` (the fastest
+            measured on the first batch's device, logged once); other than torch needs a file
+            ``generator`` (``.safetensors``, ``.onnx`` or OpenVINO ``.xml``). Graph engines run on
+            the CPU (a GPU batch makes the round trip).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"``; other than torch at fp32 runs
+            with ``amp`` ``"auto"`` or ``"off"``, and the precision decides.
 
     The output has the input's shape, dtype, device and range. No gradient reaches the generator.
     Like dropout, the hook acts in training mode only: after ``.eval()`` it returns its input.
@@ -51,6 +64,8 @@ class TranslateBatch(nn.Module):
         value_range: tuple[float, float] = (0.0, 1.0),
         amp: str = "auto",
         check_range: bool = True,
+        backend: str = "torch",
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
@@ -62,11 +77,25 @@ class TranslateBatch(nn.Module):
             raise ConfigError(f"unknown amp '{amp}'; known: {', '.join(AMP_NAMES)}")
         if not value_range[0] < value_range[1]:
             raise ConfigError(f"value_range must be (low, high) with low < high, got {value_range}")
+        check_backend_names(backend, precision)
+        self.backend, self.precision = backend, precision
         if isinstance(generator, nn.Module):
+            if not (backend == "torch" and precision == "fp32"):
+                raise ConfigError(
+                    f"backend '{backend}' at precision '{precision}' runs a generator file; pass the path of the "
+                    "exported .safetensors (or .onnx) instead of a module"
+                )
             facts, net = GeneratorFacts.of_module(generator), generator
-        else:
-            facts, net = GeneratorFacts.read(generator), load_generator(generator, "cpu")
-        net.eval().requires_grad_(False)
+            net.eval().requires_grad_(False)
+        elif is_default_torch(generator, backend, precision):
+            facts, net = (
+                GeneratorFacts.read(generator),
+                load_backend_generator(generator, torch.device("cpu"), backend, precision),
+            )
+        else:  # opened on the first batch's device, where auto measures
+            check_amp_with_backend("off" if amp == "auto" else amp, backend, precision)
+            facts, net = GeneratorFacts.read(generator), None
+        self._path = None if isinstance(generator, nn.Module) else str(generator)
         self._generator = _Frozen(net)
         self.in_channels = facts.in_channels
         self.p = float(p)
@@ -77,14 +106,22 @@ class TranslateBatch(nn.Module):
         self._min_side: dict[torch.device, int] = {}
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, blend={self.blend}, value_range={self.value_range}, amp={self.amp!r}"
+        return (
+            f"p={self.p}, blend={self.blend}, value_range={self.value_range}, amp={self.amp!r}, "
+            f"backend={self.backend!r}, precision={self.precision!r}"
+        )
 
     def _generator_on(self, device: torch.device) -> tuple[nn.Module, int]:
         net = self._generator.net
-        if next(net.parameters()).device != device:
+        if isinstance(net, BackendGenerator) or net is None:
+            if net is None or (net.backend == "torch" and device not in self._min_side):
+                where = device if self.backend in ("torch", "auto") else torch.device("cpu")  # graphs: the CPU
+                net = load_backend_generator(self._path, where, self.backend, self.precision)
+                self._generator.net = net
+        elif next(net.parameters()).device != device:
             net.to(device)
         if device not in self._min_side:
-            self._min_side[device] = smallest_side(net, self.in_channels, device)
+            self._min_side[device] = generator_min_side(net, self.in_channels, device)
         return net, self._min_side[device]
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -101,7 +138,8 @@ class TranslateBatch(nn.Module):
         check_image_size(batch.shape[2], batch.shape[3], min_side)
         x = self._to_unit(batch[chosen])
         colour = plan.colour(x)
-        with torch.no_grad(), autocast(batch.device, resolve_amp(self.amp, batch.device)):
+        amp = resolve_amp(self.amp, batch.device) if not isinstance(net, BackendGenerator) else "off"
+        with torch.no_grad(), autocast(batch.device, amp):
             translated = net(colour).float()
         low, high = self.blend
         if high < 1.0 or low < 1.0:

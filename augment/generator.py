@@ -20,8 +20,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from translate.errors import CheckpointError, DataError
+from translate.deploy import read_graph_metadata
+from translate.errors import CheckpointError, ConfigError, DataError
 from translate.infer import translate_image
+from translate.infer.backend import (
+    BackendGenerator,
+    check_backend_names,
+    is_default_torch,
+    open_generator,
+)
 from translate.io import load_generator, read_metadata
 
 from ._runtime import autocast, check_cuda_usable_here
@@ -49,7 +56,8 @@ class GeneratorFacts:
 
     @classmethod
     def read(cls, path: str | Path) -> GeneratorFacts:
-        meta = read_metadata(path)  # raises CheckpointError for missing / foreign files
+        # raises CheckpointError for missing / foreign files; .onnx / .xml carry the same metadata
+        meta = read_metadata(path) if Path(path).suffix == ".safetensors" else read_graph_metadata(path)
         if meta["family"] != "generator":
             raise CheckpointError(f"{path} holds a '{meta['family']}', not a generator")
         spec = meta["architecture"]
@@ -133,6 +141,13 @@ def smallest_side(net: nn.Module, channels: int, device: torch.device) -> int:
     raise CheckpointError(f"the generator accepts no image up to {MAX_PROBE_SIDE}×{MAX_PROBE_SIDE}")
 
 
+def generator_min_side(net: nn.Module, channels: int, device: torch.device) -> int:
+    """``smallest_side`` of a generator module, or of a backend-run generator's torch twin."""
+    if isinstance(net, BackendGenerator):
+        return smallest_side(net.shape_twin(), channels, torch.device("cpu"))
+    return smallest_side(net, channels, device)
+
+
 def check_image_size(height: int, width: int, min_side: int) -> None:
     if min(height, width) < min_side:
         raise DataError(
@@ -163,9 +178,11 @@ class LazyGenerator:
     naming the fixes (``check_cuda_usable_here``), since CUDA cannot start again in it.
     """
 
-    def __init__(self, path: str | Path, device: torch.device) -> None:
+    def __init__(self, path: str | Path, device: torch.device, backend: str = "torch", precision: str = "fp32") -> None:
+        check_backend_names(backend, precision)
         self.facts = GeneratorFacts.read(path)
         self.device = device
+        self.backend, self.precision = backend, precision
         self._forget()
 
     def _forget(self) -> None:
@@ -183,18 +200,38 @@ class LazyGenerator:
             self._forget()
         if self._net is None:
             check_cuda_usable_here(self.device)
-            net = load_generator(self.facts.path, self.device).eval()
-            net.requires_grad_(False)
-            self._min_side = smallest_side(net, self.facts.in_channels, self.device)
+            net = load_backend_generator(self.facts.path, self.device, self.backend, self.precision)
+            self._min_side = generator_min_side(net, self.facts.in_channels, self.device)
             self._net = net
             self.loads_in_process += 1
             self.loaded_pid = os.getpid()
         return self._net, self._min_side
 
     def __getstate__(self) -> dict:
-        return {"facts": self.facts, "device": self.device}
+        return {"facts": self.facts, "device": self.device, "backend": self.backend, "precision": self.precision}
 
     def __setstate__(self, state: dict) -> None:
         self.facts = state["facts"]
         self.device = state["device"]
+        self.backend, self.precision = state.get("backend", "torch"), state.get("precision", "fp32")
         self._forget()
+
+
+def check_amp_with_backend(amp: str, backend: str, precision: str) -> None:
+    """Autocast belongs to the torch network at fp32; other runs take their precision from ``precision``."""
+    if amp != "off" and not (backend == "torch" and precision == "fp32"):
+        raise ConfigError(
+            f"amp '{amp}' applies to backend 'torch' at precision 'fp32'; with backend '{backend}' and precision "
+            f"'{precision}' leave amp off and choose the precision (fp32, bf16 or auto)"
+        )
+
+
+def load_backend_generator(path: str | Path, device: torch.device, backend: str, precision: str) -> nn.Module:
+    """The generator of file ``path`` in eval mode without gradients: the torch network for a plain
+    fp32 torch run of a ``.safetensors`` file, else the file run by ``backend`` at ``precision``
+    (``translate.infer.open_generator``; ``auto`` measures and logs its choice once)."""
+    if is_default_torch(path, backend, precision):
+        net = load_generator(path, device)
+    else:
+        net = open_generator(path, backend, precision, device)
+    return net.eval().requires_grad_(False)

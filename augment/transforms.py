@@ -24,9 +24,17 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from torch.utils.data import get_worker_info
 
 from translate.errors import DataError
+from translate.infer.backend import BACKEND_NAMES, PRECISION_NAMES
 
 from ._runtime import AMP_NAMES, DEVICE_PATTERN, resolve_amp, resolve_device
-from .generator import MIN_TILE, ChannelPlan, LazyGenerator, check_image_size, run_generator
+from .generator import (
+    MIN_TILE,
+    ChannelPlan,
+    LazyGenerator,
+    check_amp_with_backend,
+    check_image_size,
+    run_generator,
+)
 
 #: full-scale value of each supported integer dtype (float32 images are in [0, 1])
 INTEGER_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
@@ -70,6 +78,11 @@ class GANTranslate(A.ImageOnlyTransform):
             ``images`` no larger than it is translated in one batched call.
         amp: ``"off"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16 where the device computes it natively:
             a GPU with bf16 or a bf16-native CPU; fp16 on other GPUs; full precision on other CPUs).
+        backend: the inference engine, ``"torch"`` (default), ``"onnxruntime"``, ``"openvino"`` or
+            ``"auto"`` (the fastest measured on first use, logged once); ``checkpoint`` may then be
+            an ``.onnx`` (or OpenVINO ``.xml``) file. Graph engines run on the CPU.
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"`` (bf16 only where native); with a
+            backend other than torch at fp32, ``amp`` must be ``"off"``.
         p: probability of applying the transform.
 
     The generator is loaded on the first call in each process and is never pickled, so forked and
@@ -89,6 +102,8 @@ class GANTranslate(A.ImageOnlyTransform):
         device: Annotated[str, Field(pattern=DEVICE_PATTERN)]
         tile: Annotated[int, Field(ge=MIN_TILE)]
         amp: Annotated[str, AfterValidator(_one_of(AMP_NAMES))]
+        backend: Annotated[str, AfterValidator(_one_of(BACKEND_NAMES))]
+        precision: Annotated[str, AfterValidator(_one_of(PRECISION_NAMES))]
 
     def __init__(
         self,
@@ -98,6 +113,8 @@ class GANTranslate(A.ImageOnlyTransform):
         tile: int = 512,
         amp: str = "off",
         p: float = 0.5,
+        backend: str = "torch",
+        precision: str = "fp32",
     ):
         super().__init__(p=p)
         self.checkpoint = str(checkpoint)
@@ -105,9 +122,14 @@ class GANTranslate(A.ImageOnlyTransform):
         self.device = device
         self.tile = tile
         self.amp = amp
+        self.backend = backend
+        self.precision = precision
         # Reads the metadata only: a missing or non-generator file fails here, weights load lazily.
-        self._generator = LazyGenerator(self.checkpoint, resolve_device(device))
-        self._amp = resolve_amp(amp, self._generator.device)
+        self._generator = LazyGenerator(self.checkpoint, resolve_device(device), backend, precision)
+        # amp "auto" leaves the choice to the toolkit; another backend or precision takes it from ``precision``
+        check_amp_with_backend("off" if amp == "auto" else amp, backend, precision)
+        plain_torch = backend == "torch" and precision == "fp32"
+        self._amp = resolve_amp(amp, self._generator.device) if plain_torch else "off"
 
     def set_random_seed(self, seed: int | None) -> None:
         super().set_random_seed(seed)
@@ -146,7 +168,7 @@ class GANTranslate(A.ImageOnlyTransform):
         return self._generator.loaded_pid
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("checkpoint", "blend", "device", "tile", "amp")
+        return ("checkpoint", "blend", "device", "tile", "amp", "backend", "precision")
 
     def get_params(self) -> dict[str, Any]:
         low, high = self.blend

@@ -1,6 +1,8 @@
 """Which exported generators the app offers, and what each one is.
 
-A model is any ``.safetensors`` file written by ``i2i export`` (or by ``apps.app.bundle``). Its
+A model is any ``.safetensors`` file written by ``i2i export`` or ``i2i import`` (or by
+``apps.app.bundle``), or an ``.onnx`` file written by ``i2i export --format onnx`` when the app runs
+a backend that reads ONNX (onnxruntime, openvino or auto). Its
 card — title, the two domains, what it was trained on and what it cannot do — comes from the
 export's metadata: bundled models carry a full card under ``info["card"]``; a user's own export
 gets a plain card built from the facts every export holds (model, direction, step).
@@ -18,7 +20,9 @@ from pathlib import Path
 
 from torch import nn
 
+from translate.deploy import read_graph_metadata
 from translate.errors import CheckpointError, ConfigError
+from translate.infer.backend import check_backend_names, is_default_torch, open_generator
 from translate.io import load_generator, read_metadata
 
 #: the models shipped with the app (package data)
@@ -54,9 +58,13 @@ class ModelCard:
         return "\n\n".join(lines)
 
 
+#: the model files the app looks for, and which backends run each
+MODEL_SUFFIXES = (".safetensors", ".onnx")
+
+
 def read_card(path: Path) -> ModelCard:
-    """The card of one exported generator; an error if the file is not one."""
-    meta = read_metadata(path)
+    """The card of one exported generator (``.safetensors`` or ``.onnx``); an error if the file is not one."""
+    meta = read_metadata(path) if path.suffix == ".safetensors" else read_graph_metadata(path)
     if meta["family"] != "generator":
         raise CheckpointError(f"{path} holds a '{meta['family']}', not a generator")
     info = meta["info"]
@@ -76,9 +84,12 @@ def read_card(path: Path) -> ModelCard:
     )
 
 
-def discover(folders: Sequence[str | Path], include_bundled: bool = True) -> tuple[list[ModelCard], list[str]]:
+def discover(
+    folders: Sequence[str | Path], include_bundled: bool = True, backend: str = "torch"
+) -> tuple[list[ModelCard], list[str]]:
     """Cards of every exported generator under ``folders`` (and the bundled ones), and a list of
-    files that were skipped with the reason. A missing folder is an error: it is most likely a typo."""
+    files that were skipped with the reason. A missing folder is an error: it is most likely a typo.
+    ``.onnx`` files are offered when ``backend`` runs them (onnxruntime, openvino, auto)."""
     roots = ([BUNDLED_DIR] if include_bundled else []) + [Path(f).expanduser() for f in folders]
     cards: list[ModelCard] = []
     skipped: list[str] = []
@@ -86,10 +97,13 @@ def discover(folders: Sequence[str | Path], include_bundled: bool = True) -> tup
         if not root.is_dir():
             raise ConfigError(f"model folder not found: {root}")
         found = []
-        for path in sorted(root.rglob("*.safetensors")):
+        for path in sorted(p for suffix in MODEL_SUFFIXES for p in root.rglob(f"*{suffix}")):
+            if path.suffix == ".onnx" and backend == "torch":
+                skipped.append(f"{path}: an ONNX model runs with backend onnxruntime, openvino or auto, not torch")
+                continue
             try:
                 found.append(read_card(path.resolve()))
-            except CheckpointError as exc:
+            except (CheckpointError, ConfigError) as exc:  # ConfigError: the deploy extra is missing
                 skipped.append(str(exc))
         cards += sorted(found, key=lambda card: card.order)  # stable: file order among equals
     if not cards:
@@ -122,11 +136,13 @@ class GeneratorPool:
     used go first, so a server whose users try every model does not keep them all in memory.
     """
 
-    def __init__(self, device: str, max_idle: int = 4) -> None:
+    def __init__(self, device: str, max_idle: int = 4, backend: str = "torch", precision: str = "fp32") -> None:
         if max_idle < 1:
             raise ConfigError(f"the generator pool must keep at least one idle copy, got max_idle={max_idle}")
+        check_backend_names(backend, precision)
         self.device = device
         self.max_idle = max_idle
+        self.backend, self.precision = backend, precision
         self._idle: collections.OrderedDict[int, tuple[Path, nn.Module]] = collections.OrderedDict()  # oldest first
         self._lock = threading.Lock()
 
@@ -140,11 +156,18 @@ class GeneratorPool:
     def borrow(self, card: ModelCard) -> Iterator[nn.Module]:
         net = self._take_idle(card.path)
         if net is None:
-            net = load_generator(card.path, self.device)
+            net = self._load(card.path)
         try:
             yield net
         finally:
             self._give_back(card.path, net)
+
+    def _load(self, path: Path) -> nn.Module:
+        """The torch network for a plain fp32 torch run of a ``.safetensors`` file, else the file run
+        by the pool's backend and precision (``auto`` measures and logs its choice when loaded)."""
+        if is_default_torch(path, self.backend, self.precision):
+            return load_generator(path, self.device)
+        return open_generator(path, self.backend, self.precision, self.device)
 
     def _take_idle(self, path: Path) -> nn.Module | None:
         with self._lock:

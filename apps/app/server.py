@@ -37,7 +37,7 @@ def build_app(options: ServerOptions):
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     from .ui import build_blocks
 
-    cards, skipped = discover(options.model_dirs, options.include_bundled)
+    cards, skipped = discover(options.model_dirs, options.include_bundled, options.inference.backend)
     results = ResultFolder.temporary()  # removed when the server process exits
     service = TranslationService(cards, results, options.limits, options.inference)
     blocks = build_blocks(service, options.concurrency)

@@ -30,6 +30,8 @@ Progress = Callable[[float, str], None]
 class InferenceSettings:
     device: str = "auto"
     amp: str = "off"  # off | auto (bf16 where the device computes it natively, fp16 on other GPUs) | bf16 | fp16
+    backend: str = "torch"  # torch | onnxruntime | openvino | auto (the fastest measured, logged once)
+    precision: str = "fp32"  # fp32 | bf16 | auto
     tile: int = 512  # larger images are translated in tiles of this size, in bounded memory
     overlap: int = 64
     preview_side: int = 1600  # long side of the on-page comparison; downloads stay full size
@@ -46,6 +48,12 @@ class Result:
 
 def _no_progress(fraction: float, text: str) -> None:
     pass
+
+
+def _engine_of(generator: torch.nn.Module) -> str:
+    """`` (openvino bf16)`` for a generator run by an inference backend; nothing for the torch network."""
+    backend = getattr(generator, "backend", None)
+    return f" ({backend} {generator.precision})" if backend is not None else ""
 
 
 def upload_stem(upload: Upload) -> str:
@@ -75,7 +83,9 @@ class TranslationService:
         self.amp = resolve_amp(
             settings.amp, self.device, cuda_fallback="fp16"
         )  # a bad name fails here, not per request
-        self.generators = GeneratorPool(str(self.device), settings.idle_generators)
+        self.generators = GeneratorPool(
+            str(self.device), settings.idle_generators, settings.backend, settings.precision
+        )
 
     @property
     def labels(self) -> list[str]:
@@ -103,6 +113,7 @@ class TranslationService:
         height, width = rgb.shape[:2]
         tiled = max(height, width) > self.settings.tile
         with self.generators.borrow(card) as generator:
+            engine = _engine_of(generator)
             progress(0.25, "translating in tiles" if tiled else "translating")
 
             def tile_progress(done: int, total: int) -> None:
@@ -121,7 +132,7 @@ class TranslationService:
         seconds = time.perf_counter() - started
         summary = (
             f"{width}×{height} px · {card.direction} · strength {strength:.2f} · "
-            f"{seconds:.1f} s on {self.device.type}" + (" (tiled)" if tiled else "")
+            f"{seconds:.1f} s on {self.device.type}{engine}" + (" (tiled)" if tiled else "")
         )
         progress(1.0, "done")
         return Result(before, after, png, summary)

@@ -43,6 +43,22 @@ def register(sub) -> None:
         "--cache-mb", type=float, default=None, help="RAM budget of that store (default: i2i translate's)"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated inference backends (torch, onnxruntime, openvino): instead of the tiling variants, "
+        "time each backend × precision on --sizes side by side in this process (see backend_table)",
+    )
+    parser.add_argument("--precisions", default="fp32,bf16", help="precisions for --backends (default fp32,bf16)")
+    parser.add_argument("--sizes", default="256,512,1024", help="image sides for --backends (default 256,512,1024)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per path and size, after a warm-up")
+    parser.add_argument(
+        "--tiled-size",
+        type=int,
+        default=0,
+        help="with --backends: also translate one image of this side tiled (--tile, --overlap, whole-image "
+        "statistics) with torch fp32 and with backend auto (0: not; e.g. 4096)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -113,6 +129,11 @@ def _child(args: dict, variant: str, out_path: str, queue) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..devices import AMP_NAMES
     from ..errors import ConfigError
+
+    if args.backends is not None:
+        from .backends import backend_table
+
+        return backend_table(args)
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = set(variants) - set(VARIANTS)

@@ -23,6 +23,13 @@ def register(sub) -> None:
         choices=["auto", "off", "bf16", "fp16"],
         help="mixed precision (auto: bf16 where native)",
     )
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnxruntime", "openvino", "auto"],
+        help="inference engine (default torch; the others also offer .onnx models; auto: the fastest measured)",
+    )
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="default fp32")
     parser.add_argument("--tile", type=int, default=512, help="tile size for large images")
     parser.add_argument("--concurrency", type=int, default=1, help="translations at once on the device")
     parser.add_argument("--queue-size", type=int, default=64, help="requests that may wait")
@@ -43,7 +50,9 @@ def run(args) -> int:
         host=args.host,
         port=args.port,
         limits=Limits(max_upload_mb=args.max_upload_mb, max_megapixels=args.max_megapixels),
-        inference=InferenceSettings(device=args.device, amp=args.amp, tile=args.tile),
+        inference=InferenceSettings(
+            device=args.device, amp=args.amp, tile=args.tile, backend=args.backend, precision=args.precision
+        ),
         concurrency=args.concurrency,
         queue_size=args.queue_size,
     )

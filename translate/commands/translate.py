@@ -7,8 +7,9 @@ import sys
 
 from ..data.images import DEFAULT_MAX_PIXELS
 from ..devices import AMP_NAMES, DEVICE_HELP
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..infer import CACHE_MODES, DEFAULT_CACHE_MB, NORM_STATS, TranslateOptions
+from ..infer.backend import BACKEND_NAMES, PRECISION_NAMES
 
 
 def register(sub) -> None:
@@ -19,7 +20,11 @@ def register(sub) -> None:
         "than --tile are translated in overlapping tiles that share the whole image's normalisation statistics, "
         "so memory stays bounded and no seams show. Outputs are PNG files with the input's relative name.",
     )
-    parser.add_argument("--checkpoint", required=True, help="exported generator (.safetensors, see `i2i export`)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="exported generator: .safetensors (`i2i export`, `i2i import`), .onnx or OpenVINO .xml",
+    )
     parser.add_argument("--input", required=True, help="an image file or a folder (searched recursively)")
     parser.add_argument("--output", required=True, help="folder for the translated PNG files")
     parser.add_argument("--tile", type=int, default=512, help="largest tile side in pixels (default 512)")
@@ -31,6 +36,19 @@ def register(sub) -> None:
         default="off",
         help="autocast precision (default off); auto: bf16 where the device computes it natively (a GPU with bf16, "
         "a CPU with AVX512-BF16 or AMX), fp16 on other GPUs, full precision on other CPUs",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        default="torch",
+        help="inference engine (default torch); auto: the fastest measured here, logged once. Graph engines tile "
+        "a generator with instance norm only through torch (auto does that), else they refuse --tile",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_NAMES,
+        default="fp32",
+        help="fp32 (default), bf16, or auto (the fastest measured; bf16 only where the device computes it natively)",
     )
     parser.add_argument(
         "--norm-stats",
@@ -76,7 +94,6 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..devices import resolve_amp, resolve_device
     from ..infer import translate_path
-    from ..io import load_generator
 
     device = resolve_device(args.device)
     options = TranslateOptions(
@@ -91,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         max_pixels=args.max_pixels,
     )
-    generator = load_generator(args.checkpoint, device=device)
+    generator = _open(args)
     report = translate_path(
         generator, args.input, args.output, options, skip_existing=args.skip_existing, progress=not args.no_progress
     )
@@ -104,3 +121,21 @@ def run(args: argparse.Namespace) -> int:
         listing = "; ".join(message for _, message in report.failed)
         raise DataError(f"{len(report.failed)} image(s) could not be translated (the others were written): {listing}")
     return 0
+
+
+def _open(args: argparse.Namespace):
+    """The generator: the torch network itself for a plain fp32 run of a .safetensors file, else
+    the file run by the chosen backend (``translate.infer.open_generator``)."""
+    from ..devices import resolve_device
+    from ..infer.backend import is_default_torch, open_generator
+    from ..io import load_generator
+
+    device = resolve_device(args.device)
+    if is_default_torch(args.checkpoint, args.backend, args.precision):
+        return load_generator(args.checkpoint, device=device)
+    if args.amp not in ("off", "auto"):
+        raise ConfigError(
+            f"--amp {args.amp} applies to the torch backend at fp32; with --backend {args.backend} "
+            f"--precision {args.precision} use --precision bf16 (or auto) instead"
+        )
+    return open_generator(args.checkpoint, args.backend, args.precision, device)

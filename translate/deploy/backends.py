@@ -174,7 +174,10 @@ def candidates(source: Path, backend: str, precision: str, device: torch.device)
         raise ConfigError(f"{source}: a generator is a .safetensors, .onnx or OpenVINO .xml file")
     if backend != "auto":
         if backend not in readers:
-            raise ConfigError(f"backend '{backend}' cannot run {source.name}; it runs {_files_of(backend)} files")
+            raise ConfigError(
+                f"backend '{backend}' cannot run {source.name}; it runs {_files_of(backend)} files "
+                f"({source.suffix} files run with backend {', '.join(readers)} or auto)"
+            )
         if precision != "auto" and precision not in SUPPORTED[backend]:
             raise ConfigError(f"backend '{backend}' runs {', '.join(SUPPORTED[backend])}, not {precision}")
         if backend != "torch":
@@ -205,14 +208,22 @@ def open_runner(
     source: str | Path, backend: str = "auto", precision: str = "auto", device: str | torch.device = "cpu"
 ) -> Runner:
     """A ``Runner`` for generator file ``source`` (``.safetensors``, ``.onnx`` or OpenVINO ``.xml``)."""
+    runners = open_runners(source, backend, precision, device)
+    return runners[0] if len(runners) == 1 else choose(runners, channels_of(Path(source)))
+
+
+def open_runners(
+    source: str | Path, backend: str = "auto", precision: str = "auto", device: str | torch.device = "cpu"
+) -> list[Runner]:
+    """One ``Runner`` for each (backend, precision) that ``backend``/``precision`` allow for ``source``
+    here (see ``candidates``): the candidates an ``auto`` choice measures."""
     source, device = Path(source), resolve_device(device)
     if not source.is_file():
         raise ConfigError(f"generator not found: {source}")
     pairs = candidates(source, backend, precision, device)
     with tempfile.TemporaryDirectory(prefix="i2i-runner-") as scratch:
         graph = _graph_for(source, Path(scratch)) if any(b != "torch" for b, _ in pairs) else None
-        runners = [_build(source, graph, b, p, device) for b, p in pairs]
-        return runners[0] if len(runners) == 1 else choose(runners, _channels_of(source))
+        return [_build(source, graph, b, p, device) for b, p in pairs]
 
 
 def _graph_for(source: Path, scratch: Path) -> Path:
@@ -227,19 +238,37 @@ def _build(source: Path, graph: Path | None, backend: str, precision: str, devic
     return runner_class(graph, precision, read_graph_metadata(graph)["size_multiple"])
 
 
-def _channels_of(source: Path) -> int:
-    meta = read_metadata(source) if source.suffix == ".safetensors" else read_graph_metadata(source)
-    return int(meta["architecture"].get("in_channels", 3))
+def generator_metadata(source: Path) -> dict:
+    """The toolkit's metadata of a generator file of any kind the runners read."""
+    return read_metadata(source) if source.suffix == ".safetensors" else read_graph_metadata(source)
+
+
+def channels_of(source: Path) -> int:
+    return int(generator_metadata(source)["architecture"].get("in_channels", 3))
+
+
+def measure(runners: Sequence[Runner], channels: int = 3, side: int = PROBE_SIDE) -> dict[Runner, float]:
+    """Seconds per run of each of ``runners`` on a ``side``² probe image (median of a few runs
+    after a warm-up), measured one runner after the other."""
+    return {runner: _seconds_per_run(runner, channels, side) for runner in runners}
+
+
+def describe_timings(timings: dict[Runner, float]) -> str:
+    return ", ".join(f"{r.backend} {r.precision} {t * 1000:.1f} ms" for r, t in timings.items())
 
 
 def choose(runners: Sequence[Runner], channels: int = 3, side: int = PROBE_SIDE) -> Runner:
-    """The fastest of ``runners`` on a probe image (median of a few runs after a warm-up); the
-    choice and every timing are logged in one line."""
-    timings = {runner: _seconds_per_run(runner, channels, side) for runner in runners}
+    """The fastest of ``runners`` on a probe image (see ``measure``); the choice and every timing
+    are logged in one line."""
+    timings = measure(runners, channels, side)
     best = min(timings, key=timings.get)
-    measured = ", ".join(f"{r.backend} {r.precision} {t * 1000:.1f} ms" for r, t in timings.items())
     log.info(
-        "auto backend: %s %s, the fastest on a %d×%d probe (%s)", best.backend, best.precision, side, side, measured
+        "auto backend: %s %s, the fastest on a %d×%d probe (%s)",
+        best.backend,
+        best.precision,
+        side,
+        side,
+        describe_timings(timings),
     )
     return best
 

@@ -6,11 +6,13 @@
 * ``cache``: the frontier, every tile's state between those passes, in RAM or spilled to disk;
 * ``tiled``: one image's tiled run and ``translate_image``;
 * ``files``: image files and folders (``translate_file``, ``translate_path``);
+* ``backend``: a generator file run by ONNX Runtime, OpenVINO or torch at bf16 (``open_generator``);
 * ``lock``: one run at a time writes into an output folder (``FolderLock``).
 
 How it works and what it costs: docs/inference.md.
 """
 
+from .backend import BackendGenerator, open_generator
 from .cache import (
     CACHE_MODES,
     DEFAULT_CACHE_MB,
@@ -45,6 +47,7 @@ from .tiled import NORM_STATS, TiledRun, frontier_cache_mode, translate_image
 
 __all__ = [
     "CACHE_MODES",
+    "BackendGenerator",
     "DEFAULT_CACHE_MB",
     "FRONTIER_VALUES_PER_PIXEL",
     "NORM_STATS",
@@ -67,6 +70,7 @@ __all__ = [
     "gather_image_stats",
     "iter_tiles",
     "normalise",
+    "open_generator",
     "output_path",
     "plan_outputs",
     "shareable_norms",

@@ -226,6 +226,16 @@ def _leaves_generator_as_it_was(run: Callable[..., torch.Tensor]) -> Callable[..
     return kept
 
 
+def _tiling_module(generator: nn.Module, amp: str, device: torch.device) -> tuple[nn.Module, str]:
+    """What the tiles run: the generator itself, or, for a generator run by an inference backend
+    (``backend.BackendGenerator``), the module that keeps tiles exact (or its refusal)."""
+    for_tiles = getattr(generator, "for_tiles", None)
+    if not callable(for_tiles):
+        return generator, amp
+    net, amp = for_tiles(amp)
+    return net.to(device).eval(), amp
+
+
 @_leaves_generator_as_it_was
 @torch.inference_mode()
 def translate_image(
@@ -265,6 +275,9 @@ def translate_image(
     The run moves ``generator`` to ``device`` and into eval mode, and afterwards leaves it as the
     caller had it (mode of every module, device of its weights).
 
+    ``generator`` may be a ``backend.BackendGenerator`` (an ONNX Runtime / OpenVINO / bf16 run):
+    whole images go through it, tiles through what it gives for tiles (or its refusal, an error).
+
     A tiled run refuses (``ConfigError``, naming the layers) a generator with norm layers whose
     statistics it cannot share across tiles (see ``stats.unshared_norms``), unless
     ``allow_unshared_norms`` accepts the seams they leave, or ``norm_stats`` is ``"tile"``.
@@ -286,6 +299,7 @@ def translate_image(
             progress(1, 1)
         return out
 
+    generator, amp = _tiling_module(generator, amp, dev)
     padded, size = pad_to_multiple(image, multiple)
     run = TiledRun(generator, padded, tile, overlap, dev, amp, progress)
     if norm_stats != "tile" and not allow_unshared_norms:

@@ -1,0 +1,161 @@
+"""A generator file run by an inference backend (torch, ONNX Runtime, OpenVINO), usable wherever a
+generator module is: ``translate_image``, ``translate_path``, the augment hooks and the app.
+
+``open_generator(source, backend, precision, device)`` returns a ``BackendGenerator``: an
+``nn.Module`` whose forward runs the chosen ``translate.deploy.Runner`` on a whole batch. Tiled
+inference must normalise every tile with the whole image's statistics (``stats``), which needs the
+torch network's hooks; so a ``BackendGenerator`` also says what tiles run on:
+
+* the torch backend tiles its own network (at bf16: under autocast, channels-last on the CPU);
+* a graph backend (ONNX Runtime, OpenVINO) tiles a generator without input-dependent norms
+  (none, or batch norm in eval mode) exactly as it is, and refuses to tile one with instance or
+  group norm, naming the way out (untiled, or the torch or auto backend);
+* ``auto`` measures every candidate once, runs whole images on the fastest and tiles with the
+  fastest of those that tile exactly, and logs both in one line.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..deploy import Runner, channels_of, describe_timings, generator_metadata, measure, open_runners
+from ..errors import ConfigError
+from ..nets import build_generator
+from .stats import shareable_norms
+
+log = logging.getLogger(__name__)
+
+#: the precisions ``open_generator`` takes (``auto``: the fastest measured, bf16 only where native)
+PRECISION_NAMES = ("fp32", "bf16", "auto")
+BACKEND_NAMES = ("torch", "onnxruntime", "openvino", "auto")
+
+
+class _Held:
+    """Keeps a runner's torch network out of the wrapper's module bookkeeping: ``translate_image``
+    moves and restores its generator's parameters, and a runner's network stays where it was built."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+
+class BackendGenerator(nn.Module):
+    """Runs ``whole`` on whole batches; ``for_tiles`` gives what tiled inference runs instead."""
+
+    def __init__(self, source: Path, whole: Runner, tiles: Runner | None, tiling_refusal: str = "") -> None:
+        super().__init__()
+        self.source = source
+        self._whole = _Held(whole)
+        self._tiles = _Held(tiles) if tiles is not None else None
+        self.tiling_refusal = tiling_refusal
+        self.size_multiple = whole.size_multiple
+        self.in_channels = channels_of(source)
+
+    @property
+    def backend(self) -> str:
+        return self._whole.runner.backend
+
+    @property
+    def precision(self) -> str:
+        return self._whole.runner.precision
+
+    @property
+    def tiles_path(self) -> str:
+        """``"backend precision"`` of what tiles run on, or ``"refused"``."""
+        return f"{self._tiles.runner.backend} {self._tiles.runner.precision}" if self._tiles is not None else "refused"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._whole.runner(x)
+
+    def for_tiles(self, amp: str) -> tuple[nn.Module, str]:
+        """The module tiled inference runs, and its autocast precision; a ``ConfigError`` when
+        this backend cannot keep tiles equal to the untiled output."""
+        if self._tiles is None:
+            raise ConfigError(self.tiling_refusal)
+        runner = self._tiles.runner
+        net = getattr(runner, "net", None)
+        if net is None:  # a graph without input-dependent norms: tiles are exact as they are
+            return _GraphTiles(runner), "off"
+        return net, "bf16" if runner.precision == "bf16" else amp
+
+    def shape_twin(self) -> nn.Module:
+        """The torch network of the same architecture, randomly initialised: what input sizes this
+        generator takes is found on it (graph engines fail on too small inputs with their own errors)."""
+        return build_generator(generator_metadata(self.source)["architecture"]).eval()
+
+    def extra_repr(self) -> str:
+        tiles = self._tiles.runner if self._tiles is not None else "refused"
+        return f"source={self.source.name!r}, whole={self._whole.runner}, tiles={tiles}"
+
+
+class _GraphTiles(nn.Module):
+    """A graph runner as a module for ``TiledRun``: no norm layers to hook, tiles run as they are."""
+
+    def __init__(self, runner: Runner) -> None:
+        super().__init__()
+        self._runner = _Held(runner)
+        self.size_multiple = runner.size_multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._runner.runner(x)
+
+
+def tiles_exactly_in_graph(source: Path) -> bool:
+    """Whether the exported graph of ``source`` tiles exactly as it is: its network has no layer
+    that normalises with its input's statistics (those need the torch hooks)."""
+    spec = generator_metadata(source)["architecture"]
+    try:
+        with torch.device("meta"):  # the layers' types alone, no weights
+            net = build_generator(spec).eval()
+    except Exception:  # a network this process cannot build: its norms are unknown, so refuse
+        return False
+    return not shareable_norms(net)
+
+
+def open_generator(
+    source: str | Path, backend: str = "torch", precision: str = "fp32", device: str | torch.device = "cpu"
+) -> BackendGenerator:
+    """A ``BackendGenerator`` for generator file ``source`` (``.safetensors``, ``.onnx`` or OpenVINO
+    ``.xml``); ``backend`` and ``precision`` may each be ``auto`` (see the module's docstring)."""
+    source = Path(source)
+    runners = open_runners(source, backend, precision, device)
+    graph_tiles = any(r.backend != "torch" for r in runners) and tiles_exactly_in_graph(source)
+    exact = [r for r in runners if r.backend == "torch" or graph_tiles]
+    if len(runners) == 1:
+        whole = runners[0]
+        tiles = whole if whole in exact else None
+    else:
+        timings = measure(runners, channels_of(source))
+        whole = min(timings, key=timings.get)
+        tiles = min(exact, key=timings.get, default=None)
+        tiled = f"{tiles.backend} {tiles.precision}" if tiles is not None else "refused (no torch backend)"
+        log.info(
+            "auto backend for %s: %s %s; tiles with whole-image statistics: %s (measured: %s)",
+            source.name,
+            whole.backend,
+            whole.precision,
+            tiled,
+            describe_timings(timings),
+        )
+    refusal = (
+        f"backend '{whole.backend}' cannot tile {source.name}: its instance/group norm layers need the whole image's "
+        "statistics in every tile, which only the torch backend gives; translate untiled (a tile at least the "
+        "image's longest side) or use backend torch or auto"
+    )
+    return BackendGenerator(source, whole, tiles, refusal)
+
+
+def check_backend_names(backend: str, precision: str) -> None:
+    """A ``ConfigError`` naming an unknown backend or precision."""
+    if backend not in BACKEND_NAMES:
+        raise ConfigError(f"unknown backend '{backend}'; known: {', '.join(BACKEND_NAMES)}")
+    if precision not in PRECISION_NAMES:
+        raise ConfigError(f"unknown precision '{precision}'; known: {', '.join(PRECISION_NAMES)}")
+
+
+def is_default_torch(source: str | Path, backend: str, precision: str) -> bool:
+    """Whether this is the plain torch fp32 run of a ``.safetensors`` file (the generator itself)."""
+    return backend == "torch" and precision == "fp32" and Path(source).suffix == ".safetensors"
