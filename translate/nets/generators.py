@@ -191,8 +191,33 @@ def _join(state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     return state[0] + state[1]
 
 
+class ResnetLayout(ImageGenerator):
+    """Encoder, residual blocks, decoder: the layout every ResNet generator shares (ours and CUT's
+    anti-aliased one). A subclass builds ``encoder``, ``blocks`` and ``decoder`` and sets
+    ``in_channels``, ``out_channels``, ``ngf`` and ``n_downsampling``; the forward pass and the
+    feature names follow from them."""
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(x)
+        for block in self.blocks:
+            h = self.run_block(block, h)
+        return self.decoder(h)
+
+    def feature_info(self) -> dict[str, dict[str, int]]:
+        ngf, n_down = self.ngf, self.n_downsampling
+        info = {"input": {"channels": self.in_channels, "reduction": 1}, "stem": {"channels": ngf, "reduction": 1}}
+        for i in range(n_down):
+            info[f"down{i + 1}"] = {"channels": ngf * 2 ** (i + 1), "reduction": 2 ** (i + 1)}
+        for i in range(len(self.blocks)):
+            info[f"block{i + 1}"] = {"channels": ngf * 2**n_down, "reduction": 2**n_down}
+        for i in range(n_down):
+            info[f"up{i + 1}"] = {"channels": ngf * 2 ** (n_down - i - 1), "reduction": 2 ** (n_down - i - 1)}
+        info["output"] = {"channels": self.out_channels, "reduction": 1}
+        return info
+
+
 @GENERATORS.register("resnet")
-class ResnetGenerator(ImageGenerator):
+class ResnetGenerator(ResnetLayout):
     """Johnson-style encoder / residual blocks / decoder, the CycleGAN reference generator.
 
     ``conv: separable`` makes the residual blocks' and the down- and (``resize``) upsampling
@@ -258,24 +283,6 @@ class ResnetGenerator(ImageGenerator):
             head += [*upsample_conv(c, c // 2, upsample, 3, bias, sn, conv), norm_layer(norm, c // 2), nn.ReLU(True)]
         head += [nn.ReflectionPad2d(outer_kernel // 2), nn.Conv2d(ngf, out_channels, outer_kernel), nn.Tanh()]
         self.decoder = nn.Sequential(*head)
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(x)
-        for block in self.blocks:
-            h = self.run_block(block, h)
-        return self.decoder(h)
-
-    def feature_info(self) -> dict[str, dict[str, int]]:
-        ngf, n_down = self.ngf, self.n_downsampling
-        info = {"input": {"channels": self.in_channels, "reduction": 1}, "stem": {"channels": ngf, "reduction": 1}}
-        for i in range(n_down):
-            info[f"down{i + 1}"] = {"channels": ngf * 2 ** (i + 1), "reduction": 2 ** (i + 1)}
-        for i in range(len(self.blocks)):
-            info[f"block{i + 1}"] = {"channels": ngf * 2**n_down, "reduction": 2**n_down}
-        for i in range(n_down):
-            info[f"up{i + 1}"] = {"channels": ngf * 2 ** (n_down - i - 1), "reduction": 2 ** (n_down - i - 1)}
-        info["output"] = {"channels": self.out_channels, "reduction": 1}
-        return info
 
     def named_stages(self) -> list[tuple[str | None, Callable[[Any], Any]]]:
         # the stem is pad, conv, norm, ReLU; each downsampling and upsampling level ends in a ReLU

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .generators import GENERATORS, ImageGenerator, ResidualBlock
+from .generators import GENERATORS, ResidualBlock, ResnetLayout
 from .layers import conv_bias, norm_is_per_sample, norm_layer
 
 #: binomial filter taps by size, as CUT's ``get_filter``
@@ -68,7 +68,7 @@ class BlurUpsample(nn.Module):
 
 
 @GENERATORS.register("cut_resnet")
-class AntialiasResnetGenerator(ImageGenerator):
+class AntialiasResnetGenerator(ResnetLayout):
     """CUT's ResNet generator: encoder, residual blocks, decoder, with anti-aliased resampling."""
 
     @staticmethod
@@ -113,24 +113,6 @@ class AntialiasResnetGenerator(ImageGenerator):
             head += _upsampling_level(c, c // 2, norm, bias, antialias_up)
         head += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
         self.decoder = nn.Sequential(*head)
-
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(x)
-        for block in self.blocks:
-            h = self.run_block(block, h)
-        return self.decoder(h)
-
-    def feature_info(self) -> dict[str, dict[str, int]]:
-        ngf, n_down = self.ngf, self.n_downsampling
-        info = {"input": {"channels": self.in_channels, "reduction": 1}, "stem": {"channels": ngf, "reduction": 1}}
-        for i in range(n_down):
-            info[f"down{i + 1}"] = {"channels": ngf * 2 ** (i + 1), "reduction": 2 ** (i + 1)}
-        for i in range(len(self.blocks)):
-            info[f"block{i + 1}"] = {"channels": ngf * 2**n_down, "reduction": 2**n_down}
-        for i in range(n_down):
-            info[f"up{i + 1}"] = {"channels": ngf * 2 ** (n_down - i - 1), "reduction": 2 ** (n_down - i - 1)}
-        info["output"] = {"channels": self.out_channels, "reduction": 1}
-        return info
 
     def named_stages(self) -> list[tuple[str | None, Callable[[Any], Any]]]:
         # every encoder level ends where the resolution has halved (a blur or a strided conv's
