@@ -37,6 +37,7 @@ from ..nets.macs import count_macs
 from ..objectives import build_objective, d_loss, g_loss, gradient_penalty, reconstruction
 from ..registry import resolved_spec
 from .base import MODELS, GANModel, OptimGroup, clip_weights, set_requires_grad
+from .frozen import frozen_network, read_export
 
 #: where the frozen teacher's weights sit in the model's state
 TEACHER_PREFIX = "teacher."
@@ -72,36 +73,16 @@ def file_sha256(path: Path) -> str:
 
 def read_teacher(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
     """(architecture spec, weights, SHA-256) of the exported generator at ``path``."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     if not path:
         raise ConfigError("model.teacher: the distill model needs the path of an exported generator (.safetensors)")
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"model.teacher: exported generator not found: {file}")
-    try:
-        with safe_open(str(file), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except Exception as exc:
-        raise CheckpointError(f"model.teacher: {file} is not a safetensors file: {exc}") from None
-    if meta.get("family") != "generator":
-        what = meta.get("family", "file without a network family")
-        raise CheckpointError(f"model.teacher: {file} holds a {what}, not an exported image-to-image generator")
-    return json.loads(meta["architecture"]), load_file(str(file)), file_sha256(file)
+    label, expected = "model.teacher: exported generator", "an exported image-to-image generator"
+    spec, weights = read_export(path, "generator", label, expected)
+    return spec, weights, file_sha256(Path(path))
 
 
 def frozen_teacher(spec: Mapping[str, Any], weights: Mapping[str, torch.Tensor], source: str) -> nn.Module:
     """The generator of ``spec`` with ``weights``, in eval mode with gradients switched off."""
-    net = GENERATORS.build(dict(spec))
-    own = net.state_dict()
-    if set(own) != set(weights) or any(own[k].shape != weights[k].shape for k in own):
-        raise CheckpointError(f"{source}: the teacher's weights do not fit its spec {dict(spec)}")
-    net.load_state_dict(weights)
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
+    return frozen_network("generator", spec, weights, source)
 
 
 def outputs_and_features(

@@ -19,40 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
-from ..nets import NETWORK_FAMILIES
+from ..errors import ConfigError
+from .frozen import frozen_network, read_export
 
 
 def read_exported_segmenter(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(architecture spec, weights) of the segmenter exported at ``path``."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"semantic consistency: segmenter file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a safetensors file: {exc}") from None
-    if meta.get("family") != "segmenter":
-        what = meta.get("family", "file without a network family")
-        raise CheckpointError(f"{path} holds a {what}, not an exported segmenter")
-    return json.loads(meta["architecture"]), load_file(str(path))
+    return read_export(path, "segmenter", "semantic consistency: segmenter file", "an exported segmenter")
 
 
 def frozen_segmenter(spec: Mapping[str, Any], weights: Mapping[str, torch.Tensor], source: str) -> nn.Module:
     """The segmenter of ``spec`` with ``weights``, in eval mode with gradients switched off."""
-    net = NETWORK_FAMILIES.get("segmenter").build(dict(spec))
-    own = net.state_dict()
-    if set(own) != set(weights) or any(own[k].shape != weights[k].shape for k in own):
-        raise CheckpointError(f"{source}: the segmenter weights do not fit its spec {dict(spec)}")
-    net.load_state_dict(weights)
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
+    return frozen_network("segmenter", spec, weights, source)
 
 
 class SemanticConsistency(nn.Module):
