@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import torch
 
+from translate.atomic import TEMPORARY_SUFFIX
 from translate.data.images import IMAGE_EXTENSIONS, read_image, to_image, to_tensor
 from translate.errors import CheckpointError, ConfigError, DataError, I2IError
 from translate.infer import FolderLock, check_outputs
@@ -42,7 +43,6 @@ JPEG_QUALITY = 95
 #: written into the output root: which generator (and settings) produced the tree, so a rerun
 #: that would mix outputs of two different generators is refused instead of silently resumed
 STAMP_NAME = ".i2i-translate.json"
-TEMPORARY_SUFFIX = ".tmp"  # what translate.io.atomic_write names its temporary files with
 
 T = TypeVar("T")
 
