@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from torch.utils.data import Dataset
 
-from . import folders, label_folders, sampling_sets  # noqa: F401  (fills DATASETS)
+from . import captions, folders, label_folders, sampling_sets  # noqa: F401  (fills DATASETS)
 from .base import DATASETS, EpochSampler, TranslationDataset
 
 if TYPE_CHECKING:
