@@ -330,7 +330,10 @@ def export_nets(model: GANModel, ema: EMA | None, folder: Path, step: int) -> di
     out = {}
     for name, entry in model.export_info().items():
         info = {**entry["info"], "step": step, "ema": ema is not None and name in ema.copies}
-        out[name] = io.export_network(folder / f"{name}.safetensors", nets[name], entry["spec"], entry["family"], info)
+        net = nets[name]
+        if "parts" in entry:  # one file of several nets, e.g. a text sampler: its frozen text encoder and G
+            net = nn.ModuleDict({part: nets[source] for part, source in entry["parts"].items()})
+        out[name] = io.export_network(folder / f"{name}.safetensors", net, entry["spec"], entry["family"], info)
     return out
 
 

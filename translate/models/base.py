@@ -85,7 +85,8 @@ class GANModel(nn.Module):
 
     def export_info(self) -> dict[str, dict[str, Any]]:
         """Net name -> {"family": registry family (e.g. "generator"), "spec": architecture spec,
-        "info": facts stored with the export}."""
+        "info": facts stored with the export}; an optional "parts": {submodule: net name} writes
+        several of the model's nets as one file (a text sampler: its frozen text encoder and G)."""
         raise NotImplementedError
 
     # --- derived from the declarations ---------------------------------------------------------
