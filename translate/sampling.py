@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import io
+from .data.captions import Tokeniser
 from .errors import CheckpointError, ConfigError
 
 
@@ -148,4 +149,81 @@ def load_sampler(path: str | Path, device: str | torch.device = "cpu") -> Sample
             "use `i2i translate` for image-to-image generators"
         )
     net, meta = io.load_network(path, device)
-    return Sampler(net.eval(), dict(meta.get("info", {})), torch.device(device))
+    kind = TextSampler if meta.get("info", {}).get("input") == "text" else Sampler
+    return kind(net.eval(), dict(meta.get("info", {})), torch.device(device))
+
+
+# --- text to image (GAN-INT-CLS) ----------------------------------------------------------------
+
+
+class TextSampler(Sampler):
+    """A sampler conditioned on a caption (``translate.models.text2image``): ``sample(8, text="a
+    thick seven")``, one caption for all or one per sample. ``label=k`` asks for class k through
+    the export's caption for it ("a seven"), so class-driven users such as ``SyntheticMix`` work
+    unchanged. Captions are tokenised with the vocabulary stored in the file: an unknown word, an
+    empty or too long caption is a one-line error."""
+
+    @property
+    def classes(self) -> int:
+        return len(self.info.get("class_captions", []))
+
+    @property
+    def tokeniser(self) -> Tokeniser:
+        return Tokeniser(self.net.vocabulary, self.net.max_words)
+
+    @torch.no_grad()
+    def encode(self, captions: str | Sequence[str]) -> torch.Tensor:
+        """Unit text embeddings, one per caption."""
+        captions = [captions] if isinstance(captions, str) else list(captions)
+        if not captions:
+            raise ConfigError("no caption given; describe the image, e.g. 'a thick seven'")
+        return self.net.encode(self.tokeniser.encode_all(captions).to(self.device)).float()
+
+    def captions(self, n: int, label, text, seed: int) -> list[str]:
+        """The caption of each of ``n`` samples, from ``text`` or from class labels."""
+        if text is not None and label is not None:
+            raise ConfigError("give a caption (text) or a label, not both")
+        if text is None:
+            if label is None:
+                raise ConfigError("this sampler draws images for a caption: give text='...' (or a label)")
+            return [self.info["class_captions"][int(k)] for k in self.labels(n, label, seed)]
+        captions = [text] if isinstance(text, str) else list(text)
+        if len(captions) not in (1, n):
+            raise ConfigError(f"{len(captions)} captions for {n} samples: give one, or one per sample")
+        return captions * n if len(captions) == 1 else captions
+
+    @torch.no_grad()
+    def sample(self, n: int, label=None, code=None, seed: int = 0, noise: torch.Tensor | None = None, text=None):
+        if n < 1:
+            raise ConfigError(f"n must be >= 1, got {n}")
+        if code is not None:
+            raise ConfigError("this sampler takes no code")
+        embedding = self.encode(self.captions(n, label, text, seed))
+        return self.from_embeddings(embedding, seed, noise)
+
+    @torch.no_grad()
+    def from_embeddings(self, embedding: torch.Tensor, seed: int = 0, noise: torch.Tensor | None = None):
+        """Images for N text embeddings (e.g. interpolated ones); the seed picks the noise."""
+        z = self.noise(embedding.shape[0], seed) if noise is None else noise.to(self.device)
+        return self.net.body(z, embedding.to(self.device)).float().cpu()
+
+    @torch.no_grad()
+    def interpolate(self, rows: int, steps: int, seed: int = 0, label=None, text=None, text_to=None) -> torch.Tensor:
+        """GAN-INT's grid: with ``text_to``, each row walks linearly from the embedding of ``text``
+        to that of ``text_to`` at one noise per row (what changes along a row is the caption's
+        meaning, down the rows the style). Without it, each row walks spherically between two
+        noises at one caption (``text``, or the captions of ``label`` / random classes)."""
+        if text_to is None:
+            captions = self.captions(rows, label, text, seed)
+            a, b = self.noise(rows, seed), self.noise(rows, seed + 10_007)
+            t = torch.linspace(0, 1, steps)
+            walks = torch.stack([slerp(a, b, float(v)) for v in t], 1).reshape(rows * steps, -1)
+            embedding = self.encode(captions).repeat_interleave(steps, 0)
+            return self.from_embeddings(embedding, seed, noise=walks)
+        if text is None:
+            raise ConfigError("an interpolation between captions needs the caption to start from (text)")
+        start, end = self.encode(text), self.encode(text_to)
+        t = torch.linspace(0, 1, steps, device=start.device)[:, None]
+        walk = (1 - t) * start + t * end  # steps × dim, shared by the rows
+        noise = self.noise(rows, seed).repeat_interleave(steps, 0)
+        return self.from_embeddings(walk.repeat(rows, 1), seed, noise=noise)

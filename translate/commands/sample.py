@@ -1,4 +1,4 @@
-"""`i2i sample`: draw new data from an exported sampler (GAN, cGAN, InfoGAN) into PNG files."""
+"""`i2i sample`: draw new data from an exported sampler (GAN, cGAN, InfoGAN, text to image) into PNG files."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ def register(sub) -> None:
     parser.add_argument(
         "--code", help="InfoGAN code as comma-separated values (one-hot categorical parts, then continuous)"
     )
+    parser.add_argument(
+        "--text",
+        help="caption to draw (text-to-image samplers), e.g. 'a thick seven'; words from the sampler's vocabulary",
+    )
+    parser.add_argument(
+        "--text-to",
+        help="text-to-image samplers: interpolation.png walks from the --text caption to this one (GAN-INT)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--device", default="cpu")
@@ -42,10 +50,19 @@ def run(args) -> int:
     from torchvision.utils import make_grid, save_image
 
     from ..errors import ConfigError
-    from ..sampling import load_sampler
+    from ..sampling import TextSampler, load_sampler
 
     sampler = load_sampler(args.checkpoint, args.device)
-    samples = sampler.sample(args.n, args.label, parse_code(args.code), args.seed)
+    if isinstance(sampler, TextSampler):
+        samples = sampler.sample(args.n, args.label, parse_code(args.code), args.seed, text=args.text)
+        walk = sampler.interpolate(
+            rows=4, steps=8, seed=args.seed, label=args.label, text=args.text, text_to=args.text_to
+        )
+    elif args.text is not None or args.text_to is not None:
+        raise ConfigError(f"{args.checkpoint} is not a text-to-image sampler: it takes no --text")
+    else:
+        samples = sampler.sample(args.n, args.label, parse_code(args.code), args.seed)
+        walk = sampler.interpolate(rows=4, steps=8, seed=args.seed, label=args.label)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     if samples.ndim != 4:
@@ -58,7 +75,6 @@ def run(args) -> int:
         save_image(to_unit(image), str(out / f"sample_{i:05d}.png"))
     rows = max(1, int(args.n**0.5))
     save_image(make_grid(to_unit(samples), nrow=rows, padding=2, pad_value=1.0), str(out / "grid.png"))
-    walk = sampler.interpolate(rows=4, steps=8, seed=args.seed, label=args.label)
     save_image(make_grid(to_unit(walk), nrow=8, padding=2, pad_value=1.0), str(out / "interpolation.png"))
     written = [f"{args.n} samples", "grid.png", "interpolation.png"]
     if sampler.classes:
