@@ -70,6 +70,19 @@ def judge_captions(sampler, classifier, thresholds, combos, per_caption: int, se
     return {k: round(100 * float(torch.cat(v).float().mean()), 1) for k, v in hits.items() if v}
 
 
+def read_as(sampler, classifier, combos, per_caption: int, seed: int) -> dict[str, list[int]]:
+    """What the digit classifier reads in the samples of each caption: a count per digit 0..9."""
+    from translate.data.captions import caption_for
+
+    counts = {}
+    for i, (digit, thickness, _) in enumerate(combos):
+        caption = caption_for(digit, thickness)
+        with torch.no_grad():
+            read = classifier(sampler.sample(per_caption, text=caption, seed=seed + i)).argmax(1)
+        counts[caption] = torch.bincount(read, minlength=10).tolist()
+    return counts
+
+
 def held_out_pairs(config: str) -> set[tuple[int, int]]:
     from translate.config import load_config
     from translate.data.captions import parse_combination
@@ -105,6 +118,7 @@ def evaluate(args) -> None:
             row["seen"] = judge_captions(sampler, classifier, thresholds, seen, args.per_caption, 1000)
             row["held_out"] = judge_captions(sampler, classifier, thresholds, unseen, args.per_caption, 2000)
             row["slant"] = judge_captions(sampler, classifier, thresholds, with_slant, args.per_caption // 2, 3000)
+            row["held_out_read_as"] = read_as(sampler, classifier, unseen, args.per_caption, 2000)
             rows.append(row)
             print(json.dumps(row), flush=True)
     (args.out / "caption_accuracy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -202,7 +202,7 @@ def test_sample_text_writes_images_and_api_matches(tmp_path, capsys):
     [
         (["--text", ""], "caption '' is empty"),
         (["--text", "a fat seven"], r"unknown word\(s\) fat"),
-        ([], "this sampler draws images for a caption: give text="),
+        ([], r"this sampler draws images for a caption: give one \(--text, or text= in Python\) or a label"),
         (["--text", "a seven", "--label", "3"], "give a caption \\(text\\) or a label, not both"),
         (["--text", "a seven", "--code", "1,0"], "this sampler takes no code"),
     ],

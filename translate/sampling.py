@@ -185,7 +185,9 @@ class TextSampler(Sampler):
             raise ConfigError("give a caption (text) or a label, not both")
         if text is None:
             if label is None:
-                raise ConfigError("this sampler draws images for a caption: give text='...' (or a label)")
+                raise ConfigError(
+                    "this sampler draws images for a caption: give one (--text, or text= in Python) or a label"
+                )
             return [self.info["class_captions"][int(k)] for k in self.labels(n, label, seed)]
         captions = [text] if isinstance(text, str) else list(text)
         if len(captions) not in (1, n):
