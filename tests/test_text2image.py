@@ -71,6 +71,7 @@ def test_tokeniser_round_trip_and_clear_errors_for_unknown_empty_and_long_captio
     ids = tok.encode("The digit 7, written THICK and slanted left.")
     assert ids.shape == (12,) and ids.dtype == torch.long and int(ids[8]) == 0  # 8 words, then padding
     assert tok.decode(ids) == "the digit 7 written thick and slanted left"
+    assert torch.equal(tok.encode("an eight"), tok.encode("a eight")) and caption_for(8) == "an eight"
     with pytest.raises(ConfigError, match=r"caption 'a fat seven': unknown word\(s\) fat; known words: 0, 1"):
         tok.encode("a fat seven")
     with pytest.raises(ConfigError, match="caption '  ,' is empty"):

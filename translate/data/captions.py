@@ -87,7 +87,7 @@ class Tokeniser:
         """One caption -> ``max_words`` int64 ids, padded with 0."""
         if not isinstance(caption, str):
             raise ConfigError(f"a caption is a string, got {type(caption).__name__}")
-        words = split_words(caption)
+        words = ["a" if w == "an" else w for w in split_words(caption)]  # "an eight" reads as "a eight"
         if not words:
             raise ConfigError(f"caption {caption!r} is empty; describe the image, e.g. 'a thick seven'")
         unknown = [w for w in words if w not in self.ids or w == PAD]
@@ -213,6 +213,11 @@ def held_out(
     return out
 
 
+def with_article(caption: str) -> str:
+    """'a eight' -> 'an eight' (the tokeniser reads both as the same word)."""
+    return re.sub(r"\ba (eight|8)\b", r"an \1", caption)
+
+
 def compose_caption(digit: int, thickness: int, slant: int, rng: np.random.Generator) -> str:
     """A caption stating the digit and every stated (non-``UNSTATED``) attribute, in a random phrasing."""
     d = DIGIT_WORDS[digit] if rng.random() < 0.5 else str(digit)
@@ -226,14 +231,14 @@ def compose_caption(digit: int, thickness: int, slant: int, rng: np.random.Gener
         templates = WITH_SLANT
     else:
         templates = PLAIN
-    return str(rng.choice(templates)).format(d=d, t=t, s=s)
+    return with_article(str(rng.choice(templates)).format(d=d, t=t, s=s))
 
 
 def caption_for(digit: int, thickness: int = UNSTATED, slant: int = UNSTATED) -> str:
     """The plainest caption of a combination (evaluation, class-conditional use)."""
     t = THICKNESS_WORDS[thickness][0] + " " if thickness != UNSTATED else ""
     s = f" slanted {SLANT[slant]}" if slant != UNSTATED else ""
-    return f"a {t}{DIGIT_WORDS[digit]}{s}"
+    return with_article(f"a {t}{DIGIT_WORDS[digit]}{s}")
 
 
 @DATASETS.register("digit_captions")
