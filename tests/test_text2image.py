@@ -140,12 +140,13 @@ def test_contrastive_encoders_score_matching_pairs_above_mismatched(captioned):
         return float(sim[fits].mean() - sim[~fits].mean())
 
     before = gap()
-    for _ in range(40):
+    for _ in range(25):
         loss = joint_embedding_loss(text(tokens), image(images), fits, temperature=0.1)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert abs(before) < 0.1 and gap() > 0.3, (before, gap())
+    after = gap()
+    assert abs(before) < 0.1 and after > 0.3, (before, after)
 
 
 def test_matching_aware_loss_has_its_three_terms():
