@@ -167,13 +167,38 @@ class StudyConfig:
     # stop as if killed after this many steps of one stage ("translator:cyclegan@40",
     # "segmenter:source-seed0@20", named as in stages/): a rerun must continue from the checkpoint
     interrupt: str | None = None
+    # several studies from one config: variant name -> overrides (key=value) applied on top of this
+    # config, each run into out_dir/NAME (unless it sets out_dir) and compared in out_dir/summary.md
+    # (e.g. every target preset with the translator settings untouched: configs/study_synth_presets.yaml)
+    variants: dict[str, list[str]] = field(default_factory=dict)
+
+
+#: the top-level key of a study YAML naming another study YAML (relative to it) that it changes
+BASE_KEY = "base"
 
 
 def load_study_config(path: str | Path, overrides: list[str] | None = None) -> StudyConfig:
-    layers = config_layers(Path(path), overrides)
+    layers = [*study_layers(Path(path)), *config_layers(None, overrides)]
     cfg: StudyConfig = strict_merge(StudyConfig, *layers, where=str(path))
     check_config(cfg)
     return cfg
+
+
+def study_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
+    """The YAML layers of a study config: those of its ``base`` file first (a config that says only
+    how it differs from another, so the shared settings are written once), then its own."""
+    from omegaconf import OmegaConf
+
+    (layer,) = config_layers(path)
+    base = layer.pop(BASE_KEY, None) if OmegaConf.is_dict(layer) else None
+    if base is None:
+        return [layer]
+    base_path = (path.parent / str(base)).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: base '{base}' leads back to a config already read")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base config not found: {base} (read relative to {path.parent})")
+    return [*study_layers(base_path, (*seen, path.resolve())), layer]
 
 
 def check_config(cfg: StudyConfig) -> None:
@@ -209,6 +234,7 @@ def check_config(cfg: StudyConfig) -> None:
                 f"translators.{name}.init_from: '{t.init_from}' starts from another translator itself; "
                 "chain at most one level"
             )
+    check_variants(cfg.variants)
     names = [c.name for c in cfg.conditions]
     if len(set(names)) != len(names):
         raise ConfigError(f"condition names must be unique, got {names}")
@@ -228,6 +254,18 @@ def check_config(cfg: StudyConfig) -> None:
             )
         if not 0.0 <= c.p_translated <= 1.0:
             raise ConfigError(f"condition '{c.name}': p_translated must be in [0, 1], got {c.p_translated}")
+
+
+def check_variants(variants: dict[str, list[str]]) -> None:
+    """Variant names become folder names; each override is key=value and cannot nest variants."""
+    for name, overrides in variants.items():
+        if not name or not all(ch.isalnum() or ch in "-_." for ch in name) or name.startswith("."):
+            raise ConfigError(f"variants: '{name}' is not a folder name (letters, digits, - _ .)")
+        for override in overrides:
+            if "=" not in override:
+                raise ConfigError(f"variants.{name}: overrides must look like key=value, got '{override}'")
+            if override.split("=", 1)[0].strip().startswith("variants"):
+                raise ConfigError(f"variants.{name}: a variant cannot set variants ('{override}')")
 
 
 def check_segmenter(s: SegmenterSection) -> None:
