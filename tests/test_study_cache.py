@@ -79,11 +79,12 @@ def test_changing_segmenter_steps_changes_the_segmenters_and_what_reads_them_onl
         "quality:none",
         "quality:cyclegan",
         "quality:cycada",
+        "quality:distilled",
         "translator:cycada",
         "translation:cycada",
         "report",
     }
-    assert {"data", "translator:cyclegan", "translation:cyclegan"} <= before.keys() - changed
+    assert {"data", "translator:cyclegan", "translation:cyclegan", "translator:distilled"} <= before.keys() - changed
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,8 @@ class Plan:
             reads.append(self.source_segmenter())  # the frozen segmenter of the semantic term
         if section.init_from:
             reads.append(self.translator(section.init_from))
+        if section.distill_from:
+            reads.append(self.translator(section.distill_from))  # the teacher's exported generator
         config = {**flatten(fields, f"translators.{name}"), "device": self.cfg.device}
         return self._stage(f"translator:{name}", config, reads)
 
@@ -130,8 +132,8 @@ class Plan:
         """Every stage of a complete run, each once, in the order the pipeline reaches them."""
         stages = [self.data(), self.source_segmenter(), self.oracle(), self.quality("none")]
         for name in self.translator_names():
-            start = self.cfg.translators[name].init_from
-            stages += [self.translator(start)] if start else []
+            section = self.cfg.translators[name]
+            stages += [self.translator(t) for t in (section.init_from, section.distill_from) if t]
             stages += [self.translator(name), self.translation(name), self.quality(name)]
         stages += [self.segmenter(Recipe.of(c), seed) for c in self.cfg.conditions for seed in self.cfg.segmenter.seeds]
         stages.append(self.report())
