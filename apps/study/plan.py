@@ -23,6 +23,9 @@ SEGMENTER_SPEED_KEYS = ("num_workers",)
 #: holds: every sample is a function of its key, recomputation gives the same gradients); ``amp``
 #: changes the numbers and stays in the fingerprint
 SPEED_KEYS = ("num_workers", "channels_last", "compile", "grad_checkpointing")
+#: translator options of features added after studies were run: left out of the fingerprint while
+#: unused (empty), so a run folder made before them keeps its finished stages
+OPTIONAL_TRANSLATOR_KEYS = ("distill_from",)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,11 @@ class Plan:
 
     def translator(self, name: str) -> Stage:
         section = self.cfg.translators[name]
-        fields = {k: v for k, v in asdict(section).items() if k not in (*CADENCE_KEYS, *SPEED_KEYS)}
+        fields = {
+            k: v
+            for k, v in asdict(section).items()
+            if k not in (*CADENCE_KEYS, *SPEED_KEYS) and not (k in OPTIONAL_TRANSLATOR_KEYS and not v)
+        }
         reads = [self.data()]
         if section.lambda_semantic > 0:
             reads.append(self.source_segmenter())  # the frozen segmenter of the semantic term
