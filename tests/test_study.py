@@ -13,6 +13,7 @@ from PIL import Image
 
 from translate.cli import main
 from translate.data.images import read_image, write_image
+from translate.io import file_sha256, read_metadata
 
 SMOKE = "configs/study_synth_smoke.yaml"
 OUTPUTS = [
@@ -53,22 +54,30 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
         "CycleGAN + photometric",
         "CycleGAN mixed p=0.5",
         "CyCADA (CycleGAN + semantic)",
+        "CycleGAN distilled",
         "oracle",
     ]
     for row in summary.values():
         assert 0.0 <= row["miou_mean"] <= 1.0 and len(row["per_seed_miou"]) == 2
         assert row["per_class"], "per-class IoU always listed"
     assert summary["source-only"]["gap_recovered"] == 0.0 and summary["oracle"]["gap_recovered"] == 1.0
-    assert set(results["quality"]) == {"none", "cyclegan", "cycada"}
+    assert set(results["quality"]) == {"none", "cyclegan", "cycada", "distilled"}
     assert results["quality"]["none"]["class_flip_rate"] == 0.0  # nothing translated, nothing flips
     csv_lines = (out / "results.csv").read_text().splitlines()
-    assert len(csv_lines) == 1 + 7 and csv_lines[0].startswith("condition,miou_mean,miou_std")
-    # sample grid: 2 scenes × [source | cyclegan | cycada | paired target] of 32×64 with 2-pixel gaps
+    assert len(csv_lines) == 1 + 8 and csv_lines[0].startswith("condition,miou_mean,miou_std")
+    # sample grid: 2 scenes × [source | cyclegan | cycada | distilled | paired target] of 32×64, 2-pixel gaps
     grid = read_image(out / "translator_samples.png")
-    assert grid.shape == (2 * 32 + 2, 4 * 64 + 3 * 2, 3)
+    assert grid.shape == (2 * 32 + 2, 5 * 64 + 4 * 2, 3)
     # CyCADA fine-tunes the finished CycleGAN (init_from), as its config says
     cycada = (out / "translators/cycada/config.yaml").read_text()
     assert "init_from: " + str(out / "translators/cyclegan/checkpoints/ckpt_00000006.pt") in cycada
+    # the distilled student learns from the finished CycleGAN's export, which its file records
+    distilled = (out / "translators/distilled/config.yaml").read_text()
+    teacher = out / "translators/cyclegan/export/G_AB.safetensors"
+    assert "teacher: " + str(teacher) in distilled
+    info = read_metadata(out / "translators/distilled/export/G_AB.safetensors")["info"]
+    assert info["teacher"]["sha256"] == file_sha256(teacher)
+    assert info["macs"]["teacher"] > info["macs"]["student"]
     # segmenters of the same recipe and seed are shared, not retrained per row
     started = [e["stage"] for e in _events(out) if e["event"] == "started"]
     assert len(started) == len(set(started))
@@ -154,6 +163,8 @@ def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_
         "data",
         "translator:cyclegan",
         "translation:cyclegan",
+        "translator:distilled",  # the student reads the CycleGAN, not the segmenters
+        "translation:distilled",
     }
     assert all(e["event"] == "rerun" for name, e in second.items() if name.startswith("segmenter:"))
     assert second["report"]["event"] == "rerun"
@@ -246,6 +257,10 @@ def test_translator_init_from_must_name_another_translator(tmp_path: Path) -> No
             "{name: m, train_on: translated, translator: cyclegan, p_translated: 1.5}]",
             "condition 'm': p_translated must be in [0, 1], got 1.5",
         ),
+        ("translators.distilled.distill_from=cyclegn", "translators.distilled.distill_from must name another"),
+        ("translators.distilled.distill_from=''", "model distill needs distill_from, the translator whose"),
+        ("translators.cycada.distill_from=cyclegan", "translators.cycada.distill_from needs model.name distill"),
+        ("translators.distilled.model.teacher=x.safetensors", "model.teacher is set from distill_from"),
     ],
 )
 def test_inconsistent_study_config_is_an_error_naming_the_key(

@@ -79,11 +79,12 @@ def test_changing_segmenter_steps_changes_the_segmenters_and_what_reads_them_onl
         "quality:none",
         "quality:cyclegan",
         "quality:cycada",
+        "quality:distilled",
         "translator:cycada",
         "translation:cycada",
         "report",
     }
-    assert {"data", "translator:cyclegan", "translation:cyclegan"} <= before.keys() - changed
+    assert {"data", "translator:cyclegan", "translation:cyclegan", "translator:distilled"} <= before.keys() - changed
 
 
 @pytest.mark.parametrize(
@@ -228,3 +229,13 @@ def test_translated_images_must_match_the_source_labels_one_to_one(tmp_path: Pat
     monkeypatch.setattr(study, "translation", lambda name: folder)
     with pytest.raises(DataError, match="holds 2 translated images, the source training set 3"):
         study.translated_images("cyclegan")
+
+
+def test_an_unused_newer_translator_option_keeps_the_stages_of_runs_made_before_it() -> None:
+    from apps.study.plan import OPTIONAL_TRANSLATOR_KEYS
+
+    plan = Plan(load_study_config(SMOKE))
+    inputs = plan.translator("cyclegan").inputs
+    for key in OPTIONAL_TRANSLATOR_KEYS:
+        assert f"translators.cyclegan.{key}" not in inputs  # a fingerprint of before the option
+    assert plan.translator("distilled").inputs["translators.distilled.distill_from"] == "cyclegan"

@@ -2,11 +2,13 @@
 
 Used by everything that writes results a later run reads back (checkpoints, exports, metrics,
 scene sets, translated images): a kill during a write leaves at most a temporary file named
-``<name>.<random>.tmp`` beside the target, which readers ignore.
+``<name>.<random>.tmp`` beside the target, which readers ignore. Also the content hash that
+records which file a result came from (a teacher, an imported or exported network).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -37,3 +39,12 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in chunks (checkpoints can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -21,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .atomic import atomic_write
+from .atomic import atomic_write, file_sha256  # noqa: F401  (file_sha256: part of io's interface)
 from .errors import CheckpointError, ConfigError
 from .nets import NETWORK_FAMILIES
 
@@ -31,15 +30,6 @@ CHECKPOINT_PATTERN = re.compile(r"ckpt_(\d+)\.pt$")
 
 
 # --- training checkpoints --------------------------------------------------------------------
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes, read in chunks (checkpoints can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

@@ -3,6 +3,7 @@ unknown key is an error naming it), then checked as a whole before any training 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,13 +87,9 @@ class SegmenterSection:
 class TranslatorSection:
     """One translator trained by the engine on source (A) → target (B) training images."""
 
-    model: dict[str, Any] = field(
-        default_factory=lambda: {
-            "name": "cyclegan",
-            "generator": {"name": "resnet", "ngf": 16, "n_blocks": 4, "upsample": "resize"},
-            "discriminator": {"name": "patchgan", "ndf": 16, "n_layers": 2},
-        }
-    )
+    # the engine's model section, complete (a YAML's model replaces this default, it is not merged
+    # into it: a model of another kind has other keys); empty: DEFAULT_TRANSLATOR_MODEL
+    model: dict[str, Any] = field(default_factory=dict)
     steps: int = 2500
     batch_size: int = 2
     lr: float = 5e-4
@@ -102,6 +99,10 @@ class TranslatorSection:
     # another translator (a key of `translators`) whose final weights this one starts from,
     # CyCADA's staging: image-level translation first, then fine-tuning with the semantic term
     init_from: str = ""
+    # another translator (a key of `translators`) whose exported generator this one distils into a
+    # small student (model.name: distill, trained on the same source/target sets; model.teacher is
+    # set to that export): the generator for online augmentation, scored like any translator
+    distill_from: str = ""
     save_every: int = 100
     sample_every: int = 250
     # the engine's options (translate.config): precision (off | bf16 | fp16 | auto), loading
@@ -117,6 +118,13 @@ class TranslatorSection:
     load_size: int = 286
     crop_size: int = 256
 
+
+#: the translator a section without a model trains: a small CycleGAN
+DEFAULT_TRANSLATOR_MODEL = {
+    "name": "cyclegan",
+    "generator": {"name": "resnet", "ngf": 16, "n_blocks": 4, "upsample": "resize"},
+    "discriminator": {"name": "patchgan", "ndf": 16, "n_layers": 2},
+}
 
 #: the translator precisions the study accepts (auto: the engine picks what the device supports)
 AMP_MODES = ("off", "bf16", "fp16", "auto")
@@ -167,13 +175,38 @@ class StudyConfig:
     # stop as if killed after this many steps of one stage ("translator:cyclegan@40",
     # "segmenter:source-seed0@20", named as in stages/): a rerun must continue from the checkpoint
     interrupt: str | None = None
+    # several studies from one config: variant name -> overrides (key=value) applied on top of this
+    # config, each run into out_dir/NAME (unless it sets out_dir) and compared in out_dir/summary.md
+    # (e.g. every target preset with the translator settings untouched: configs/study_synth_presets.yaml)
+    variants: dict[str, list[str]] = field(default_factory=dict)
+
+
+#: the top-level key of a study YAML naming another study YAML (relative to it) that it changes
+BASE_KEY = "base"
 
 
 def load_study_config(path: str | Path, overrides: list[str] | None = None) -> StudyConfig:
-    layers = config_layers(Path(path), overrides)
+    layers = [*study_layers(Path(path)), *config_layers(None, overrides)]
     cfg: StudyConfig = strict_merge(StudyConfig, *layers, where=str(path))
     check_config(cfg)
     return cfg
+
+
+def study_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
+    """The YAML layers of a study config: those of its ``base`` file first (a config that says only
+    how it differs from another, so the shared settings are written once), then its own."""
+    from omegaconf import OmegaConf
+
+    (layer,) = config_layers(path)
+    base = layer.pop(BASE_KEY, None) if OmegaConf.is_dict(layer) else None
+    if base is None:
+        return [layer]
+    base_path = (path.parent / str(base)).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: base '{base}' leads back to a config already read")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base config not found: {base} (read relative to {path.parent})")
+    return [*study_layers(base_path, (*seen, path.resolve())), layer]
 
 
 def check_config(cfg: StudyConfig) -> None:
@@ -189,6 +222,7 @@ def check_config(cfg: StudyConfig) -> None:
         raise ConfigError("segmenter.seeds must list at least one seed")
     check_segmenter(cfg.segmenter)
     for name, t in cfg.translators.items():
+        t.model = dict(t.model) or copy.deepcopy(DEFAULT_TRANSLATOR_MODEL)
         model_config(t.model)  # strict: a misspelt option names itself
         if t.steps < 1:
             raise ConfigError(f"translators.{name}.steps must be >= 1")
@@ -209,6 +243,9 @@ def check_config(cfg: StudyConfig) -> None:
                 f"translators.{name}.init_from: '{t.init_from}' starts from another translator itself; "
                 "chain at most one level"
             )
+    check_variants(cfg.variants)
+    for name, t in cfg.translators.items():
+        check_distill_from(cfg, name, t)
     names = [c.name for c in cfg.conditions]
     if len(set(names)) != len(names):
         raise ConfigError(f"condition names must be unique, got {names}")
@@ -228,6 +265,47 @@ def check_config(cfg: StudyConfig) -> None:
             )
         if not 0.0 <= c.p_translated <= 1.0:
             raise ConfigError(f"condition '{c.name}': p_translated must be in [0, 1], got {c.p_translated}")
+
+
+def check_distill_from(cfg: StudyConfig, name: str, t: TranslatorSection) -> None:
+    """A distilled translator names a trained (not itself distilled) translator and is a distill model."""
+    model = t.model.get("name")
+    if not t.distill_from:
+        if model == "distill":
+            raise ConfigError(
+                f"translators.{name}: model distill needs distill_from, the translator whose generator it distils"
+            )
+        return
+    teacher = cfg.translators.get(t.distill_from)
+    if teacher is None or t.distill_from == name:
+        known = ", ".join(k for k in cfg.translators if k != name) or "none"
+        raise ConfigError(
+            f"translators.{name}.distill_from must name another translator, got '{t.distill_from}' (known: {known})"
+        )
+    if model != "distill":
+        raise ConfigError(f"translators.{name}.distill_from needs model.name distill, got '{model}'")
+    if teacher.distill_from:
+        raise ConfigError(
+            f"translators.{name}.distill_from: '{t.distill_from}' is distilled itself; distil a trained translator"
+        )
+    if t.model.get("teacher"):
+        raise ConfigError(
+            f"translators.{name}: model.teacher is set from distill_from ('{t.distill_from}'); leave it out"
+        )
+    if t.init_from:
+        raise ConfigError(f"translators.{name}: distill_from and init_from cannot be combined")
+
+
+def check_variants(variants: dict[str, list[str]]) -> None:
+    """Variant names become folder names; each override is key=value and cannot nest variants."""
+    for name, overrides in variants.items():
+        if not name or not all(ch.isalnum() or ch in "-_." for ch in name) or name.startswith("."):
+            raise ConfigError(f"variants: '{name}' is not a folder name (letters, digits, - _ .)")
+        for override in overrides:
+            if "=" not in override:
+                raise ConfigError(f"variants.{name}: overrides must look like key=value, got '{override}'")
+            if override.split("=", 1)[0].strip().startswith("variants"):
+                raise ConfigError(f"variants.{name}: a variant cannot set variants ('{override}')")
 
 
 def check_segmenter(s: SegmenterSection) -> None:

@@ -121,6 +121,7 @@ class Study:
             section = self.cfg.translators[name]
             semantic_from = self.source_segmenter_file() if section.lambda_semantic > 0 else None
             start = self.final_checkpoint(section.init_from) if section.init_from else None
+            teacher = Path(self.translator(section.distill_from)["generator"]) if section.distill_from else None
             out = train_translator(
                 self.cfg,
                 name,
@@ -129,6 +130,7 @@ class Study:
                 semantic_from,
                 interrupt_step(self.cfg, f"translator:{name}"),
                 start,
+                teacher,
             )
             if out["generator"] is None:
                 raise Interrupted(f"translator {name} stopped at step {out['step']}")

@@ -23,6 +23,9 @@ SEGMENTER_SPEED_KEYS = ("num_workers",)
 #: holds: every sample is a function of its key, recomputation gives the same gradients); ``amp``
 #: changes the numbers and stays in the fingerprint
 SPEED_KEYS = ("num_workers", "channels_last", "compile", "grad_checkpointing")
+#: translator options of features added after studies were run: left out of the fingerprint while
+#: unused (empty), so a run folder made before them keeps its finished stages
+OPTIONAL_TRANSLATOR_KEYS = ("distill_from",)
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,18 @@ class Plan:
 
     def translator(self, name: str) -> Stage:
         section = self.cfg.translators[name]
-        fields = {k: v for k, v in asdict(section).items() if k not in (*CADENCE_KEYS, *SPEED_KEYS)}
+        fields = {
+            k: v
+            for k, v in asdict(section).items()
+            if k not in (*CADENCE_KEYS, *SPEED_KEYS) and not (k in OPTIONAL_TRANSLATOR_KEYS and not v)
+        }
         reads = [self.data()]
         if section.lambda_semantic > 0:
             reads.append(self.source_segmenter())  # the frozen segmenter of the semantic term
         if section.init_from:
             reads.append(self.translator(section.init_from))
+        if section.distill_from:
+            reads.append(self.translator(section.distill_from))  # the teacher's exported generator
         config = {**flatten(fields, f"translators.{name}"), "device": self.cfg.device}
         return self._stage(f"translator:{name}", config, reads)
 
@@ -130,8 +139,8 @@ class Plan:
         """Every stage of a complete run, each once, in the order the pipeline reaches them."""
         stages = [self.data(), self.source_segmenter(), self.oracle(), self.quality("none")]
         for name in self.translator_names():
-            start = self.cfg.translators[name].init_from
-            stages += [self.translator(start)] if start else []
+            section = self.cfg.translators[name]
+            stages += [self.translator(t) for t in (section.init_from, section.distill_from) if t]
             stages += [self.translator(name), self.translation(name), self.quality(name)]
         stages += [self.segmenter(Recipe.of(c), seed) for c in self.cfg.conditions for seed in self.cfg.segmenter.seeds]
         stages.append(self.report())

@@ -21,14 +21,17 @@ def experiment(
     segmenter_file: Path | None,
     stop_at: int | None = None,
     init_from: Path | None = None,
+    teacher: Path | None = None,
 ):
     """The engine's experiment config for translator ``name`` (``init_from``: the checkpoint of
-    the translator it fine-tunes)."""
+    the translator it fine-tunes; ``teacher``: the exported generator it distils)."""
     from translate.config import config_from_dict
 
     model = dict(t.model)
     if t.lambda_semantic > 0:
         model.update(lambda_semantic=t.lambda_semantic, semantic_segmenter=str(segmenter_file))
+    if teacher is not None:
+        model.update(teacher=str(teacher))
     return config_from_dict(
         {
             "name": name,
@@ -84,12 +87,13 @@ def train_translator(
     segmenter_file: Path | None,
     stop_at: int | None = None,
     init_from: Path | None = None,
+    teacher: Path | None = None,
 ) -> dict:
     """Train (or continue) translator ``name``; returns {"generator": export path or None, "resumed_at": step}."""
     from translate.engine import train
     from translate.io import checkpoint_step, latest_checkpoint
 
-    exp = experiment(cfg, name, cfg.translators[name], data_dir, out_dir, segmenter_file, stop_at, init_from)
+    exp = experiment(cfg, name, cfg.translators[name], data_dir, out_dir, segmenter_file, stop_at, init_from, teacher)
     last = latest_checkpoint(out_dir / "checkpoints") if (out_dir / "checkpoints").is_dir() else None
     resumed_at = checkpoint_step(last) if last is not None else 0
     result = train(exp)

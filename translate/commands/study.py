@@ -28,6 +28,7 @@ def run(args) -> int:
     from apps.study.config import load_study_config
     from apps.study.pipeline import run_study
     from apps.study.stages import Interrupted
+    from apps.study.variants import run_variants
 
     cfg = load_study_config(args.config, args.overrides)
     if args.print_config:
@@ -36,9 +37,12 @@ def run(args) -> int:
         print(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
         return 0
     try:
-        run_study(cfg)
+        if cfg.variants:
+            run_variants(args.config, args.overrides, cfg, run_study)
+        else:
+            run_study(cfg)
     except Interrupted as exc:
         print(f"i2i study: {exc}; run the same command again to continue", file=sys.stderr)
         return INTERRUPTED
-    print(f"results: {cfg.out_dir}/results.md")
+    print(f"results: {cfg.out_dir}/{'summary' if cfg.variants else 'results'}.md")
     return 0

@@ -19,7 +19,6 @@ kept and exported with the student, beside the MAC counts of both nets at ``macs
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..atomic import file_sha256
 from ..errors import CheckpointError, ConfigError
 from ..nets import GENERATORS, build_discriminator, build_generator
 from ..nets.layers import crop_to
@@ -61,14 +61,6 @@ class DistillConfig:
     init: str = "normal"
     init_gain: float = 0.02
     macs_input_size: list[int] = field(default_factory=lambda: [256, 256])  # H, W of the exported MAC counts
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_teacher(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
