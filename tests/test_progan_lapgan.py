@@ -6,6 +6,7 @@ SyntheticMix."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -420,3 +421,95 @@ def test_the_shipped_configs_build(tmp_path):
         cfg = load_config(ROOT / f"configs/{name}.yaml", [f"out_dir={tmp_path}"])
         model = build_runtime(cfg, DistEnv(), 4).model
         assert model.G(torch.randn(2, model.G.noise_dim)).shape == (2, 3, 64, 64)
+
+
+# --- engine options: AMP, gradient checkpointing, two processes ---------------------------------
+
+
+@pytest.mark.parametrize("model", ["progan", "lapgan"])
+def test_bf16_autocast_steps_stay_finite(tmp_path, model):
+    data = write_scenes(tmp_path / "data")
+    if model == "progan":
+        cfg = progan_cfg(data, tmp_path / "run", 3, "engine.amp=bf16", "model.stabilise_steps=1", "model.fade_steps=1")
+    else:
+        cfg = load_config(
+            None, [*LAPGAN_TINY, f"data.dataset={{name: label_folders, root: {data}}}", "engine.amp=bf16"]
+        )
+    rt = build_runtime(cfg, DistEnv(), steps_per_epoch=2)
+    assert rt.amp == "bf16"
+    images = scene_like(4, 16)
+    for _ in range(3):
+        logs = train_step(rt, {"image": images})
+    assert all(torch.isfinite(v) for v in logs.values())
+
+
+LAPGAN_TINY = [
+    "model.name=lapgan",
+    "model.generator={name: lapgan, noise_dim: 4, image_size: 16, base_size: 8, width: 4, residual_width: 4}",
+    "model.d_width=4",
+    "data.batch_size=4",
+    "optim.max_steps=3",
+    "engine.device=cpu",
+    "engine.progress=false",
+    "engine.tensorboard=false",
+]
+
+
+@pytest.mark.parametrize("name", ["progan", "lapgan"])
+def test_gradient_checkpointing_gives_the_same_gradients(name):
+    torch.manual_seed(0)
+    spec = {"name": name, "noise_dim": 4, "image_size": 16, "width": 4}
+    g = SAMPLERS.build({**spec, "max_width": 8} if name == "progan" else {**spec, "base_size": 8})
+    z = torch.randn(3, g.noise_dim)
+    grads = []
+    for flag in (False, True):
+        g.zero_grad()
+        g.set_grad_checkpointing(flag)
+        torch.manual_seed(1)
+        (g.grow(z, 2, 0.5) if name == "progan" else g.pyramid(z)[-1]).square().sum().backward()
+        grads.append([p.grad for p in g.parameters()])  # None for the levels not used
+    for x, y in zip(*grads, strict=True):
+        assert (x is None and y is None) or torch.allclose(x, y, atol=1e-6)
+    assert sum(x is not None for x in grads[0]) > len(grads[0]) // 2
+
+
+DDP_WORKER = """
+import os, sys, torch
+from translate.config import load_config
+from translate.engine import train
+result = train(load_config(None, sys.argv[2:]))
+torch.save({k: v for k, v in result.model.state_dict().items()}, f"{sys.argv[1]}/weights_rank{os.environ['RANK']}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_grow_in_step_and_resume_mid_fade(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    data = write_scenes(tmp_path / "data")
+    (tmp_path / "worker.py").write_text(DDP_WORKER)
+    overrides = [*PROGAN, f"data.dataset={{name: label_folders, root: {data}}}", f"out_dir={tmp_path / 'run'}"]
+    overrides += ["optim.max_steps=6", "engine.deterministic=false"]
+
+    def torchrun(*extra: str) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run(
+            [*cmd, str(tmp_path / "worker.py"), str(tmp_path), *overrides, *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    torchrun("engine.stop_at_step=3")  # stops inside the 8×8 fade-in (steps 2-4)
+    torchrun()
+    ranks = [torch.load(tmp_path / f"weights_rank{r}.pt") for r in (0, 1)]
+    for key, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][key]), key
+    assert io.load_checkpoint(tmp_path / "run/checkpoints/ckpt_00000006.pt")["step"] == 6

@@ -165,7 +165,7 @@ class LaplacianSampler(SamplerGenerator):
 
     def residual(self, level: int, coarser: torch.Tensor, noise_plane: torch.Tensor) -> torch.Tensor:
         """Level ``level``'s (1..levels-1) residual for the coarser image ``coarser``."""
-        return self.residuals[level - 1](upsample(coarser), noise_plane)
+        return self.run_block(self.residuals[level - 1], upsample(coarser), noise_plane)
 
     def pyramid(self, z: torch.Tensor) -> list[torch.Tensor]:
         """The generated image at every level, coarse to fine, each built on the one before."""
