@@ -5,6 +5,7 @@ a small CNN trained here (not Inception): the tables of docs/samplers.md (ProGAN
   i2i data synth --out data/synth64/test --domain target --n 500 --size 64x64 --seed 1000
   python3 scripts/progan_lapgan_fid.py train --out runs/samplers64 --seeds 0 1 \
       --configs configs/progan_synth64.yaml configs/dcgan_synth64.yaml configs/lapgan_synth64.yaml
+  python3 scripts/progan_lapgan_fid.py timing --out runs/samplers64
   python3 scripts/progan_lapgan_fid.py report --out runs/samplers64 --pngs docs/samplers
 
 The feature extractor is the project's digits CNN architecture (``translate.measures.DigitClassifier``)
@@ -12,13 +13,15 @@ trained on the real *training* scenes to tell by how much a scene was rotated (0
 degrees): a task that needs the scenes' layout (sky up, road down) and needs no labels. Its
 128-d penultimate features feed torchmetrics' FID and KID: 1,000 samples of each exported
 sampler against the 500 held-out test scenes. Each run appends one JSON line to
-``OUT/results.jsonl``; a rerun skips what is there.
+``OUT/results.jsonl``; a rerun skips what is there, and several processes started with the same
+arguments share the runs out (each claims one before starting it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -73,6 +76,17 @@ def rotation_accuracy(net: torch.nn.Module, images: torch.Tensor) -> float:
     return accuracy(net, rotated, torch.arange(4).repeat_interleave(len(images)))
 
 
+def claim(out: Path, key: str) -> bool:
+    """True for the one process that may run ``key``: several processes can share ``out``."""
+    path = out / "claims" / key.replace("/", "__")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL))
+        return True
+    except FileExistsError:
+        return False
+
+
 def done_keys(results: Path) -> set[str]:
     if not results.is_file():
         return set()
@@ -97,7 +111,7 @@ def train_runs(args) -> None:
     for seed in args.seeds:
         for config in args.configs:
             key = f"{Path(config).stem}/s{seed}"
-            if key in done_keys(results):
+            if key in done_keys(results) or not claim(args.out, key):
                 continue
             overrides = [
                 f"out_dir={args.out / f'{Path(config).stem}_s{seed}'}",
@@ -129,6 +143,46 @@ def train_runs(args) -> None:
             )
 
 
+def phase_of(model, step: int):
+    """What decides a step's cost: ProGAN's level and whether it fades; one phase for the others."""
+
+    if not hasattr(model, "growth_at"):
+        return "all"
+    growth = model.growth_at(step)
+    return growth.level, growth.alpha < 1
+
+
+def timing(args) -> None:
+    """Seconds per training step of each config, measured side by side in this one process (one
+    thread), at every level of ProGAN's schedule, and the whole schedule's cost from them: the
+    compute comparison that wall-clock times on a shared, loaded machine cannot give."""
+    from translate.config import load_config
+    from translate.distributed import DistEnv
+    from translate.engine import build_runtime, train_step
+
+    torch.set_num_threads(1)
+    images = scenes(args.data / "test")[:16]
+    rows = []
+    for config in args.configs:
+        cfg = load_config(config, ["engine.progress=false", f"out_dir={args.out / 'timing'}"])
+        rt = build_runtime(cfg, DistEnv(), 10)
+        total = cfg.optim.max_steps
+        phases = [phase_of(rt.model, s) for s in range(total)]
+        starts = {p: phases.index(p) for p in dict.fromkeys(phases)}  # each phase's first step
+        seconds = 0.0
+        for key, first in starts.items():
+            rt.step = first
+            train_step(rt, {"image": images})  # warm-up
+            start = time.perf_counter()
+            for _ in range(args.timing_steps):
+                rt.step = first
+                train_step(rt, {"image": images})
+            seconds += phases.count(key) * (time.perf_counter() - start) / args.timing_steps
+        rows.append({"config": Path(config).stem, "steps": total, "schedule_s": round(seconds, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    (args.out / "timing.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def relabel(scores: dict) -> dict:
     """``fid_kid`` names its default extractor after digits; these features are the scenes CNN's."""
     return {**scores, "features": FEATURES}
@@ -156,11 +210,15 @@ def report(args) -> None:
     by_config: dict[str, list[float]] = {}
     for row in rows:
         by_config.setdefault(row["config"], []).append(row["fid"])
-    print("\n| run | seeds | FID mean ± std |\n|---|---|---|")
+    timing_file = args.out / "timing.jsonl"
+    timed = {}
+    if timing_file.is_file():
+        timed = {r["config"]: r["schedule_s"] for r in map(json.loads, timing_file.read_text().splitlines())}
+    print("\n| run | seeds | FID mean ± std | schedule's CPU seconds, side by side |\n|---|---|---|---|")
     for config, fids in sorted(by_config.items()):
         t = torch.tensor(fids)
         std = float(t.std()) if len(fids) > 1 else 0.0
-        print(f"| {config} | {len(fids)} | {float(t.mean()):.2f} ± {std:.2f} |")
+        print(f"| {config} | {len(fids)} | {float(t.mean()):.2f} ± {std:.2f} | {timed.get(config, '—')} |")
     if args.pngs:
         draw_pngs(args)
 
@@ -191,7 +249,8 @@ def draw_pngs(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["train", "report"])
+    parser.add_argument("part", choices=["train", "timing", "report"])
+    parser.add_argument("--timing-steps", type=int, default=3, help="timed steps per phase (timing)")
     parser.add_argument("--out", type=Path, default=Path("runs/samplers64"))
     parser.add_argument("--data", type=Path, default=Path("data/synth64"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -203,7 +262,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every run")
     parser.add_argument("--pngs", type=Path, default=None, help="folder for sample grids and LAPGAN's pyramid")
     args = parser.parse_args()
-    (train_runs if args.part == "train" else report)(args)
+    {"train": train_runs, "timing": timing, "report": report}[args.part](args)
 
 
 if __name__ == "__main__":
