@@ -198,15 +198,13 @@ def append(results: Path, row: dict) -> None:
 def report(args) -> None:
     rows = [json.loads(line) for line in (args.out / "results.jsonl").read_text().splitlines() if line.strip()]
     print(f"FID / KID on {FEATURES}; {SAMPLES} samples vs 500 held-out test scenes\n")
-    print("| run | seed | G+D params | steps × batch | FID | KID ×100 | train s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | seed | G+D params | steps × batch | FID | KID ×100 |")
+    print("|---|---|---|---|---|---|")
     for row in sorted(rows, key=lambda r: (r["config"], r["seed"])):
         steps = f"{row['steps']:,} × {row['batch']}" if "steps" in row else "—"
         params = f"{row['params_g_d']:,}" if "params_g_d" in row else "—"
         kid = f"{100 * row['kid']:.2f} ± {100 * row['kid_std']:.2f}"
-        print(
-            f"| {row['config']} | {row['seed']} | {params} | {steps} | {row['fid']:.2f} | {kid} | {row.get('train_s', '—')} |"
-        )
+        print(f"| {row['config']} | {row['seed']} | {params} | {steps} | {row['fid']:.2f} | {kid} |")
     by_config: dict[str, list[float]] = {}
     for row in rows:
         by_config.setdefault(row["config"], []).append(row["fid"])
