@@ -222,18 +222,20 @@ def report(args) -> None:
 
 
 def draw_pngs(args) -> None:
-    """Sample grids of seed 0's samplers and LAPGAN's pyramid (each level enlarged to 64², side by side)."""
+    """Sample grids (16 each) of seed 0's samplers (and ProGAN's seed 1) and LAPGAN's pyramid (each level enlarged to 64², side by side)."""
     import torch.nn.functional as F
     from torchvision.utils import save_image
 
     from translate.sampling import load_sampler
 
     args.pngs.mkdir(parents=True, exist_ok=True)
-    for name in ("progan_synth64", "dcgan_synth64", "lapgan_synth64"):
-        path = args.out / f"{name}_s0/export/G.safetensors"
+    # ProGAN's seed 0 diverged (see docs/samplers.md): its seed 1 is drawn too
+    for name, seed in (("progan_synth64", 0), ("progan_synth64", 1), ("dcgan_synth64", 0), ("lapgan_synth64", 0)):
+        path = args.out / f"{name}_s{seed}/export/G.safetensors"
         if path.is_file():
-            grid = load_sampler(path).sample(32, seed=0)
-            save_image((grid + 1) / 2, args.pngs / f"{name.split('_')[0]}_synth64_grid.png", nrow=8)
+            grid = load_sampler(path).sample(16, seed=0)
+            suffix = "" if seed == 0 else f"_s{seed}"
+            save_image((grid + 1) / 2, args.pngs / f"{name}{suffix}_grid.png", nrow=8)
     lap = args.out / "lapgan_synth64_s0/export/G.safetensors"
     if lap.is_file():
         sampler = load_sampler(lap)
