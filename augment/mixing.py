@@ -10,7 +10,8 @@ which).
 
 Which classes are generated: by default in the real set's class proportions; with
 ``balance=True`` the rarest classes are topped up first, so that the mix is as even across classes
-as the budget allows. Generated item ``j`` is a pure function of ``(seed, j)``: samples are drawn
+as the budget allows. An unconditional sampler mixes into a dataset of dict items: its items
+hold the image entry only. Generated item ``j`` is a pure function of ``(seed, j)``: samples are drawn
 in fixed chunks, each from its own seed, whatever order the loader asks for them in.
 """
 
@@ -167,17 +168,33 @@ class SyntheticMix(Dataset):
         if not isinstance(self.template, (tuple, list, dict)):
             kind = type(self.template).__name__
             raise TypeError(f"SyntheticMix needs items that are (image, target) tuples or dicts, got {kind}")
-        if labels is None:
-            labels = [int(self._label_of(real[i])) for i in range(len(real))]
-        self.real_labels = np.asarray(labels, np.int64)
         classes = int(getattr(sampler, "classes", 0))
-        if classes < 2:
-            raise ValueError("SyntheticMix needs a class-conditional sampler (classes >= 2)")
-        if self.real_labels.size and self.real_labels.max() >= classes:
-            raise ValueError(f"real labels go up to {self.real_labels.max()}, the sampler knows {classes} classes")
-        self.synthetic_labels = plan_labels(self.real_labels, classes, synthetic_count(len(real), ratio), balance, seed)
+        self.unconditional = classes == 0 and isinstance(self.template, dict)
+        if self.unconditional:
+            self._plan_unconditional(synthetic_count(len(real), ratio), balance)
+        else:
+            if labels is None:
+                labels = [int(self._label_of(real[i])) for i in range(len(real))]
+            self.real_labels = np.asarray(labels, np.int64)
+            if classes < 2:
+                raise ValueError(
+                    "SyntheticMix needs a class-conditional sampler (classes >= 2) for (image, target) items; "
+                    "an unconditional sampler mixes into datasets of dict items"
+                )
+            if self.real_labels.size and self.real_labels.max() >= classes:
+                raise ValueError(f"real labels go up to {self.real_labels.max()}, the sampler knows {classes} classes")
+            self.synthetic_labels = plan_labels(
+                self.real_labels, classes, synthetic_count(len(real), ratio), balance, seed
+            )
         self.value_range = self._real_value_range() if value_range is None else self._checked_range(value_range)
         self._chunks: OrderedDict[int, Any] = OrderedDict()  # least recently used first
+
+    def _plan_unconditional(self, count: int, balance: bool) -> None:
+        """An unconditional sampler (ProGAN, LAPGAN, DCGAN): generated dict items hold an image only."""
+        if balance:
+            raise ValueError("balance needs a class-conditional sampler; this one draws without labels")
+        self.real_labels = np.zeros(0, np.int64)
+        self.synthetic_labels = np.full(count, -1, np.int64)  # no class: only the count matters
 
     def _real_value_range(self) -> tuple[float, float]:
         probes = np.linspace(0, len(self.real) - 1, min(RANGE_PROBES, len(self.real))).astype(int)
@@ -212,7 +229,8 @@ class SyntheticMix(Dataset):
             self._chunks.move_to_end(c)
             return self._chunks[c]
         labels = torch.from_numpy(self.synthetic_labels[c * CHUNK : (c + 1) * CHUNK])
-        samples = self.sampler.sample(len(labels), labels, seed=self.seed * 1_000_003 + c)
+        condition = None if self.unconditional else labels
+        samples = self.sampler.sample(len(labels), condition, seed=self.seed * 1_000_003 + c)
         self._chunks[c] = like_real_images(samples, self._image_of(self.template), self.value_range)
         while len(self._chunks) > self.max_cached_chunks:
             self._chunks.popitem(last=False)
@@ -230,6 +248,8 @@ class SyntheticMix(Dataset):
         cached = self._chunk(j // CHUNK)[j % CHUNK]
         # a copy: an in-place transform downstream must not reach the cache
         image = cached.clone() if isinstance(cached, torch.Tensor) else cached.copy()
+        if self.unconditional:
+            return {self.image_key: image}
         label = int(self.synthetic_labels[j])
         like_label = self._label_of(self.template)
         if isinstance(like_label, torch.Tensor):

@@ -94,12 +94,12 @@ def train_classifier(
     steps: int | None = None,
     classes: int = 10,
 ) -> DigitClassifier:
-    """Train a ``DigitClassifier`` on N×1×H×W images in [-1, 1]. ``augment`` shifts images by up
+    """Train a ``DigitClassifier`` on N×C×H×W images in [-1, 1]. ``augment`` shifts images by up
     to 2 pixels, which small training sets need. ``steps`` (optimiser steps) replaces ``epochs``
     when given, so that training sets of different sizes get the same training budget."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    net = DigitClassifier(classes)
+    net = DigitClassifier(classes, channels=images.shape[1])
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()
     per_epoch = -(-len(images) // batch_size)

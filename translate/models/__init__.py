@@ -11,6 +11,8 @@ from ..errors import ConfigError
 from ..strict import strict_merge
 from . import cut, cyclegan, distill, gan, infogan, pix2pix, segmentation, spade, text2image  # noqa: F401  (fills the registry)
 from .base import MODELS, GANModel, OptimGroup, StepContext, TranslationModel
+from .lapgan import LAPGAN  # noqa: F401  (registers)
+from .progan import ProGAN  # noqa: F401  (registers)
 
 __all__ = ["MODELS", "GANModel", "OptimGroup", "StepContext", "TranslationModel", "build_model", "model_config"]
 

@@ -15,7 +15,9 @@ from ..registry import Registry
 from . import discriminators, generators, label_maps, reference, samplers, segmenters, text  # noqa: F401  (registers)
 from .discriminators import DISCRIMINATORS
 from .generators import GENERATORS, Generator, ImageGenerator
+from .laplacian import LaplacianSampler  # noqa: F401  (registers)
 from .layers import init_weights
+from .progressive import ProgressiveSampler  # noqa: F401  (registers)
 from .samplers import SAMPLER_CRITICS, SAMPLERS
 from .segmenters import SEGMENTERS, Segmenter
 
