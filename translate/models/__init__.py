@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 from ..strict import strict_merge
-from . import cut, cyclegan, distill, gan, infogan, pix2pix, segmentation, spade  # noqa: F401  (fills the registry)
+from . import began, cut, cyclegan, distill, gan, infogan, pix2pix, segmentation, spade  # noqa: F401  (fills the registry)
 from .base import MODELS, GANModel, OptimGroup, StepContext, TranslationModel
 
 __all__ = ["MODELS", "GANModel", "OptimGroup", "StepContext", "TranslationModel", "build_model", "model_config"]

@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from ..registry import Registry
-from . import discriminators, generators, label_maps, reference, samplers, segmenters  # noqa: F401  (registers)
+from . import began, discriminators, generators, label_maps, reference, samplers, segmenters  # noqa: F401  (registers)
 from .discriminators import DISCRIMINATORS
 from .generators import GENERATORS, Generator, ImageGenerator
 from .layers import init_weights
