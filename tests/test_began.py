@@ -171,3 +171,38 @@ def test_began_learns_digits_m_global_falls(tmp_path, lr, learns):
     m = [r["M_global"] for r in metrics(tmp_path)]
     ratio = sum(m[-5:]) / sum(m[:5])
     assert (ratio < 0.8) == learns, ratio
+
+
+WORKER = """
+import os, sys, torch
+from translate.config import load_config
+from translate.engine import train
+result = train(load_config(None, sys.argv[2:]))
+torch.save(result.model.state_dict(), f"{sys.argv[1]}/state_rank{os.environ['RANK']}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_keep_one_k_and_the_same_weights(tmp_path):
+    """Under torchrun (gloo, CPU) each process sees its own batches; the reconstruction losses are
+    averaged before k_t moves, so both processes end with the same k_t (and the same weights)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "worker.py").write_text(WORKER)
+    overrides = [*TINY, f"out_dir={tmp_path / 'run'}", "optim.max_steps=3", "model.lambda_k=0.05", "model.k_init=0.3"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*cmd, str(tmp_path / "worker.py"), str(tmp_path), *overrides], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    states = [torch.load(tmp_path / f"state_rank{r}.pt") for r in (0, 1)]
+    assert float(states[0]["k"]) != 0.3  # k moved...
+    for key, value in states[0].items():  # ...identically on both processes, like the weights
+        assert torch.equal(value, states[1][key]), key
