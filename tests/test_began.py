@@ -111,7 +111,6 @@ def test_bad_began_options_are_clear_errors(tmp_path):
 # --- through the engine ---------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_began_logs_m_global_every_step_and_resumes_k_exactly(tmp_path):
     # a large λ_k and k_0 = 0.3: k_t moves at every step, so a resume that lost it would show
     extra = ("model.k_init=0.3", "model.lambda_k=0.05", "model.gamma=0.9")
