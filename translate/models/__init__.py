@@ -9,10 +9,21 @@ from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 from ..strict import strict_merge
-from . import cut, cyclegan, distill, gan, infogan, pix2pix, segmentation, spade, text2image  # noqa: F401  (fills the registry)
+from . import (  # noqa: F401  (fills the registry)
+    began,
+    cut,
+    cyclegan,
+    distill,
+    gan,
+    infogan,
+    lapgan,
+    pix2pix,
+    progan,
+    segmentation,
+    spade,
+    text2image,
+)
 from .base import MODELS, GANModel, OptimGroup, StepContext, TranslationModel
-from .lapgan import LAPGAN  # noqa: F401  (registers)
-from .progan import ProGAN  # noqa: F401  (registers)
 
 __all__ = ["MODELS", "GANModel", "OptimGroup", "StepContext", "TranslationModel", "build_model", "model_config"]
 

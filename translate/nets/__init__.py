@@ -12,12 +12,21 @@ from typing import Any
 from torch import nn
 
 from ..registry import Registry
-from . import discriminators, generators, label_maps, reference, samplers, segmenters, text  # noqa: F401  (registers)
+from . import (  # noqa: F401  (registers)
+    began,
+    discriminators,
+    generators,
+    label_maps,
+    laplacian,
+    progressive,
+    reference,
+    samplers,
+    segmenters,
+    text,
+)
 from .discriminators import DISCRIMINATORS
 from .generators import GENERATORS, Generator, ImageGenerator
-from .laplacian import LaplacianSampler  # noqa: F401  (registers)
 from .layers import init_weights
-from .progressive import ProgressiveSampler  # noqa: F401  (registers)
 from .samplers import SAMPLER_CRITICS, SAMPLERS
 from .segmenters import SEGMENTERS, Segmenter
 
