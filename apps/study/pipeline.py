@@ -20,7 +20,7 @@ import numpy as np
 
 from translate.errors import DataError
 
-from .config import Condition, StudyConfig
+from .config import Condition, SegmenterSection, StudyConfig
 from .plan import Plan, Recipe
 from .stages import Interrupted, StageRunner, slug
 
@@ -60,7 +60,13 @@ class Study:
         return self.stages.run(self.plan.segmenter(recipe, seed), work, [folder])
 
     def _train_segmenter(
-        self, recipe: Recipe, seed: int, folder: Path, section=None, dataset: dict | None = None, key: str = ""
+        self,
+        recipe: Recipe,
+        seed: int,
+        folder: Path,
+        section: SegmenterSection | None = None,
+        dataset: dict | None = None,
+        key: str = "",
     ) -> dict:
         """One segmenter trained by the engine in ``folder`` (a killed one continues from its
         latest checkpoint there), then scored on the labelled target test set. ``section`` and
