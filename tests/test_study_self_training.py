@@ -58,6 +58,13 @@ def test_keep_above_keeps_every_pixel_that_confident_whatever_its_class() -> Non
     assert (label == 1).sum() == 2  # the rare class keeps its own top fifth
 
 
+def test_a_threshold_floor_takes_the_labels_of_a_class_unsure_everywhere() -> None:
+    prediction, confidence = _two_class_map()
+    thresholds = class_thresholds(confidence, prediction, 0.5, min_threshold=0.5)
+    label = pseudo_label(prediction, confidence, thresholds)
+    assert (label == 1).sum() == 0 and (label == 0).sum() == 45  # the confident class keeps its half
+
+
 def test_portion_grows_per_round_up_to_its_maximum() -> None:
     st = SelfTraining(rounds=5, portion=0.5, portion_step=0.1, max_portion=0.75)
     assert [round_portion(st, r) for r in range(1, 6)] == [0.5, 0.6, 0.7, 0.75, 0.75]
@@ -166,6 +173,7 @@ def _conditions(self_training: str) -> str:
             "condition 'st': self_training.init must be one of scratch, previous, got 'warm'",
         ),
         (_conditions("{steps: -1}"), "condition 'st': self_training.steps and .lr must be >= 0"),
+        (_conditions("{min_threshold: 1.0}"), "condition 'st': self_training.min_threshold must be in [0, 1), got 1.0"),
         (_conditions("{portions: 0.5}"), "portions"),
     ],
 )

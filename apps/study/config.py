@@ -137,6 +137,8 @@ class SelfTraining:
     max_portion: float = 0.8  # ... up to this
     # pixels at least this confident are kept whatever their class's threshold (FDA: 0.9; 1: no such rule)
     keep_above: float = 1.0
+    # no class's threshold is below this: a class predicted unsure everywhere gets no labels (0: no floor)
+    min_threshold: float = 0.0
     init: str = "scratch"  # scratch | previous (fine-tune the previous round's segmenter)
     steps: int = 0  # a round segmenter's steps (0: segmenter.steps)
     lr: float = 0.0  # its learning rate (0: segmenter.lr)
@@ -302,6 +304,8 @@ def check_self_training(c: Condition) -> None:
         value = getattr(st, key)
         if not 0.0 < value <= 1.0:
             raise ConfigError(f"{where}.{key} must be in (0, 1], got {value}")
+    if not 0.0 <= st.min_threshold < 1.0:
+        raise ConfigError(f"{where}.min_threshold must be in [0, 1), got {st.min_threshold}")
     if st.portion_step < 0:
         raise ConfigError(f"{where}.portion_step must be >= 0, got {st.portion_step}")
     if st.init not in SELF_TRAINING_INITS:

@@ -258,7 +258,10 @@ class Study:
 
         def work() -> dict:
             model = self.load_segmenter(previous).to(self.cfg.device)
-            return write_pseudo_labels(model, self.data.target_train, folder, portion, keep_above, self.classes)
+            st = c.self_training
+            return write_pseudo_labels(
+                model, self.data.target_train, folder, portion, keep_above, self.classes, min_threshold=st.min_threshold
+            )
 
         return self.stages.run(self.plan.pseudo_labels(c, seed, round_), work, [folder])
 

@@ -163,6 +163,8 @@ class Plan:
             "self_training.keep_above": st.keep_above,
             "device": self.cfg.device,
         }
+        if st.min_threshold > 0:  # read only when set, so rows without a floor keep their labels
+            config["self_training.min_threshold"] = st.min_threshold
         previous = self.round_segmenter(c, seed, round_ - 1)
         return self._stage(f"pseudolabels:{c.name}-seed{seed}-round{round_}", config, [self.data(), previous])
 

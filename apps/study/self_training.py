@@ -55,10 +55,11 @@ def class_thresholds(
     portion: float,
     keep_above: float = 1.0,
     num_classes: int = NUM_CLASSES,
+    min_threshold: float = 0.0,
 ) -> np.ndarray:
     """Per class, the confidence at the top ``portion`` of the pixels predicted as that class
-    (``confidence`` and ``prediction``: arrays of one shape), capped at ``keep_above``; a class
-    predicted nowhere gets the cap."""
+    (``confidence`` and ``prediction``: arrays of one shape), raised to ``min_threshold`` and
+    capped at ``keep_above``; a class predicted nowhere gets the cap."""
     thresholds = np.full(num_classes, np.inf)
     confidence, prediction = np.asarray(confidence).ravel(), np.asarray(prediction).ravel()
     for c in np.unique(prediction):
@@ -66,7 +67,7 @@ def class_thresholds(
             continue
         ranked = np.sort(confidence[prediction == c])[::-1]
         thresholds[c] = ranked[max(1, math.ceil(portion * len(ranked))) - 1]
-    return np.minimum(thresholds, keep_above)
+    return np.minimum(np.maximum(thresholds, min_threshold), keep_above)
 
 
 def pseudo_label(prediction: np.ndarray, confidence: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -102,7 +103,9 @@ def _grid_step(dataset) -> int:
     return max(1, math.ceil(math.sqrt(len(dataset) * h * w / THRESHOLD_SAMPLES)))
 
 
-def set_thresholds(model, dataset, portion: float, keep_above: float, batch_size: int = 8) -> np.ndarray:
+def set_thresholds(
+    model, dataset, portion: float, keep_above: float, batch_size: int = 8, min_threshold: float = 0.0
+) -> np.ndarray:
     """The class thresholds of ``model``'s predictions on ``dataset`` (a grid of pixels per image)."""
     from .evaluation import batches
 
@@ -112,7 +115,9 @@ def set_thresholds(model, dataset, portion: float, keep_above: float, batch_size
         prediction, confidence = predict_confidence(model, images)
         predictions.append(prediction[:, ::step, ::step].ravel())
         confidences.append(confidence[:, ::step, ::step].ravel())
-    return class_thresholds(np.concatenate(confidences), np.concatenate(predictions), portion, keep_above)
+    return class_thresholds(
+        np.concatenate(confidences), np.concatenate(predictions), portion, keep_above, min_threshold=min_threshold
+    )
 
 
 class PseudoLabelScore:
@@ -152,6 +157,7 @@ def write_pseudo_labels(
     keep_above: float = 1.0,
     classes: Sequence[int] | None = None,
     batch_size: int = 8,
+    min_threshold: float = 0.0,
 ) -> dict:
     """Label every image of ``dataset`` (a ``SegmentationSet``: its images at their resized size)
     with ``model``: ``folder/STEM.png`` holds the pseudo-label (trainIds, 255 where a pixel stays
@@ -164,7 +170,7 @@ def write_pseudo_labels(
     from .evaluation import batches
     from .segmenter import write_label
 
-    thresholds = set_thresholds(model, dataset, portion, keep_above, batch_size)
+    thresholds = set_thresholds(model, dataset, portion, keep_above, batch_size, min_threshold)
     folder.mkdir(parents=True, exist_ok=True)
     score = PseudoLabelScore()
     index = 0
