@@ -250,7 +250,7 @@ def rounds_table(rounds: dict[str, dict[int, list[dict]]]) -> str:
     lines = [
         "Self-training rounds, mean ± std over seeds (pseudo-labels scored against the target training labels, "
         "which no segmenter trains on; accuracy and mIoU over the pixels given a label; prediction accuracy: "
-        "every pixel, before thresholds; round 0: the segmenter before self-training):",
+        "the labelling segmenter's, every pixel, before thresholds; round 0: the segmenter before self-training):",
         "",
         "| row | round | portion | pseudo-label accuracy | coverage | pseudo-label mIoU | prediction accuracy "
         "| target test mIoU |",
