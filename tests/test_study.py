@@ -14,6 +14,7 @@ from PIL import Image
 from translate.cli import main
 from translate.data.images import read_image, write_image
 from translate.io import file_sha256, read_metadata
+from translate.segdata.classes import IGNORE
 
 SMOKE = "configs/study_synth_smoke.yaml"
 OUTPUTS = [
@@ -55,6 +56,7 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
         "CycleGAN mixed p=0.5",
         "CyCADA (CycleGAN + semantic)",
         "CycleGAN distilled",
+        "CycleGAN + self-training",
         "oracle",
     ]
     for row in summary.values():
@@ -64,7 +66,18 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
     assert set(results["quality"]) == {"none", "cyclegan", "cycada", "distilled"}
     assert results["quality"]["none"]["class_flip_rate"] == 0.0  # nothing translated, nothing flips
     csv_lines = (out / "results.csv").read_text().splitlines()
-    assert len(csv_lines) == 1 + 8 and csv_lines[0].startswith("condition,miou_mean,miou_std")
+    # the self-training row: its rounds' pseudo-labels scored, its last round's segmenter scoring the row
+    rounds = results["self_training"]["CycleGAN + self-training"]
+    assert [r["round"] for r in rounds] == [0, 1, 2] and [r.get("portion") for r in rounds] == [None, 0.5, 0.7]
+    assert all(
+        0.0 < r["pseudo_coverage"]["mean"] <= 1.0 and 0.0 <= r["pseudo_accuracy"]["mean"] <= 1.0 for r in rounds[1:]
+    )
+    assert rounds[0]["target_test_miou"]["mean"] == summary["CycleGAN"]["miou_mean"]  # round 0: the plain row
+    assert rounds[2]["target_test_miou"]["mean"] == summary["CycleGAN + self-training"]["miou_mean"]
+    assert "| CycleGAN + self-training | 2 | 0.7 |" in (out / "results.md").read_text()
+    labels = sorted((out / "self_training/CycleGAN___self-training/seed0-round1/labels").glob("*.png"))
+    assert len(labels) == 16 and IGNORE in np.array(Image.open(labels[0]))
+    assert len(csv_lines) == 1 + 9 and csv_lines[0].startswith("condition,miou_mean,miou_std")
     # sample grid: 2 scenes × [source | cyclegan | cycada | distilled | paired target] of 32×64, 2-pixel gaps
     grid = read_image(out / "translator_samples.png")
     assert grid.shape == (2 * 32 + 2, 5 * 64 + 4 * 2, 3)
@@ -150,6 +163,7 @@ def test_killed_stage_continues_from_its_checkpoint(tmp_path: Path, stage: str, 
 def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_translators(
     tmp_path: Path, capsys
 ) -> None:
+    from apps.study.stages import slug
     from translate.io import read_metadata
 
     out = tmp_path / "run"
@@ -171,7 +185,7 @@ def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_
     # every segmenter says why, and the table is built from segmenters trained for 8 steps, afresh
     for name in (n for n in second if n.startswith("segmenter:")):
         assert second[name]["reason"].startswith("config changed (segmenter.steps 6 -> 8)"), second[name]
-        record = json.loads((out / "stages" / f"{name.replace(':', '_')}.json").read_text())
+        record = json.loads((out / "stages" / f"{slug(name)}.json").read_text())
         assert record["inputs"]["segmenter.steps"] == 8 and record["resumed_at"] == 0
         assert read_metadata(record["file"])["info"]["step"] == 8
     assert "[study] segmenter:source-seed0 reruns: config changed (segmenter.steps 6 -> 8)" in said

@@ -14,6 +14,8 @@ from translate.strict import config_layers, strict_merge
 #: where a condition's segmenter gets its training images
 TRAIN_ON = ("source", "target", "translated")
 DATA_KINDS = ("synthetic", "gta5_cityscapes")
+#: where a self-training round's segmenter starts: from scratch, or from the previous round's segmenter
+SELF_TRAINING_INITS = ("scratch", "previous")
 
 
 @dataclass
@@ -131,6 +133,26 @@ AMP_MODES = ("off", "bf16", "fp16", "auto")
 
 
 @dataclass
+class SelfTraining:
+    """Rounds of self-training on the target training images (CBST, Zou et al. 2018): the previous
+    round's segmenter labels them, per class the most confident ``portion`` of the pixels it gives
+    that class become labels (the rest are ignored), and a new segmenter trains on the condition's
+    own set plus the pseudo-labelled target images, concatenated. Round 0 is the plain segmenter."""
+
+    rounds: int = 2
+    portion: float = 0.5  # round 1's share of each class's predicted pixels kept as labels
+    portion_step: float = 0.1  # added to the portion every further round ...
+    max_portion: float = 0.8  # ... up to this
+    # pixels at least this confident are kept whatever their class's threshold (FDA: 0.9; 1: no such rule)
+    keep_above: float = 1.0
+    # no class's threshold is below this: a class predicted unsure everywhere gets no labels (0: no floor)
+    min_threshold: float = 0.0
+    init: str = "scratch"  # scratch | previous (fine-tune the previous round's segmenter)
+    steps: int = 0  # a round segmenter's steps (0: segmenter.steps)
+    lr: float = 0.0  # its learning rate (0: segmenter.lr)
+
+
+@dataclass
 class Condition:
     """One row of the results table: what its segmenters train on."""
 
@@ -141,6 +163,8 @@ class Condition:
     # for train_on=translated: probability that a drawn sample is the translated one (1: always;
     # 0.5: online mixing of source and translated samples)
     p_translated: float = 1.0
+    # rounds of self-training on pseudo-labelled target images after the segmenter (none: no rounds)
+    self_training: SelfTraining | None = None
 
 
 def default_conditions() -> list[Condition]:
@@ -265,6 +289,8 @@ def check_config(cfg: StudyConfig) -> None:
             )
         if not 0.0 <= c.p_translated <= 1.0:
             raise ConfigError(f"condition '{c.name}': p_translated must be in [0, 1], got {c.p_translated}")
+        if c.self_training is not None:
+            check_self_training(c)
 
 
 def check_distill_from(cfg: StudyConfig, name: str, t: TranslatorSection) -> None:
@@ -343,3 +369,24 @@ def check_real_sizes(real: RealData) -> None:
         )
     if crop[0] > target[0] or crop[1] > target[1]:
         raise ConfigError(f"data.real.crop {real.crop} is larger than data.real.target_size {real.target_size}")
+
+
+def check_self_training(c: Condition) -> None:
+    """A condition's self-training settings, each checked with the key it came from."""
+    st, where = c.self_training, f"condition '{c.name}': self_training"
+    if c.train_on == "target":
+        raise ConfigError(f"{where} needs train_on source or translated (the oracle has the target labels already)")
+    if st.rounds < 1:
+        raise ConfigError(f"{where}.rounds must be >= 1, got {st.rounds}")
+    for key in ("portion", "max_portion", "keep_above"):
+        value = getattr(st, key)
+        if not 0.0 < value <= 1.0:
+            raise ConfigError(f"{where}.{key} must be in (0, 1], got {value}")
+    if not 0.0 <= st.min_threshold < 1.0:
+        raise ConfigError(f"{where}.min_threshold must be in [0, 1), got {st.min_threshold}")
+    if st.portion_step < 0:
+        raise ConfigError(f"{where}.portion_step must be >= 0, got {st.portion_step}")
+    if st.init not in SELF_TRAINING_INITS:
+        raise ConfigError(f"{where}.init must be one of {', '.join(SELF_TRAINING_INITS)}, got '{st.init}'")
+    if st.steps < 0 or st.lr < 0:
+        raise ConfigError(f"{where}.steps and .lr must be >= 0 (0: the segmenter's), got {st.steps} and {st.lr}")

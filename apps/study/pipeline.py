@@ -20,9 +20,9 @@ import numpy as np
 
 from translate.errors import DataError
 
-from .config import StudyConfig
+from .config import Condition, SegmenterSection, StudyConfig
 from .plan import Plan, Recipe
-from .stages import Interrupted, StageRunner
+from .stages import Interrupted, StageRunner, slug
 
 #: bookkeeping entries of a stage record, not results
 RECORD_KEYS = ("fingerprint", "inputs")
@@ -59,16 +59,26 @@ class Study:
         work = partial(self._train_segmenter, recipe, seed, folder)
         return self.stages.run(self.plan.segmenter(recipe, seed), work, [folder])
 
-    def _train_segmenter(self, recipe: Recipe, seed: int, folder: Path) -> dict:
+    def _train_segmenter(
+        self,
+        recipe: Recipe,
+        seed: int,
+        folder: Path,
+        section: SegmenterSection | None = None,
+        dataset: dict | None = None,
+        key: str = "",
+    ) -> dict:
         """One segmenter trained by the engine in ``folder`` (a killed one continues from its
-        latest checkpoint there), then scored on the labelled target test set."""
+        latest checkpoint there), then scored on the labelled target test set. ``section`` and
+        ``dataset`` (``segmentation_pairs`` options, or another dataset's with its ``name``) default
+        to the study's segmenter and the recipe's training set; ``key`` names it (stage ``segmenter:KEY``)."""
         from .evaluation import evaluate_set
         from .segmenter import train_segmenter
 
-        key = recipe.key(seed)
+        key = key or recipe.key(seed)
         out = train_segmenter(
-            self.cfg.segmenter,
-            self._training_set(recipe),
+            section or self.cfg.segmenter,
+            dataset or self._training_set(recipe),
             seed,
             folder,
             device=self.cfg.device,
@@ -215,11 +225,64 @@ class Study:
         for name in self.plan.translator_names():
             self.translation(name)
             quality[name] = self.quality(name)
-        rows = {
-            c.name: {seed: self.segmenter(Recipe.of(c), seed) for seed in self.cfg.segmenter.seeds}
-            for c in self.cfg.conditions
-        }
-        return results_of(self.stages.run(self.plan.report(), lambda: write_report(self, rows, quality)))
+        seeds = self.cfg.segmenter.seeds
+        rounds = {c.name: {seed: self.self_training(c, seed) for seed in seeds} for c in self.cfg.conditions}
+        rows = {name: {seed: per_round[-1]["segmenter"] for seed, per_round in r.items()} for name, r in rounds.items()}
+        rounds = {c.name: rounds[c.name] for c in self.cfg.conditions if c.self_training is not None}
+        return results_of(self.stages.run(self.plan.report(), lambda: write_report(self, rows, quality, rounds)))
+
+    # --- self-training rows ---------------------------------------------------------------------
+
+    def self_training(self, c: Condition, seed: int) -> list[dict]:
+        """Row ``c``'s rounds for ``seed``: round 0 ({"segmenter": the plain segmenter's record}),
+        then {"portion", "pseudo": the pseudo-labels' score, "segmenter"} per round (none for a
+        condition without self-training)."""
+        from .self_training import round_portion
+
+        rounds = [{"segmenter": self.segmenter(Recipe.of(c), seed)}]
+        for r in range(1, (c.self_training.rounds if c.self_training is not None else 0) + 1):
+            labels = self.pseudo_labels(c, seed, r, Path(rounds[-1]["segmenter"]["file"]))
+            segmenter = self.round_segmenter(c, seed, r, Path(labels["folder"]), Path(rounds[-1]["segmenter"]["file"]))
+            rounds.append(
+                {"portion": round_portion(c.self_training, r), "pseudo": labels["score"], "segmenter": segmenter}
+            )
+        return rounds
+
+    def _round_dir(self, c: Condition, seed: int, round_: int) -> Path:
+        return self.root / "self_training" / slug(c.name) / f"seed{seed}-round{round_}"
+
+    def pseudo_labels(self, c: Condition, seed: int, round_: int, previous: Path) -> dict:
+        """The target training images labelled by the ``previous`` round's segmenter (once per round and seed)."""
+        from .self_training import round_portion, write_pseudo_labels
+
+        folder = self._round_dir(c, seed, round_) / "labels"
+        portion, keep_above = round_portion(c.self_training, round_), c.self_training.keep_above
+
+        def work() -> dict:
+            model = self.load_segmenter(previous).to(self.cfg.device)
+            st = c.self_training
+            return write_pseudo_labels(
+                model, self.data.target_train, folder, portion, keep_above, self.classes, min_threshold=st.min_threshold
+            )
+
+        return self.stages.run(self.plan.pseudo_labels(c, seed, round_), work, [folder])
+
+    def round_segmenter(self, c: Condition, seed: int, round_: int, labels: Path, previous: Path) -> dict:
+        """Round ``round_``'s segmenter: the condition's own training set and the pseudo-labelled
+        target images, concatenated; from scratch, or fine-tuning ``previous`` (``init: previous``)."""
+        from .self_training import pseudo_labelled_part, round_section
+
+        st = c.self_training
+        folder = self._round_dir(c, seed, round_) / "segmenter"
+
+        def work() -> dict:
+            recipe = Recipe.of(c)
+            section = round_section(self.cfg.segmenter, st, previous if st.init == "previous" else None)
+            parts = [self._training_set(recipe), pseudo_labelled_part(self.data_dir, self.data.target_train, labels)]
+            dataset = {"name": "segmentation_concat", "parts": parts}
+            return self._train_segmenter(recipe, seed, folder, section, dataset, f"{c.name}-seed{seed}-round{round_}")
+
+        return self.stages.run(self.plan.round_segmenter(c, seed, round_), work, [folder])
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -67,18 +67,21 @@ class Plan:
         return self._stage("data", {"data.kind": kind, **flatten(asdict(section), f"data.{kind}")}, [])
 
     def segmenter(self, recipe: Recipe, seed: int) -> Stage:
+        config = self._segmenter_config(recipe, seed)
+        return self._stage(f"segmenter:{recipe.key(seed)}", config, [self.data(), *self._training_set(recipe)])
+
+    def _segmenter_config(self, recipe: Recipe, seed: int) -> dict[str, Any]:
         ignored = ("seeds", *CADENCE_KEYS, *SEGMENTER_SPEED_KEYS)
         section = {k: v for k, v in asdict(self.cfg.segmenter).items() if k not in ignored}
         if not recipe.photometric:
             section.pop("photometric_strength")
-        config = {
+        return {
             **flatten(section, "segmenter"),
             **weights_identity(self.cfg.segmenter.weights),
             "segmenter.seed": seed,
             "device": self.cfg.device,
             **flatten(asdict(recipe), "recipe"),
         }
-        return self._stage(f"segmenter:{recipe.key(seed)}", config, [self.data(), *self._training_set(recipe)])
 
     def _training_set(self, recipe: Recipe) -> list[Stage]:
         """The stages besides ``data`` whose output a recipe's segmenters train on."""
@@ -123,7 +126,7 @@ class Plan:
 
     def report(self) -> Stage:
         seeds = self.cfg.segmenter.seeds
-        rows = [self.segmenter(Recipe.of(c), seed) for c in self.cfg.conditions for seed in seeds]
+        rows = [stage for c in self.cfg.conditions for seed in seeds for stage in self.row_stages(c, seed)]
         quality = [self.quality(name) for name in ["none", *self.translator_names()]]
         config = {
             "conditions": [c.name for c in self.cfg.conditions],
@@ -142,9 +145,53 @@ class Plan:
             section = self.cfg.translators[name]
             stages += [self.translator(t) for t in (section.init_from, section.distill_from) if t]
             stages += [self.translator(name), self.translation(name), self.quality(name)]
-        stages += [self.segmenter(Recipe.of(c), seed) for c in self.cfg.conditions for seed in self.cfg.segmenter.seeds]
+        stages += [
+            s for c in self.cfg.conditions for seed in self.cfg.segmenter.seeds for s in self.row_stages(c, seed)
+        ]
         stages.append(self.report())
         return list({s.name: s for s in stages}.values())
+
+    # --- self-training rows ---------------------------------------------------------------------
+
+    def row_stages(self, c: Condition, seed: int) -> list[Stage]:
+        """The stages whose results make row ``c``'s numbers for ``seed``: its segmenter, and for a
+        self-training row every round's pseudo-labels and segmenter (the last one scores the row)."""
+        rounds = c.self_training.rounds if c.self_training is not None else 0
+        stages = [self.segmenter(Recipe.of(c), seed)]
+        for r in range(1, rounds + 1):
+            stages += [self.pseudo_labels(c, seed, r), self.round_segmenter(c, seed, r)]
+        return stages
+
+    def pseudo_labels(self, c: Condition, seed: int, round_: int) -> Stage:
+        """Round ``round_``'s labels of the target training images, by the previous round's segmenter."""
+        from .self_training import round_portion
+
+        st = c.self_training
+        config = {
+            "self_training.portion": round_portion(st, round_),
+            "self_training.keep_above": st.keep_above,
+            "device": self.cfg.device,
+        }
+        if st.min_threshold > 0:  # read only when set, so rows without a floor keep their labels
+            config["self_training.min_threshold"] = st.min_threshold
+        previous = self.round_segmenter(c, seed, round_ - 1)
+        return self._stage(f"pseudolabels:{c.name}-seed{seed}-round{round_}", config, [self.data(), previous])
+
+    def round_segmenter(self, c: Condition, seed: int, round_: int) -> Stage:
+        """Round ``round_``'s segmenter (round 0: the condition's plain one, shared with other rows)."""
+        recipe = Recipe.of(c)
+        if round_ == 0:
+            return self.segmenter(recipe, seed)
+        st = c.self_training
+        config = {
+            **self._segmenter_config(recipe, seed),
+            "segmenter.steps": st.steps or self.cfg.segmenter.steps,
+            "segmenter.lr": st.lr or self.cfg.segmenter.lr,
+            "self_training.init": st.init,
+        }
+        reads = [self.data(), *self._training_set(recipe), self.pseudo_labels(c, seed, round_)]
+        reads += [self.round_segmenter(c, seed, round_ - 1)] if st.init == "previous" else []
+        return self._stage(f"segmenter:{c.name}-seed{seed}-round{round_}", config, reads)
 
 
 def weights_identity(path: str) -> dict[str, Any]:

@@ -174,11 +174,13 @@ def _stack(rows: list[np.ndarray]) -> np.ndarray:
     return np.vstack(parts[:-1])
 
 
-def write_report(study, rows: dict, quality: dict) -> dict:
+def write_report(study, rows: dict, quality: dict, rounds: dict | None = None) -> dict:
+    """``rounds``: the self-training rows' rounds (``Study.self_training``), shown in a table of their own."""
     from translate.data.images import write_image
 
     from .data import stack
     from .evaluation import predict_at
+    from .self_training import rounds_summary, rounds_table
 
     cfg, root = study.cfg, study.root
     baseline = next(c.name for c in cfg.conditions if c.train_on == "source" and not c.photometric)
@@ -195,10 +197,14 @@ def write_report(study, rows: dict, quality: dict) -> dict:
         + " | ".join(rows)
         + ".\n"
     )
+    text += ("\n" + rounds_table(rounds)) if rounds else ""
     (root / "results.md").write_text(text)
     write_csv(root / "results.csv", summary)
     write_quality_csv(root / "translator_quality.csv", quality)
-    (root / "results.json").write_text(json.dumps({"summary": summary, "quality": quality}, indent=2))
+    self_training = rounds_summary(rounds or {})
+    (root / "results.json").write_text(
+        json.dumps({"summary": summary, "quality": quality, "self_training": self_training}, indent=2)
+    )
     plots(summary, root)
 
     # translator samples: source | translated by each translator | paired target (when there is one)
@@ -220,7 +226,7 @@ def write_report(study, rows: dict, quality: dict) -> dict:
     preds = {name: predict_at(study.load_segmenter(Path(seeds[seed]["file"])), images) for name, seeds in rows.items()}
     grid = [_row([images[i], colorize(labels[i]), *(colorize(p[i]) for p in preds.values())]) for i in range(n)]
     write_image(root / "example_predictions.png", _stack(grid))
-    return {"summary": summary, "quality": quality}
+    return {"summary": summary, "quality": quality, "self_training": self_training}
 
 
 def _examples(dataset, n: int) -> tuple[np.ndarray, np.ndarray]:

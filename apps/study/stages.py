@@ -182,10 +182,10 @@ class StageRunner:
         self._write(pending, key)
 
     def _record_path(self, name: str) -> Path:
-        return self.records / f"{_slug(name)}.json"
+        return self.records / f"{slug(name)}.json"
 
     def _pending_path(self, name: str) -> Path:
-        return self.records / f"{_slug(name)}.pending"
+        return self.records / f"{slug(name)}.pending"
 
     @staticmethod
     def _write(path: Path, text: str) -> None:
@@ -213,5 +213,5 @@ def _shown(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)

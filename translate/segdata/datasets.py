@@ -461,3 +461,27 @@ class SegmentationPairs(Dataset):
             "image": to_tensor(np.ascontiguousarray(image)),
             "label": torch.from_numpy(np.ascontiguousarray(label)).long(),
         }
+
+
+@DATASETS.register("segmentation_concat")
+class SegmentationConcat(Dataset):
+    """Several ``segmentation_pairs`` sets as one, concatenated: ``parts`` are their options (each
+    with its own folders, label format, sizes and crop). Sample ``i`` of the whole is sample ``i``
+    of the first part, then of the second, ..., drawn with the key's seed, so an epoch visits every
+    sample of every part once (e.g. labelled source images and pseudo-labelled target images)."""
+
+    def __init__(self, parts: Sequence[dict]) -> None:
+        if not parts:
+            raise DataError("segmentation_concat needs at least one part")
+        self.parts = [SegmentationPairs(**dict(part)) for part in parts]
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, seed = (key, key) if isinstance(key, (int, np.integer)) else key
+        if not 0 <= int(index) < len(self):
+            raise IndexError(f"sample {index} of a segmentation_concat of {len(self)}")
+        part = int(np.searchsorted(self.starts, int(index), side="right")) - 1
+        return self.parts[part][(int(index) - int(self.starts[part]), seed)]
