@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .baselines import BASELINE_KEYS, is_baseline, section_inputs
 from .config import Condition, StudyConfig
 from .stages import STAGE_PREFIX, VERSION_KEY, Stage, flatten, package_version
 
@@ -91,7 +92,10 @@ class Plan:
 
     def translator(self, name: str) -> Stage:
         section = self.cfg.translators[name]
-        fields = {k: v for k, v in asdict(section).items() if k not in (*CADENCE_KEYS, *SPEED_KEYS)}
+        if is_baseline(section):  # nothing trained: the stage holds the keys its translation reads
+            return self._stage(f"translator:{name}", flatten(section_inputs(section), f"translators.{name}"), [])
+        ignored = (*CADENCE_KEYS, *SPEED_KEYS, *BASELINE_KEYS)
+        fields = {k: v for k, v in asdict(section).items() if k not in ignored}
         reads = [self.data()]
         if section.lambda_semantic > 0:
             reads.append(self.source_segmenter())  # the frozen segmenter of the semantic term
@@ -101,7 +105,21 @@ class Plan:
         return self._stage(f"translator:{name}", config, reads)
 
     def translation(self, name: str) -> Stage:
-        return self._stage(f"translation:{name}", {"device": self.cfg.device}, [self.data(), self.translator(name)])
+        config = {} if is_baseline(self.cfg.translators[name]) else {"device": self.cfg.device}
+        return self._stage(f"translation:{name}", config, [self.data(), self.translator(name)])
+
+    def ensemble(self, c: Condition, seed: int) -> Stage:
+        """A row scored by the averaged softmax of other rows' segmenters of the same seed."""
+        members = [self.segmenter(Recipe.of(self.condition(m)), seed) for m in c.ensemble]
+        keys = [m.name.removeprefix("segmenter:").removesuffix(f"-seed{seed}") for m in members]
+        return self._stage(f"ensemble:{'+'.join(keys)}-seed{seed}", {}, [self.data(), *members])
+
+    def row(self, c: Condition, seed: int) -> Stage:
+        """The stage that scores condition ``c`` with segmenter seed ``seed``."""
+        return self.ensemble(c, seed) if c.train_on == "ensemble" else self.segmenter(Recipe.of(c), seed)
+
+    def condition(self, name: str) -> Condition:
+        return next(c for c in self.cfg.conditions if c.name == name)
 
     def quality(self, name: str) -> Stage:
         reads = [self.data(), self.oracle(), self.source_segmenter()]
@@ -114,7 +132,7 @@ class Plan:
 
     def report(self) -> Stage:
         seeds = self.cfg.segmenter.seeds
-        rows = [self.segmenter(Recipe.of(c), seed) for c in self.cfg.conditions for seed in seeds]
+        rows = [self.row(c, seed) for c in self.cfg.conditions for seed in seeds]
         quality = [self.quality(name) for name in ["none", *self.translator_names()]]
         config = {
             "conditions": [c.name for c in self.cfg.conditions],
@@ -133,7 +151,7 @@ class Plan:
             start = self.cfg.translators[name].init_from
             stages += [self.translator(start)] if start else []
             stages += [self.translator(name), self.translation(name), self.quality(name)]
-        stages += [self.segmenter(Recipe.of(c), seed) for c in self.cfg.conditions for seed in self.cfg.segmenter.seeds]
+        stages += [self.row(c, seed) for c in self.cfg.conditions for seed in self.cfg.segmenter.seeds]
         stages.append(self.report())
         return list({s.name: s for s in stages}.values())
 
