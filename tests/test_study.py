@@ -79,7 +79,7 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
     assert not (out / "translators" / "fda05").exists()  # nothing trained for a training-free kind
     # the ensemble row is scored from its members' segmenters, one ensemble per seed
     for seed in (0, 1):
-        record = json.loads((out / f"stages/ensemble_translated-fda05+translated-fda09-seed{seed}.json").read_text())
+        record = json.loads((out / f"stages/ensemble_translated-fda05_translated-fda09-seed{seed}.json").read_text())
         assert [Path(f).parent.parent.name for f in record["members"]] == [
             f"translated-fda05-seed{seed}",
             f"translated-fda09-seed{seed}",
