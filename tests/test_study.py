@@ -57,14 +57,48 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
         "CyCADA (CycleGAN + semantic)",
         "CycleGAN distilled",
         "CycleGAN + self-training",
+        "CUT",
+        "FastCUT",
+        "FDA β=0.05",
+        "FDA β=0.09",
+        "FDA multi-band",
+        "FDA β=0.05 mixed p=0.5 + photometric",
+        "histogram matching",
+        "pixel-distribution adaptation",
         "oracle",
     ]
     for row in summary.values():
         assert 0.0 <= row["miou_mean"] <= 1.0 and len(row["per_seed_miou"]) == 2
         assert row["per_class"], "per-class IoU always listed"
     assert summary["source-only"]["gap_recovered"] == 0.0 and summary["oracle"]["gap_recovered"] == 1.0
-    assert set(results["quality"]) == {"none", "cyclegan", "cycada", "distilled"}
+    translators = [
+        "cyclegan",
+        "cycada",
+        "distilled",
+        "cut",
+        "fastcut",
+        "fda05",
+        "fda09",
+        "histogram",
+        "pixel_distribution",
+    ]
+    assert list(results["quality"]) == ["none", *translators]  # every kind is scored as a translator
     assert results["quality"]["none"]["class_flip_rate"] == 0.0  # nothing translated, nothing flips
+    for name in translators:
+        assert (
+            0.0 <= results["quality"][name]["fcn_miou"] <= 1.0 and results["quality"][name]["l1_to_paired_target"] > 0
+        )
+        # offline: the whole source training set translated once, as files
+        assert len(list((out / "data" / "translated" / name).glob("*.png"))) == 16, name
+    assert not (out / "translators" / "fda05").exists()  # nothing trained for a training-free kind
+    # the ensemble row is scored from its members' segmenters, one ensemble per seed
+    for seed in (0, 1):
+        record = json.loads((out / f"stages/ensemble_translated-fda05_translated-fda09-seed{seed}.json").read_text())
+        assert [Path(f).parent.parent.name for f in record["members"]] == [
+            f"translated-fda05-seed{seed}",
+            f"translated-fda09-seed{seed}",
+        ]
+        assert summary["FDA multi-band"]["per_seed_miou"][str(seed)] == record["target_test"]["miou"]
     csv_lines = (out / "results.csv").read_text().splitlines()
     # the self-training row: its rounds' pseudo-labels scored, its last round's segmenter scoring the row
     rounds = results["self_training"]["CycleGAN + self-training"]
@@ -77,10 +111,10 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
     assert "| CycleGAN + self-training | 2 | 0.7 |" in (out / "results.md").read_text()
     labels = sorted((out / "self_training/CycleGAN___self-training/seed0-round1/labels").glob("*.png"))
     assert len(labels) == 16 and IGNORE in np.array(Image.open(labels[0]))
-    assert len(csv_lines) == 1 + 9 and csv_lines[0].startswith("condition,miou_mean,miou_std")
-    # sample grid: 2 scenes × [source | cyclegan | cycada | distilled | paired target] of 32×64, 2-pixel gaps
+    assert len(csv_lines) == 1 + 17 and csv_lines[0].startswith("condition,miou_mean,miou_std")
+    # sample grid: 2 scenes × [source | 9 translators | paired target] of 32×64, 2-pixel gaps
     grid = read_image(out / "translator_samples.png")
-    assert grid.shape == (2 * 32 + 2, 5 * 64 + 4 * 2, 3)
+    assert grid.shape == (2 * 32 + 2, 11 * 64 + 10 * 2, 3)
     # CyCADA fine-tunes the finished CycleGAN (init_from), as its config says
     cycada = (out / "translators/cycada/config.yaml").read_text()
     assert "init_from: " + str(out / "translators/cyclegan/checkpoints/ckpt_00000006.pt") in cycada
@@ -173,12 +207,11 @@ def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_
     assert _study(out, "segmenter.seeds=[0]", "segmenter.steps=8") == 0
     said = capsys.readouterr().out
     second = {e["stage"]: e for e in _events(out)[first_run:] if e["event"] in ("cached", "rerun", "started")}
+    untouched = ["cyclegan", "distilled", "cut", "fastcut", "fda05", "fda09", "histogram", "pixel_distribution"]
     assert {name for name, e in second.items() if e["event"] == "cached"} == {
         "data",
-        "translator:cyclegan",
-        "translation:cyclegan",
-        "translator:distilled",  # the student reads the CycleGAN, not the segmenters
-        "translation:distilled",
+        *(f"translator:{t}" for t in untouched),
+        *(f"translation:{t}" for t in untouched),
     }
     assert all(e["event"] == "rerun" for name, e in second.items() if name.startswith("segmenter:"))
     assert second["report"]["event"] == "rerun"
@@ -264,7 +297,7 @@ def test_translator_init_from_must_name_another_translator(tmp_path: Path) -> No
         ("conditions=[{name: o, train_on: target}]", "conditions need a source-only row (train_on: source)"),
         (
             "conditions=[{name: s, train_on: source}, {name: o, train_on: target}, {name: x, train_on: sim}]",
-            "condition 'x': train_on must be one of source, target, translated, got 'sim'",
+            "condition 'x': train_on must be one of source, target, translated, ensemble, got 'sim'",
         ),
         (
             "conditions=[{name: s, train_on: source}, {name: o, train_on: target}, "

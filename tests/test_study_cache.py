@@ -73,20 +73,20 @@ def test_changing_segmenter_steps_changes_the_segmenters_and_what_reads_them_onl
     before, after = _fingerprints(), _fingerprints("segmenter.steps=8")
     assert before.keys() == after.keys()
     changed = {name for name in before if before[name] != after[name]}
-    segmenters = {name for name in before if name.startswith("segmenter:")}
+    segmenters = {name for name in before if name.startswith(("segmenter:", "ensemble:"))}
+    # every translator is scored with the oracle and source-only segmenters
+    quality = {name for name in before if name.startswith("quality:")}
+    assert quality >= {"quality:none", "quality:cyclegan", "quality:fda05", "quality:histogram", "quality:cut"}
     # CyCADA's semantic term reads the source-only segmenter, so that translator is redone too
     # and the self-training row's pseudo-labels, which its segmenters make
     pseudo = {f"pseudolabels:CycleGAN + self-training-seed{s}-round{r}" for s in (0, 1) for r in (1, 2)}
-    assert changed == segmenters | pseudo | {
-        "quality:none",
-        "quality:cyclegan",
-        "quality:cycada",
-        "quality:distilled",
+    assert changed == segmenters | quality | pseudo | {
         "translator:cycada",
         "translation:cycada",
         "report",
     }
     assert {"data", "translator:cyclegan", "translation:cyclegan", "translator:distilled"} <= before.keys() - changed
+    assert {"translator:fda05", "translation:fda05", "translator:cut", "translation:cut"} <= before.keys() - changed
 
 
 @pytest.mark.parametrize(
@@ -111,6 +111,8 @@ def test_photometric_strength_reruns_the_photometric_rows() -> None:
         "segmenter:source-photometric-seed1",
         "segmenter:translated-cyclegan-photometric-seed0",
         "segmenter:translated-cyclegan-photometric-seed1",
+        "segmenter:translated-fda05-photometric-p0.5-seed0",
+        "segmenter:translated-fda05-photometric-p0.5-seed1",
         "report",
     }
 

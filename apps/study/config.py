@@ -12,7 +12,7 @@ from translate.errors import ConfigError
 from translate.strict import config_layers, strict_merge
 
 #: where a condition's segmenter gets its training images
-TRAIN_ON = ("source", "target", "translated")
+TRAIN_ON = ("source", "target", "translated", "ensemble")
 DATA_KINDS = ("synthetic", "gta5_cityscapes")
 #: where a self-training round's segmenter starts: from scratch, or from the previous round's segmenter
 SELF_TRAINING_INITS = ("scratch", "previous")
@@ -87,7 +87,12 @@ class SegmenterSection:
 
 @dataclass
 class TranslatorSection:
-    """One translator trained by the engine on source (A) → target (B) training images."""
+    """One translator: by default (kind ``gan``) trained by the engine on source (A) → target (B)
+    training images; the training-free kinds (``apps/study/baselines.py``) read only ``kind``,
+    ``reference_seed`` and their own options below."""
+
+    # gan | fda | histogram | pixel_distribution
+    kind: str = "gan"
 
     # the engine's model section, complete (a YAML's model replaces this default, it is not merged
     # into it: a model of another kind has other keys); empty: DEFAULT_TRANSLATOR_MODEL
@@ -119,6 +124,12 @@ class TranslatorSection:
     preprocess: str = "none"
     load_size: int = 286
     crop_size: int = 256
+    # the training-free kinds: each source image gets a reference image of the target training
+    # set, drawn from (reference_seed, image index)
+    reference_seed: int = 0
+    beta: float = 0.01  # fda: share of the (centred) amplitude spectrum taken from the reference
+    blend: float = 1.0  # histogram, pixel_distribution: weight of the matched image against the source
+    transform_type: str = "pca"  # pixel_distribution: pca | standard | minmax
 
 
 #: the translator a section without a model trains: a small CycleGAN
@@ -165,6 +176,9 @@ class Condition:
     p_translated: float = 1.0
     # rounds of self-training on pseudo-labelled target images after the segmenter (none: no rounds)
     self_training: SelfTraining | None = None
+    # for train_on=ensemble: names of other conditions whose segmenters (same seed) are averaged,
+    # softmax by softmax (FDA's multi-band ensemble of segmenters trained at several betas)
+    ensemble: list[str] = field(default_factory=list)
 
 
 def default_conditions() -> list[Condition]:
@@ -247,6 +261,7 @@ def check_config(cfg: StudyConfig) -> None:
     check_segmenter(cfg.segmenter)
     for name, t in cfg.translators.items():
         t.model = dict(t.model) or copy.deepcopy(DEFAULT_TRANSLATOR_MODEL)
+        check_translator_kind(name, t, cfg.translators)
         model_config(t.model)  # strict: a misspelt option names itself
         if t.steps < 1:
             raise ConfigError(f"translators.{name}.steps must be >= 1")
@@ -291,6 +306,7 @@ def check_config(cfg: StudyConfig) -> None:
             raise ConfigError(f"condition '{c.name}': p_translated must be in [0, 1], got {c.p_translated}")
         if c.self_training is not None:
             check_self_training(c)
+        check_ensemble(c, cfg.conditions)
 
 
 def check_distill_from(cfg: StudyConfig, name: str, t: TranslatorSection) -> None:
@@ -332,6 +348,37 @@ def check_variants(variants: dict[str, list[str]]) -> None:
                 raise ConfigError(f"variants.{name}: overrides must look like key=value, got '{override}'")
             if override.split("=", 1)[0].strip().startswith("variants"):
                 raise ConfigError(f"variants.{name}: a variant cannot set variants ('{override}')")
+
+
+def check_translator_kind(name: str, t: TranslatorSection, translators: dict[str, TranslatorSection]) -> None:
+    """The translator's kind and options; a GAN fine-tunes only another GAN."""
+    from .baselines import check_section, is_baseline
+
+    check_section(name, t)
+    if t.init_from in translators and is_baseline(translators[t.init_from]):
+        raise ConfigError(
+            f"translators.{name}.init_from: '{t.init_from}' is of kind '{translators[t.init_from].kind}', "
+            "which has no weights to start from"
+        )
+
+
+def check_ensemble(c: Condition, conditions: list[Condition]) -> None:
+    """An ensemble row names two or more other rows that train segmenters; only an ensemble row names any."""
+    if c.train_on != "ensemble":
+        if c.ensemble:
+            raise ConfigError(f"condition '{c.name}': ensemble is for train_on: ensemble, got train_on '{c.train_on}'")
+        return
+    trained = [o.name for o in conditions if o.train_on != "ensemble"]
+    unknown = [m for m in c.ensemble if m not in trained]
+    if unknown:
+        raise ConfigError(
+            f"condition '{c.name}': ensemble names '{unknown[0]}', which is not a condition that trains "
+            f"segmenters (known: {', '.join(trained)})"
+        )
+    if len(set(c.ensemble)) < 2:
+        raise ConfigError(
+            f"condition '{c.name}': ensemble must name at least two different conditions, got {c.ensemble}"
+        )
 
 
 def check_segmenter(s: SegmenterSection) -> None:

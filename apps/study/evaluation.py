@@ -39,15 +39,26 @@ def batches(dataset, batch_size: int, num_workers: int = 0) -> Iterator[tuple[np
         yield np.stack(images), labels
 
 
-@torch.no_grad()
-def predict_at(model: torch.nn.Module, images: np.ndarray, label_size: tuple[int, int] | None = None) -> np.ndarray:
-    """TrainId predictions (N×H×W uint8) of ``images``, at ``label_size`` (upsampled logits) if given."""
+def _scores(model: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
+    """N×classes×H×W logits of ``images``, padded to the model's input multiple and cropped back."""
     from .segmenter import input_multiple
 
     model.eval()
     device = next(model.parameters()).device
     padded, size = pad_to_multiple(to_tensor(images).to(device), input_multiple(model))
-    logits = crop_to(model(padded), size)
+    return crop_to(model(padded), size)
+
+
+@torch.no_grad()
+def predict_at(
+    model: torch.nn.Module | Sequence[torch.nn.Module], images: np.ndarray, label_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """TrainId predictions (N×H×W uint8) of ``images``, at ``label_size`` (upsampled scores) if given.
+    Several models: an ensemble, scored by their averaged softmax."""
+    if isinstance(model, torch.nn.Module):
+        logits = _scores(model, images)
+    else:
+        logits = torch.stack([_scores(m, images).softmax(1) for m in model]).mean(0)
     if label_size is None or tuple(label_size) == tuple(logits.shape[-2:]):
         return logits.argmax(1).to(torch.uint8).cpu().numpy()
     # one image at a time: 19 upsampled 2048×1024 logit maps are 160 MB per image
@@ -60,13 +71,14 @@ def _upsampled_argmax(logits: torch.Tensor, size: tuple[int, int]) -> np.ndarray
 
 
 def evaluate_set(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Sequence[torch.nn.Module],
     dataset,
     classes: Sequence[int] | None = None,
     batch_size: int = 8,
     num_workers: int = 0,
 ) -> dict:
-    """Per-class IoU, mIoU over ``classes`` and pixel accuracy of ``model`` on ``dataset``."""
+    """Per-class IoU, mIoU over ``classes`` and pixel accuracy of ``model`` (or an ensemble of
+    models, see ``predict_at``) on ``dataset``."""
     score = SegmentationScore()
     for images, labels in batches(dataset, batch_size, num_workers):
         for label_size in dict.fromkeys(label.shape for label in labels):

@@ -20,6 +20,7 @@ import numpy as np
 
 from translate.errors import DataError
 
+from .baselines import is_baseline
 from .config import Condition, SegmenterSection, StudyConfig
 from .plan import Plan, Recipe
 from .stages import Interrupted, StageRunner, slug
@@ -125,6 +126,8 @@ class Study:
     def translator(self, name: str) -> dict:
         from .translators import train_translator
 
+        if is_baseline(self.cfg.translators[name]):  # nothing to train
+            return self.stages.run(self.plan.translator(name), lambda: {"kind": self.cfg.translators[name].kind})
         out_dir = self.root / "translators" / name
 
         def work() -> dict:
@@ -156,9 +159,20 @@ class Study:
         return latest_checkpoint(self.root / "translators" / name / "checkpoints")
 
     def translation(self, name: str) -> Path:
+        from . import baselines
         from .translators import translate_folder
 
         folder = self.data_dir / "translated" / name
+        section = self.cfg.translators[name]
+        if is_baseline(section):
+            self.translator(name)
+
+            def transformed() -> dict:
+                n = baselines.translate_folder(section, self.data_dir, folder, self.cfg.progress)
+                return {"folder": str(folder), "images": n}
+
+            self.stages.run(self.plan.translation(name), transformed, [folder])
+            return folder
         generator = Path(self.translator(name)["generator"])
 
         def work() -> dict:
@@ -186,7 +200,6 @@ class Study:
 
     def quality(self, name: str) -> dict:
         from .quality import translation_quality
-        from .translators import translate_arrays
 
         samples = self.root / "quality" / f"{name}.npy"  # for the sample grid
 
@@ -196,11 +209,7 @@ class Study:
             # the quality set is bounded by data.*.n_quality, not by the dataset: held as arrays
             source, labels = stack(self.data.quality)
             paired = stack(self.data.quality_target)[0] if self.data.quality_target is not None else None
-            translated = (
-                source
-                if name == "none"
-                else translate_arrays(Path(self.translator(name)["generator"]), source, self.cfg.device)
-            )
+            translated = source if name == "none" else self._translate_quality(name, source)
             samples.parent.mkdir(exist_ok=True)
             np.save(samples, translated)
             return translation_quality(
@@ -214,6 +223,37 @@ class Study:
             )
 
         return results_of(self.stages.run(self.plan.quality(name), work, [samples]))
+
+    def _translate_quality(self, name: str, source: np.ndarray) -> np.ndarray:
+        from . import baselines
+        from .translators import translate_arrays
+
+        section = self.cfg.translators[name]
+        if is_baseline(section):
+            self.translator(name)
+            return baselines.translate_arrays(section, self.data_dir, source)
+        return translate_arrays(Path(self.translator(name)["generator"]), source, self.cfg.device)
+
+    def ensemble(self, c: Condition, seed: int) -> dict:
+        """Condition ``c`` scored by the averaged softmax of its members' segmenters of ``seed``."""
+        from .evaluation import evaluate_set
+
+        members = [self.segmenter(Recipe.of(self.plan.condition(m)), seed) for m in c.ensemble]
+
+        def work() -> dict:
+            models = [self.load_segmenter(Path(m["file"])) for m in members]
+            return {
+                "members": [m["file"] for m in members],
+                "target_test": evaluate_set(
+                    models, self.data.target_test, self.classes, num_workers=self.cfg.data.num_workers
+                ),
+            }
+
+        return self.stages.run(self.plan.ensemble(c, seed), work)
+
+    def row(self, c: Condition, seed: int) -> dict:
+        """The record that scores condition ``c`` with segmenter seed ``seed``."""
+        return self.ensemble(c, seed) if c.train_on == "ensemble" else self.segmenter(Recipe.of(c), seed)
 
     def report(self) -> dict:
         """Every row and translator-quality stage (each run or found cached), then the tables and plots."""
@@ -239,7 +279,7 @@ class Study:
         condition without self-training)."""
         from .self_training import round_portion
 
-        rounds = [{"segmenter": self.segmenter(Recipe.of(c), seed)}]
+        rounds = [{"segmenter": self.row(c, seed)}]
         for r in range(1, (c.self_training.rounds if c.self_training is not None else 0) + 1):
             labels = self.pseudo_labels(c, seed, r, Path(rounds[-1]["segmenter"]["file"]))
             segmenter = self.round_segmenter(c, seed, r, Path(labels["folder"]), Path(rounds[-1]["segmenter"]["file"]))

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .baselines import BASELINE_KEYS, is_baseline, section_inputs
 from .config import Condition, StudyConfig
 from .stages import STAGE_PREFIX, VERSION_KEY, Stage, flatten, package_version
 
@@ -97,10 +98,13 @@ class Plan:
 
     def translator(self, name: str) -> Stage:
         section = self.cfg.translators[name]
+        if is_baseline(section):  # nothing trained: the stage holds the keys its translation reads
+            return self._stage(f"translator:{name}", flatten(section_inputs(section), f"translators.{name}"), [])
+        ignored = (*CADENCE_KEYS, *SPEED_KEYS, *BASELINE_KEYS)
         fields = {
             k: v
             for k, v in asdict(section).items()
-            if k not in (*CADENCE_KEYS, *SPEED_KEYS) and not (k in OPTIONAL_TRANSLATOR_KEYS and not v)
+            if k not in ignored and not (k in OPTIONAL_TRANSLATOR_KEYS and not v)
         }
         reads = [self.data()]
         if section.lambda_semantic > 0:
@@ -113,7 +117,21 @@ class Plan:
         return self._stage(f"translator:{name}", config, reads)
 
     def translation(self, name: str) -> Stage:
-        return self._stage(f"translation:{name}", {"device": self.cfg.device}, [self.data(), self.translator(name)])
+        config = {} if is_baseline(self.cfg.translators[name]) else {"device": self.cfg.device}
+        return self._stage(f"translation:{name}", config, [self.data(), self.translator(name)])
+
+    def ensemble(self, c: Condition, seed: int) -> Stage:
+        """A row scored by the averaged softmax of other rows' segmenters of the same seed."""
+        members = [self.segmenter(Recipe.of(self.condition(m)), seed) for m in c.ensemble]
+        keys = [m.name.removeprefix("segmenter:").removesuffix(f"-seed{seed}") for m in members]
+        return self._stage(f"ensemble:{'+'.join(keys)}-seed{seed}", {}, [self.data(), *members])
+
+    def row(self, c: Condition, seed: int) -> Stage:
+        """The stage that scores condition ``c`` with segmenter seed ``seed``."""
+        return self.ensemble(c, seed) if c.train_on == "ensemble" else self.segmenter(Recipe.of(c), seed)
+
+    def condition(self, name: str) -> Condition:
+        return next(c for c in self.cfg.conditions if c.name == name)
 
     def quality(self, name: str) -> Stage:
         reads = [self.data(), self.oracle(), self.source_segmenter()]
@@ -157,7 +175,7 @@ class Plan:
         """The stages whose results make row ``c``'s numbers for ``seed``: its segmenter, and for a
         self-training row every round's pseudo-labels and segmenter (the last one scores the row)."""
         rounds = c.self_training.rounds if c.self_training is not None else 0
-        stages = [self.segmenter(Recipe.of(c), seed)]
+        stages = [self.row(c, seed)]
         for r in range(1, rounds + 1):
             stages += [self.pseudo_labels(c, seed, r), self.round_segmenter(c, seed, r)]
         return stages

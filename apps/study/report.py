@@ -223,10 +223,17 @@ def write_report(study, rows: dict, quality: dict, rounds: dict | None = None) -
     n = min(cfg.n_examples, len(study.data.target_test))
     images, labels = _examples(study.data.target_test, n)
     seed = cfg.segmenter.seeds[0]
-    preds = {name: predict_at(study.load_segmenter(Path(seeds[seed]["file"])), images) for name, seeds in rows.items()}
+    preds = {name: predict_at(_row_model(study, seeds[seed]), images) for name, seeds in rows.items()}
     grid = [_row([images[i], colorize(labels[i]), *(colorize(p[i]) for p in preds.values())]) for i in range(n)]
     write_image(root / "example_predictions.png", _stack(grid))
     return {"summary": summary, "quality": quality, "self_training": self_training}
+
+
+def _row_model(study, record: dict):
+    """The segmenter of a row's record, or the segmenters of an ensemble row's members."""
+    if "members" in record:
+        return [study.load_segmenter(Path(f)) for f in record["members"]]
+    return study.load_segmenter(Path(record["file"]))
 
 
 def _examples(dataset, n: int) -> tuple[np.ndarray, np.ndarray]:
