@@ -125,6 +125,11 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
     info = read_metadata(out / "translators/distilled/export/G_AB.safetensors")["info"]
     assert info["teacher"]["sha256"] == file_sha256(teacher)
     assert info["macs"]["teacher"] > info["macs"]["student"]
+    # a finished segmenter keeps its export, not its training checkpoints (disk: one set per row and seed)
+    assert list((out / "segmenters").glob("*/export/*.safetensors"))
+    assert not list((out / "segmenters").glob("*/checkpoints")) and not list(
+        out.glob("self_training/*/*/*/checkpoints")
+    )
     # segmenters of the same recipe and seed are shared, not retrained per row
     started = [e["stage"] for e in _events(out) if e["event"] == "started"]
     assert len(started) == len(set(started))

@@ -13,6 +13,7 @@ when its inputs are the same. The run folder keeps every config it was run with 
 from __future__ import annotations
 
 import json
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -89,13 +90,11 @@ class Study:
         if out["file"] is None:
             raise Interrupted(f"segmenter {key} stopped at step {out['step']}")
         model = self.load_segmenter(Path(out["file"]))
-        return {
-            "file": out["file"],
-            "resumed_at": out["resumed_at"],
-            "target_test": evaluate_set(
-                model, self.data.target_test, self.classes, num_workers=self.cfg.data.num_workers
-            ),
-        }
+        scores = evaluate_set(model, self.data.target_test, self.classes, num_workers=self.cfg.data.num_workers)
+        # a finished segmenter is read from its export alone: its training checkpoints (weights and
+        # optimiser state, hundreds of MB for a DeepLab, one set per row and seed) only served resume
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+        return {"file": out["file"], "resumed_at": out["resumed_at"], "target_test": scores}
 
     def _training_set(self, recipe: Recipe) -> dict:
         """The ``segmentation_pairs`` dataset options a recipe's segmenters train on: the source or
