@@ -146,3 +146,25 @@ def clip_weights(nets: Iterable[nn.Module], bound: float) -> None:
         for net in nets:
             for p in net.parameters():
                 p.clamp_(-bound, bound)
+
+
+def noise_sampler_export(
+    spec: Mapping[str, Any],
+    model: str,
+    noise_dim: int,
+    data_key: str,
+    classes: int = 0,
+    code_dim: int = 0,
+    **extra: Any,
+) -> dict[str, dict[str, Any]]:
+    """``export_info`` of a model whose generator ``G`` draws from noise (and a class label or
+    codes): the facts ``translate.sampling.load_sampler`` reads, then the model's own ``extra``."""
+    info = {
+        "model": model,
+        "classes": classes,
+        "noise_dim": noise_dim,
+        "code_dim": code_dim,
+        "data_key": data_key,
+        **extra,
+    }
+    return {"G": {"family": "sampler", "spec": spec, "info": info}}

@@ -31,7 +31,7 @@ from ..errors import ConfigError
 from ..nets import SAMPLERS
 from ..nets.began import AUTOENCODER_CRITICS
 from ..registry import resolved_spec
-from .base import MODELS, GANModel, OptimGroup, set_requires_grad
+from .base import MODELS, GANModel, OptimGroup, noise_sampler_export, set_requires_grad
 
 
 @dataclass
@@ -142,12 +142,6 @@ class BEGAN(GANModel):
         return {"real": real, "reconstructed": reconstructed, "fake": nets["G"](noise, label)}
 
     def export_info(self) -> dict[str, dict[str, Any]]:
-        info = {
-            "model": self.cfg.name,
-            "classes": self.cfg.classes,
-            "noise_dim": self.G.noise_dim,
-            "code_dim": 0,
-            "data_key": self.cfg.data_key,
-            "gamma": self.cfg.gamma,
-        }
-        return {"G": {"family": "sampler", "spec": self.spec, "info": info}}
+        return noise_sampler_export(
+            self.spec, self.cfg.name, self.G.noise_dim, self.cfg.data_key, self.cfg.classes, gamma=self.cfg.gamma
+        )

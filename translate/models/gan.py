@@ -23,7 +23,7 @@ from ..nets import SAMPLER_CRITICS, SAMPLERS
 from ..nets.layers import init_weights
 from ..objectives import build_objective, gradient_penalty
 from ..registry import resolved_spec
-from .base import MODELS, GANModel, OptimGroup, clip_weights, set_requires_grad
+from .base import MODELS, GANModel, OptimGroup, clip_weights, noise_sampler_export, set_requires_grad
 from .tricks import (
     HistoricalAverage,
     feature_matching_loss,
@@ -210,15 +210,15 @@ class GAN(GANModel):
         return None
 
     def export_info(self) -> dict[str, dict[str, Any]]:
-        info = {
-            "model": self.cfg.name,
-            "classes": self.cfg.classes,
-            "noise_dim": self.G.noise_dim,
-            "code_dim": self.code_dim(),
-            "data_key": self.cfg.data_key,
+        return noise_sampler_export(
+            self.spec,
+            self.cfg.name,
+            self.G.noise_dim,
+            self.cfg.data_key,
+            self.cfg.classes,
+            self.code_dim(),
             **self.code_info(),
-        }
-        return {"G": {"family": "sampler", "spec": self.spec, "info": info}}
+        )
 
     def code_info(self) -> dict[str, Any]:
         return {}

@@ -21,7 +21,7 @@ from ..nets import SAMPLERS
 from ..nets.laplacian import LevelDiscriminator, gaussian_pyramid, upsample
 from ..objectives import build_objective, gradient_penalty
 from ..registry import resolved_spec
-from .base import MODELS, GANModel, OptimGroup, set_requires_grad
+from .base import MODELS, GANModel, OptimGroup, noise_sampler_export, set_requires_grad
 
 
 @dataclass
@@ -119,13 +119,11 @@ class LAPGAN(GANModel):
         return {"real": real, "fake": nets["G"].decode(noise)}
 
     def export_info(self) -> dict[str, dict[str, Any]]:
-        info = {
-            "model": self.cfg.name,
-            "classes": 0,
-            "noise_dim": self.G.noise_dim,
-            "code_dim": 0,
-            "data_key": self.cfg.data_key,
-            "levels": self.G.levels,
-            "sizes": list(self.G.sizes),
-        }
-        return {"G": {"family": "sampler", "spec": self.spec, "info": info}}
+        return noise_sampler_export(
+            self.spec,
+            self.cfg.name,
+            self.G.noise_dim,
+            self.cfg.data_key,
+            levels=self.G.levels,
+            sizes=list(self.G.sizes),
+        )

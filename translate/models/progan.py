@@ -25,7 +25,7 @@ from ..nets import SAMPLER_CRITICS, SAMPLERS
 from ..nets.progressive import Growth, fade, growth_at
 from ..objectives import build_objective, gradient_penalty
 from ..registry import resolved_spec
-from .base import MODELS, GANModel, OptimGroup, set_requires_grad
+from .base import MODELS, GANModel, OptimGroup, noise_sampler_export, set_requires_grad
 
 
 @dataclass
@@ -135,12 +135,4 @@ class ProGAN(GANModel):
         return {"real": real, "fake": F.interpolate(fake, scale_factor=scale, mode="nearest") if scale > 1 else fake}
 
     def export_info(self) -> dict[str, dict[str, Any]]:
-        info = {
-            "model": self.cfg.name,
-            "classes": 0,
-            "noise_dim": self.G.noise_dim,
-            "code_dim": 0,
-            "data_key": self.cfg.data_key,
-            "levels": self.G.levels,
-        }
-        return {"G": {"family": "sampler", "spec": self.spec, "info": info}}
+        return noise_sampler_export(self.spec, self.cfg.name, self.G.noise_dim, self.cfg.data_key, levels=self.G.levels)
