@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
+from sampler_experiments import claim  # scripts/ is on the path when a script runs
 
 FEATURES = "scenes-rotation-cnn (trained here on the real training scenes; not Inception)"
 SAMPLES, SAMPLE_SEED = 1000, 10_000
@@ -74,17 +74,6 @@ def rotation_accuracy(net: torch.nn.Module, images: torch.Tensor) -> float:
 
     rotated = torch.cat([torch.rot90(images, k, (2, 3)) for k in range(4)])
     return accuracy(net, rotated, torch.arange(4).repeat_interleave(len(images)))
-
-
-def claim(out: Path, key: str) -> bool:
-    """True for the one process that may run ``key``: several processes can share ``out``."""
-    path = out / "claims" / key.replace("/", "__")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL))
-        return True
-    except FileExistsError:
-        return False
 
 
 def done_keys(results: Path) -> set[str]:
