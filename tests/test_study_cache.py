@@ -243,3 +243,25 @@ def test_an_unused_newer_translator_option_keeps_the_stages_of_runs_made_before_
     for key in OPTIONAL_TRANSLATOR_KEYS:
         assert f"translators.cyclegan.{key}" not in inputs  # a fingerprint of before the option
     assert plan.translator("distilled").inputs["translators.distilled.distill_from"] == "cyclegan"
+
+
+def test_segmenter_precision_is_in_the_fingerprint_only_when_set() -> None:
+    """amp changes the numbers, so a bf16 segmenter is another stage; while off the key is left out,
+    so run folders made before the option keep their segmenters."""
+    default = _fingerprints()
+    inputs = {s.name: s for s in Plan(load_study_config(SMOKE)).all_stages()}["segmenter:source-seed0"].inputs
+    assert "segmenter.amp" not in inputs
+    bf16 = _fingerprints("segmenter.amp=bf16")
+    assert bf16["segmenter:source-seed0"] != default["segmenter:source-seed0"]
+    assert bf16["translator:cyclegan"] == default["translator:cyclegan"]
+    assert _fingerprints("segmenter.amp=off")["segmenter:source-seed0"] == default["segmenter:source-seed0"]
+
+
+def test_segmenter_precision_reaches_the_engine_and_is_checked(tmp_path: Path) -> None:
+    from apps.study.segmenter import experiment
+    from translate.errors import ConfigError
+
+    cfg = load_study_config(SMOKE, ["segmenter.amp=auto"])
+    assert experiment(cfg.segmenter, {}, 0, tmp_path).engine.amp == "auto"
+    with pytest.raises(ConfigError, match="segmenter.amp"):
+        load_study_config(SMOKE, ["segmenter.amp=half"])

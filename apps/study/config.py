@@ -83,6 +83,8 @@ class SegmenterSection:
     save_every: int = 50
     photometric_strength: float = 1.0
     num_workers: int = 0  # data-loader processes (samples are the same with any number)
+    # the engine's precision (off | bf16 | fp16 | auto: bf16 where the device computes it natively)
+    amp: str = "off"
 
 
 @dataclass
@@ -141,6 +143,14 @@ DEFAULT_TRANSLATOR_MODEL = {
 
 #: the translator precisions the study accepts (auto: the engine picks what the device supports)
 AMP_MODES = ("off", "bf16", "fp16", "auto")
+
+
+def checked_amp(value: str, key: str) -> str:
+    """An engine precision mode; YAML reads a bare `off` as false, which means "off" here."""
+    value = "off" if value in ("False", "false") else value
+    if value not in AMP_MODES:
+        raise ConfigError(f"{key} must be one of {', '.join(AMP_MODES)}, got '{value}'")
+    return value
 
 
 @dataclass
@@ -259,16 +269,14 @@ def check_config(cfg: StudyConfig) -> None:
     if not cfg.segmenter.seeds:
         raise ConfigError("segmenter.seeds must list at least one seed")
     check_segmenter(cfg.segmenter)
+    cfg.segmenter.amp = checked_amp(cfg.segmenter.amp, "segmenter.amp")
     for name, t in cfg.translators.items():
         t.model = dict(t.model) or copy.deepcopy(DEFAULT_TRANSLATOR_MODEL)
         check_translator_kind(name, t, cfg.translators)
         model_config(t.model)  # strict: a misspelt option names itself
         if t.steps < 1:
             raise ConfigError(f"translators.{name}.steps must be >= 1")
-        if t.amp in ("False", "false"):  # YAML reads a bare `off` as false
-            t.amp = "off"
-        if t.amp not in AMP_MODES:
-            raise ConfigError(f"translators.{name}.amp must be one of {', '.join(AMP_MODES)}, got '{t.amp}'")
+        t.amp = checked_amp(t.amp, f"translators.{name}.amp")
         if t.num_workers < 0:
             raise ConfigError(f"translators.{name}.num_workers must be >= 0, got {t.num_workers}")
         PairTransform(t.preprocess, t.load_size, t.crop_size, True)  # an unknown mode or size names itself

@@ -27,6 +27,8 @@ SPEED_KEYS = ("num_workers", "channels_last", "compile", "grad_checkpointing")
 #: translator options of features added after studies were run: left out of the fingerprint while
 #: unused (empty), so a run folder made before them keeps its finished stages
 OPTIONAL_TRANSLATOR_KEYS = ("distill_from",)
+#: the same for segmenter options: left out while at their default
+OPTIONAL_SEGMENTER_DEFAULTS = {"amp": "off"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,11 @@ class Plan:
 
     def _segmenter_config(self, recipe: Recipe, seed: int) -> dict[str, Any]:
         ignored = ("seeds", *CADENCE_KEYS, *SEGMENTER_SPEED_KEYS)
-        section = {k: v for k, v in asdict(self.cfg.segmenter).items() if k not in ignored}
+        section = {
+            k: v
+            for k, v in asdict(self.cfg.segmenter).items()
+            if k not in ignored and not (k in OPTIONAL_SEGMENTER_DEFAULTS and v == OPTIONAL_SEGMENTER_DEFAULTS[k])
+        }
         if not recipe.photometric:
             section.pop("photometric_strength")
         return {

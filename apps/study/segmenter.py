@@ -97,6 +97,7 @@ def experiment(
             },
             "engine": {
                 "device": device,
+                "amp": s.amp,
                 "seed": seed,
                 "log_every": 50,
                 "sample_every": s.steps,
