@@ -58,28 +58,44 @@ def m_global_trend(folder: Path, step: int | None) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def draw(folder: Path, step: int | None, n: int, seed: int = 0) -> torch.Tensor:
+def draw(folder: Path, step: int | None, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` samples of the exported sampler, or of the (EMA) generator of the checkpoint at ``step``,
-    from the same noise as ``Sampler.sample(n, seed=seed)``."""
+    from the same noise as ``Sampler.sample(n, seed=seed)``; a conditional model draws every class
+    equally often (labels 0, 1, …, 9, 0, …), returned with the samples (None: unconditional)."""
     from translate.engine.state import model_from_checkpoint
     from translate.sampling import load_sampler
 
     if step is None:
-        return load_sampler(folder / "export/G.safetensors").sample(n, seed=seed)
+        sampler = load_sampler(folder / "export/G.safetensors")
+        labels = torch.arange(n) % sampler.classes if sampler.classes else None
+        return sampler.sample(n, label=labels, seed=seed), labels
     model, ema, _ = model_from_checkpoint(folder / f"checkpoints/ckpt_{step:08d}.pt")
     generator = (ema.copies["G"] if ema is not None else model.G).eval()
-    return generator(torch.randn(n, generator.noise_dim, generator=torch.Generator().manual_seed(seed))).float()
+    labels = torch.arange(n) % model.cfg.classes if model.cfg.classes else None
+    noise = torch.randn(n, generator.noise_dim, generator=torch.Generator().manual_seed(seed))
+    return generator(noise, labels).float(), labels
 
 
 @torch.no_grad()
-def sample_measures(samples: torch.Tensor, judge, real_test: torch.Tensor) -> dict:
+def sample_measures(samples: torch.Tensor, judge, real_test: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
+    """The judge's confidence and the classes it sees, diversity of features and pixels, FID/KID;
+    for conditional samples also how often the judge names the class asked for, and the
+    diversity within each class (mean over classes of the mean pairwise feature distance)."""
     from translate.measures import fid_kid
 
     n = len(samples)
     probs = torch.softmax(judge(samples), 1)
     confidence, predicted = probs.max(1)
     features = judge.features(samples)
+    conditional = {}
+    if labels is not None:
+        within = [float(torch.pdist(features[labels == c]).mean()) for c in labels.unique()]
+        conditional = {
+            "label_agreement": float((predicted == labels).float().mean()),
+            "within_class_feature_diversity": sum(within) / len(within),
+        }
     return {
+        **conditional,
         "mean_confidence": float(confidence.mean()),
         "share_confident": float((confidence >= 0.8).float().mean()),
         "classes_seen": int((torch.bincount(predicted, minlength=10) >= n * 0.02).sum()),
@@ -106,10 +122,13 @@ def report(out: Path, plots: Path | None, step: int | None) -> None:
     from translate.data.sampling_sets import Digits
 
     judge = cached_judge(out / "judge.pt")
-    real_test = Digits("test").images
+    test = Digits("test")
+    real_test = test.images
     with torch.no_grad():
-        ref_feat = float(torch.pdist(judge.features(real_test)).mean())
+        real_features = judge.features(real_test)
+        ref_feat = float(torch.pdist(real_features).mean())
         ref_pix = float(torch.pdist(real_test.flatten(1)).mean())
+        ref_within = [float(torch.pdist(real_features[test.labels == c]).mean()) for c in range(10)]
     rows = []
     for folder in sorted(out.glob("g*_s*")):
         needed = folder / ("export/G.safetensors" if step is None else f"checkpoints/ckpt_{step:08d}.pt")
@@ -118,8 +137,8 @@ def report(out: Path, plots: Path | None, step: int | None) -> None:
             continue
         gamma, seed = folder.name[1:].split("_s")
         first, last = m_global_trend(folder, step)
-        samples = draw(folder, step, 1000)
-        measured = sample_measures(samples, judge, real_test)
+        samples, labels = draw(folder, step, 1000)
+        measured = sample_measures(samples, judge, real_test, labels)
         row = {
             "gamma": float(gamma),
             "seed": int(seed),
@@ -144,15 +163,22 @@ def report(out: Path, plots: Path | None, step: int | None) -> None:
         falls = "yes" if r["m_global_last10"] < r["m_global_first10"] else "no"
         print(f"| {r['gamma']:g} | {r['seed']} | {r['m_global_first10']:.4f} | {r['m_global_last10']:.4f} | {falls} |")
     print()
-    print(f"real test digits: feature diversity {ref_feat:.2f}, pixel diversity {ref_pix:.2f}")
     print(
-        "| γ | seed | mean confidence | share ≥ 0.8 | classes seen (≥ 2 %) | feature diversity | pixel diversity | FID (digits-cnn) |"
+        f"real test digits: feature diversity {ref_feat:.2f} (within a class {sum(ref_within) / 10:.2f}), "
+        f"pixel diversity {ref_pix:.2f}"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| γ | seed | mean confidence | share ≥ 0.8 | classes seen (≥ 2 %) | judge agrees with the label | "
+        "feature diversity (within a class) | pixel diversity | FID (digits-cnn) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        agreement = f"{r['label_agreement']:.1%}" if "label_agreement" in r else "–"
+        within = f" ({r['within_class_feature_diversity']:.2f})" if "label_agreement" in r else ""
         print(
             f"| {r['gamma']:g} | {r['seed']} | {r['mean_confidence']:.1%} | {r['share_confident']:.1%} | "
-            f"{r['classes_seen']} | {r['feature_diversity']:.2f} | {r['pixel_diversity']:.2f} | {r['fid']:.1f} |"
+            f"{r['classes_seen']} | {agreement} | {r['feature_diversity']:.2f}{within} | {r['pixel_diversity']:.2f} | "
+            f"{r['fid']:.1f} |"
         )
 
 

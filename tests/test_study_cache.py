@@ -265,3 +265,18 @@ def test_segmenter_precision_reaches_the_engine_and_is_checked(tmp_path: Path) -
     assert experiment(cfg.segmenter, {}, 0, tmp_path).engine.amp == "auto"
     with pytest.raises(ConfigError, match="segmenter.amp"):
         load_study_config(SMOKE, ["segmenter.amp=half"])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_fingerprinted_as_what_it_means_on_this_machine(monkeypatch, native: bool) -> None:
+    """amp=auto is bf16 on a bf16-native CPU and full precision elsewhere: the stage is the bf16 one
+    there, and the cached full-precision one here (same fingerprint as amp=off)."""
+    import translate.devices
+
+    monkeypatch.setattr(translate.devices, "cpu_computes_bf16", lambda: native)
+    auto = _fingerprints("segmenter.amp=auto", "translators.cyclegan.amp=auto")
+    like = "bf16" if native else "off"
+    same = _fingerprints(f"segmenter.amp={like}", f"translators.cyclegan.amp={like}")
+    assert auto["segmenter:source-seed0"] == same["segmenter:source-seed0"]
+    assert auto["translator:cyclegan"] == same["translator:cyclegan"]
+    assert (auto["segmenter:source-seed0"] == _fingerprints()["segmenter:source-seed0"]) is not native

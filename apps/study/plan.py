@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from translate.devices import resolve_amp
+
 from .baselines import BASELINE_KEYS, is_baseline, section_inputs
 from .config import Condition, StudyConfig
 from .stages import STAGE_PREFIX, VERSION_KEY, Stage, flatten, package_version
@@ -75,9 +79,10 @@ class Plan:
 
     def _segmenter_config(self, recipe: Recipe, seed: int) -> dict[str, Any]:
         ignored = ("seeds", *CADENCE_KEYS, *SEGMENTER_SPEED_KEYS)
+        section = {**asdict(self.cfg.segmenter), "amp": self._precision(self.cfg.segmenter.amp)}
         section = {
             k: v
-            for k, v in asdict(self.cfg.segmenter).items()
+            for k, v in section.items()
             if k not in ignored and not (k in OPTIONAL_SEGMENTER_DEFAULTS and v == OPTIONAL_SEGMENTER_DEFAULTS[k])
         }
         if not recipe.photometric:
@@ -102,6 +107,16 @@ class Plan:
     def oracle(self) -> Stage:
         return self.segmenter(Recipe("target"), self.cfg.segmenter.seeds[0])
 
+    def _precision(self, amp: str) -> str:
+        """The precision a stage computes in: "auto" resolved for the study's device (bf16 on a
+        bf16-native CPU, full precision on another), so a run folder moved to another machine redoes
+        what would come out different there, and an "auto" that means full precision keeps the
+        full-precision stages. A CUDA device this machine lacks keeps the name as written."""
+        device = torch.device(self.cfg.device)
+        if amp != "auto" or (device.type == "cuda" and not torch.cuda.is_available()):
+            return amp
+        return resolve_amp(amp, device)
+
     def translator(self, name: str) -> Stage:
         section = self.cfg.translators[name]
         if is_baseline(section):  # nothing trained: the stage holds the keys its translation reads
@@ -109,7 +124,7 @@ class Plan:
         ignored = (*CADENCE_KEYS, *SPEED_KEYS, *BASELINE_KEYS)
         fields = {
             k: v
-            for k, v in asdict(section).items()
+            for k, v in {**asdict(section), "amp": self._precision(section.amp)}.items()
             if k not in ignored and not (k in OPTIONAL_TRANSLATOR_KEYS and not v)
         }
         reads = [self.data()]
