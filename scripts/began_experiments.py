@@ -1,8 +1,8 @@
 """BEGAN on digits: train the runs of docs/samplers.md (BEGAN) and measure them.
 
-    python3 scripts/began_experiments.py train --out runs/began --gammas 0.5 --seeds 0 1 2
-    python3 scripts/began_experiments.py train --out runs/began --gammas 0.3 0.7 --seeds 0
-    python3 scripts/began_experiments.py report --out runs/began --plots docs/samplers [--step 800]
+    python3 scripts/began_experiments.py train --out runs/began --gammas 1.0 --seeds 0 1 2
+    python3 scripts/began_experiments.py train --out runs/began --gammas 0.5 0.7 --seeds 0
+    python3 scripts/began_experiments.py report --out runs/began --plots runs/began/plots [--step 800]
 
 ``train`` runs ``configs/began_digits.yaml`` through the engine once per (γ, seed), in
 ``OUT/g{γ}_s{seed}`` (a killed run continues from its checkpoint; a finished one is skipped).
