@@ -280,3 +280,20 @@ def test_auto_precision_is_fingerprinted_as_what_it_means_on_this_machine(monkey
     assert auto["segmenter:source-seed0"] == same["segmenter:source-seed0"]
     assert auto["translator:cyclegan"] == same["translator:cyclegan"]
     assert (auto["segmenter:source-seed0"] == _fingerprints()["segmenter:source-seed0"]) is not native
+
+
+def test_a_translator_seed_is_another_translator_and_reaches_the_engine(tmp_path: Path) -> None:
+    """seed 0 (the default) keeps the stages of runs made before the option; another seed is
+    another translator, and everything downstream of it is redone."""
+    from apps.study.translators import experiment
+    from translate.errors import ConfigError
+
+    default, seeded = _fingerprints(), _fingerprints("translators.cyclegan.seed=1")
+    assert _fingerprints("translators.cyclegan.seed=0") == default
+    assert seeded["translator:cyclegan"] != default["translator:cyclegan"]
+    assert seeded["segmenter:source-seed0"] == default["segmenter:source-seed0"]
+    cfg = load_study_config(SMOKE, ["translators.cyclegan.seed=3"])
+    exp = experiment(cfg, "cyclegan", cfg.translators["cyclegan"], tmp_path, tmp_path / "t", None)
+    assert exp.engine.seed == 3
+    with pytest.raises(ConfigError, match="takes no seed"):
+        load_study_config(SMOKE, ["translators.fda05.seed=1"])

@@ -112,6 +112,10 @@ def check_section(name: str, t: TranslatorSection) -> None:
         return
     if t.init_from or t.lambda_semantic > 0:
         raise ConfigError(f"{where}: kind '{t.kind}' is not trained, so it takes neither init_from nor lambda_semantic")
+    if t.seed:
+        raise ConfigError(
+            f"{where}: kind '{t.kind}' is not trained, so it takes no seed (its references: reference_seed)"
+        )
     if not 0.0 < t.beta <= MAX_BETA:
         raise ConfigError(f"{where}.beta must be in (0, {MAX_BETA}], got {t.beta}")
     if not 0.0 <= t.blend <= 1.0:

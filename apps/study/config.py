@@ -103,6 +103,9 @@ class TranslatorSection:
     batch_size: int = 2
     lr: float = 5e-4
     ema_decay: float = 0.99
+    # the engine's seed (initialisation and data order): several translators that differ only in
+    # it measure the spread between GAN runs, which the segmenter seeds do not
+    seed: int = 0
     # > 0: CyCADA's semantic consistency with the frozen source-only segmenter (first seed)
     lambda_semantic: float = 0.0
     # another translator (a key of `translators`) whose final weights this one starts from,

@@ -29,8 +29,8 @@ SEGMENTER_SPEED_KEYS = ("num_workers",)
 #: changes the numbers and stays in the fingerprint
 SPEED_KEYS = ("num_workers", "channels_last", "compile", "grad_checkpointing")
 #: translator options of features added after studies were run: left out of the fingerprint while
-#: unused (empty), so a run folder made before them keeps its finished stages
-OPTIONAL_TRANSLATOR_KEYS = ("distill_from",)
+#: at their default (empty, 0), so a run folder made before them keeps its finished stages
+OPTIONAL_TRANSLATOR_KEYS = ("distill_from", "seed")
 #: the same for segmenter options: left out while at their default
 OPTIONAL_SEGMENTER_DEFAULTS = {"amp": "off"}
 

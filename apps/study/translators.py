@@ -66,7 +66,7 @@ def experiment(
                 "compile": t.compile,
                 "grad_checkpointing": t.grad_checkpointing,
                 "ema_decay": t.ema_decay,
-                "seed": 0,
+                "seed": t.seed,
                 "log_every": 20,
                 "sample_every": t.sample_every,
                 "save_every": t.save_every,
