@@ -99,6 +99,11 @@ def _note_once(device_type: str, amp: str, chosen: str, why: str) -> None:
         _log.info("amp %s on %s: %s (%s)", amp, device_type, chosen, why)
 
 
+def amp_name(amp: str) -> str:
+    """``amp`` as its config meant it: YAML's unquoted ``off``, which a string field holds as "False", is "off"."""
+    return "off" if str(amp) in _YAML_OFF else amp
+
+
 def resolve_amp(amp: str, device: torch.device, cuda_fallback: str = "off") -> str:
     """The concrete precision ("off", "bf16", "fp16") that ``amp`` means on ``device``.
 
@@ -108,7 +113,7 @@ def resolve_amp(amp: str, device: torch.device, cuda_fallback: str = "off") -> s
     logged once per process. Explicit names stay as they are; bf16 on a CPU that emulates it works
     but is warned about as slow. An unknown name is a ``ConfigError`` naming it.
     """
-    amp = "off" if str(amp) in _YAML_OFF else amp
+    amp = amp_name(amp)
     if amp not in AMP_NAMES:
         raise ConfigError(f"unknown amp '{amp}'; known: {', '.join(AMP_NAMES)}")
     native = computes_bf16(device)

@@ -144,15 +144,15 @@ DEFAULT_TRANSLATOR_MODEL = {
     "discriminator": {"name": "patchgan", "ndf": 16, "n_layers": 2},
 }
 
-#: the translator precisions the study accepts (auto: the engine picks what the device supports)
-AMP_MODES = ("off", "bf16", "fp16", "auto")
-
 
 def checked_amp(value: str, key: str) -> str:
-    """An engine precision mode; YAML reads a bare `off` as false, which means "off" here."""
-    value = "off" if value in ("False", "false") else value
-    if value not in AMP_MODES:
-        raise ConfigError(f"{key} must be one of {', '.join(AMP_MODES)}, got '{value}'")
+    """An engine precision (off | bf16 | fp16 | auto: the engine picks what the device supports),
+    a bare YAML `off` read as "off"; an unknown one is an error naming ``key``."""
+    from translate.devices import AMP_DTYPES, amp_name
+
+    value, modes = amp_name(value), (*AMP_DTYPES, "auto")
+    if value not in modes:
+        raise ConfigError(f"{key} must be one of {', '.join(modes)}, got '{value}'")
     return value
 
 
