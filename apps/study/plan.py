@@ -28,11 +28,18 @@ SEGMENTER_SPEED_KEYS = ("num_workers",)
 #: holds: every sample is a function of its key, recomputation gives the same gradients); ``amp``
 #: changes the numbers and stays in the fingerprint
 SPEED_KEYS = ("num_workers", "channels_last", "compile", "grad_checkpointing")
-#: translator options of features added after studies were run: left out of the fingerprint while
-#: at their default (empty, 0), so a run folder made before them keeps its finished stages
+#: translator and segmenter options of features added after studies were run: left out of the
+#: fingerprint while at their section's default, so a run folder made before them keeps its stages
 OPTIONAL_TRANSLATOR_KEYS = ("distill_from", "seed")
-#: the same for segmenter options: left out while at their default
-OPTIONAL_SEGMENTER_DEFAULTS = {"amp": "off"}
+OPTIONAL_SEGMENTER_KEYS = ("amp",)
+
+
+def stage_keys(section: Any, ignored: tuple[str, ...], optional: tuple[str, ...], **resolved: Any) -> dict:
+    """A config section's keys that determine a stage: all but ``ignored``, the ``optional`` ones only
+    when they differ from the section's default, ``resolved`` values in place of the written ones."""
+    default = asdict(type(section)())
+    fields = {**asdict(section), **resolved}
+    return {k: v for k, v in fields.items() if k not in ignored and not (k in optional and v == default[k])}
 
 
 @dataclass(frozen=True)
@@ -79,12 +86,8 @@ class Plan:
 
     def _segmenter_config(self, recipe: Recipe, seed: int) -> dict[str, Any]:
         ignored = ("seeds", *CADENCE_KEYS, *SEGMENTER_SPEED_KEYS)
-        section = {**asdict(self.cfg.segmenter), "amp": self._precision(self.cfg.segmenter.amp)}
-        section = {
-            k: v
-            for k, v in section.items()
-            if k not in ignored and not (k in OPTIONAL_SEGMENTER_DEFAULTS and v == OPTIONAL_SEGMENTER_DEFAULTS[k])
-        }
+        segmenter = self.cfg.segmenter
+        section = stage_keys(segmenter, ignored, OPTIONAL_SEGMENTER_KEYS, amp=self._precision(segmenter.amp))
         if not recipe.photometric:
             section.pop("photometric_strength")
         return {
@@ -122,11 +125,7 @@ class Plan:
         if is_baseline(section):  # nothing trained: the stage holds the keys its translation reads
             return self._stage(f"translator:{name}", flatten(section_inputs(section), f"translators.{name}"), [])
         ignored = (*CADENCE_KEYS, *SPEED_KEYS, *BASELINE_KEYS)
-        fields = {
-            k: v
-            for k, v in {**asdict(section), "amp": self._precision(section.amp)}.items()
-            if k not in ignored and not (k in OPTIONAL_TRANSLATOR_KEYS and not v)
-        }
+        fields = stage_keys(section, ignored, OPTIONAL_TRANSLATOR_KEYS, amp=self._precision(section.amp))
         reads = [self.data()]
         if section.lambda_semantic > 0:
             reads.append(self.source_segmenter())  # the frozen segmenter of the semantic term
