@@ -150,6 +150,54 @@ def test_concatenated_training_set_draws_each_part_with_the_key_seed(tmp_path: P
         SegmentationConcat([])
 
 
+def _labelled_folder(root: Path, images: np.ndarray, labels: np.ndarray) -> dict:
+    write_folder(root / "images", images)
+    (root / "labels").mkdir()
+    for i, label in enumerate(labels):
+        Image.fromarray(label).save(root / "labels" / f"img_{i:03d}.png")
+    return {"images": str(root / "images"), "labels": str(root / "labels"), "flip": False}
+
+
+def test_classmix_pastes_half_the_source_classes_with_their_labels_onto_the_target(tmp_path: Path) -> None:
+    from translate.segdata.datasets import SegmentationClassMix, SegmentationConcat, classmix_mask
+
+    # source: 4 vertical stripes of classes 1–4, bright; target: one pseudo-label (class 7), dark,
+    # its right half ignored
+    source_label = np.repeat(np.repeat(np.arange(1, 5, dtype=np.uint8), 4)[None], 8, axis=0)
+    target_label = np.full((8, 16), 7, np.uint8)
+    target_label[:, 8:] = IGNORE
+    source = _labelled_folder(tmp_path / "s", np.full((3, 8, 16, 3), 250, np.uint8), np.stack([source_label] * 3))
+    target = _labelled_folder(tmp_path / "t", np.full((2, 8, 16, 3), 5, np.uint8), np.stack([target_label] * 2))
+    mixed = SegmentationClassMix(target=target, source=source)
+    assert len(mixed) == 2
+    seen = set()
+    for seed in range(20):
+        sample = mixed[(1, seed)]
+        image, label = sample["image"], sample["label"]
+        assert image.shape == (3, 8, 16) and image.dtype == torch.float32 and label.dtype == torch.int64
+        pasted = label != 7
+        pasted &= label != IGNORE
+        pasted_classes = set(label[pasted].unique().tolist())
+        assert len(pasted_classes) == 2 and pasted_classes <= {1, 2, 3, 4}  # half of the four classes
+        assert (image[:, pasted] > 0.9).all() and (image[:, ~pasted] < -0.9).all()  # pixels go with labels
+        assert torch.equal(pasted, torch.from_numpy(np.isin(source_label, sorted(pasted_classes))))
+        assert (label[~pasted] == torch.from_numpy(target_label)[~pasted]).all()  # the target's elsewhere
+        seen.add(tuple(sorted(pasted_classes)))
+        assert torch.equal(mixed[(1, seed)]["label"], label)  # a key is replayed exactly
+    assert len(seen) > 3  # every seed draws its own classes
+    # the ignore index is never a class to paste, and a label of it alone pastes nothing
+    rng = np.random.default_rng(0)
+    assert not classmix_mask(np.full((4, 4), IGNORE, np.uint8), rng).any()
+    # as a part of the round's concatenated set
+    both = SegmentationConcat([source, {"name": "segmentation_classmix", "target": target, "source": source}])
+    assert len(both) == 5 and torch.equal(both[(4, 3)]["label"], mixed[(1, 3)]["label"])
+    other = _labelled_folder(tmp_path / "o", np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 8, 8), np.uint8))
+    with pytest.raises(DataError, match="one sample size"):
+        SegmentationClassMix(target=target, source=other)[(0, 0)]
+    with pytest.raises(DataError, match="segmentation_pairs or segmentation_classmix"):
+        SegmentationConcat([{"name": "unpaired_folders"}])
+
+
 def _conditions(self_training: str) -> str:
     return (
         "conditions=[{name: s, train_on: source}, {name: o, train_on: target}, "
@@ -174,6 +222,7 @@ def _conditions(self_training: str) -> str:
         ),
         (_conditions("{steps: -1}"), "condition 'st': self_training.steps and .lr must be >= 0"),
         (_conditions("{min_threshold: 1.0}"), "condition 'st': self_training.min_threshold must be in [0, 1), got 1.0"),
+        (_conditions("{mix: cutmix}"), "condition 'st': self_training.mix must be one of none, classmix, got 'cutmix'"),
         (_conditions("{portions: 0.5}"), "portions"),
     ],
 )
@@ -213,3 +262,10 @@ def test_another_round_keeps_the_rounds_before_it() -> None:
     before, after = _fingerprints(), _fingerprints(rounds=3)
     assert after.keys() - before.keys() == _row_stages(("pseudolabels", "segmenter"), (3,))
     assert {name for name in before if before[name] != after[name]} == {"report"}
+
+
+def test_classmix_reruns_only_the_rounds_segmenters() -> None:
+    before, after = _fingerprints(), _fingerprints(mix="classmix")
+    changed = {name for name in before if before[name] != after[name]}
+    # the labels of round 1 come from the plain segmenter; round 2's from round 1's, which changed
+    assert changed == _row_stages(("segmenter",), (1, 2)) | _row_stages(("pseudolabels",), (2,)) | {"report"}

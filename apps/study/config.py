@@ -16,6 +16,9 @@ TRAIN_ON = ("source", "target", "translated", "ensemble")
 DATA_KINDS = ("synthetic", "gta5_cityscapes")
 #: where a self-training round's segmenter starts: from scratch, or from the previous round's segmenter
 SELF_TRAINING_INITS = ("scratch", "previous")
+#: what a self-training round trains on besides the condition's own set: the pseudo-labelled target
+#: images as they are, or those images with half the classes of a source image pasted on (ClassMix)
+SELF_TRAINING_MIXES = ("none", "classmix")
 
 
 @dataclass
@@ -174,6 +177,9 @@ class SelfTraining:
     init: str = "scratch"  # scratch | previous (fine-tune the previous round's segmenter)
     steps: int = 0  # a round segmenter's steps (0: segmenter.steps)
     lr: float = 0.0  # its learning rate (0: segmenter.lr)
+    # none: the pseudo-labelled target images as they are; classmix: each with half the classes of
+    # a sample of the condition's own set pasted on, labels and all (DACS's cross-domain mixing)
+    mix: str = "none"
 
 
 @dataclass
@@ -446,5 +452,7 @@ def check_self_training(c: Condition) -> None:
         raise ConfigError(f"{where}.portion_step must be >= 0, got {st.portion_step}")
     if st.init not in SELF_TRAINING_INITS:
         raise ConfigError(f"{where}.init must be one of {', '.join(SELF_TRAINING_INITS)}, got '{st.init}'")
+    if st.mix not in SELF_TRAINING_MIXES:
+        raise ConfigError(f"{where}.mix must be one of {', '.join(SELF_TRAINING_MIXES)}, got '{st.mix}'")
     if st.steps < 0 or st.lr < 0:
         raise ConfigError(f"{where}.steps and .lr must be >= 0 (0: the segmenter's), got {st.steps} and {st.lr}")

@@ -308,7 +308,8 @@ class Study:
 
     def round_segmenter(self, c: Condition, seed: int, round_: int, labels: Path, previous: Path) -> dict:
         """Round ``round_``'s segmenter: the condition's own training set and the pseudo-labelled
-        target images, concatenated; from scratch, or fine-tuning ``previous`` (``init: previous``)."""
+        target images (``mix: classmix``: with source classes pasted on), concatenated; from
+        scratch, or fine-tuning ``previous`` (``init: previous``)."""
         from .self_training import pseudo_labelled_part, round_section
 
         st = c.self_training
@@ -317,7 +318,10 @@ class Study:
         def work() -> dict:
             recipe = Recipe.of(c)
             section = round_section(self.cfg.segmenter, st, previous if st.init == "previous" else None)
-            parts = [self._training_set(recipe), pseudo_labelled_part(self.data_dir, self.data.target_train, labels)]
+            own, pseudo = self._training_set(recipe), pseudo_labelled_part(self.data_dir, self.data.target_train, labels)
+            if st.mix == "classmix":
+                pseudo = {"name": "segmentation_classmix", "target": pseudo, "source": own}
+            parts = [own, pseudo]
             dataset = {"name": "segmentation_concat", "parts": parts}
             return self._train_segmenter(recipe, seed, folder, section, dataset, f"{c.name}-seed{seed}-round{round_}")
 

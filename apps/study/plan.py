@@ -227,6 +227,8 @@ class Plan:
             "segmenter.lr": st.lr or self.cfg.segmenter.lr,
             "self_training.init": st.init,
         }
+        if st.mix != "none":  # read only when set, so rows without mixing keep their segmenters
+            config["self_training.mix"] = st.mix
         reads = [self.data(), *self._training_set(recipe), self.pseudo_labels(c, seed, round_)]
         reads += [self.round_segmenter(c, seed, round_ - 1)] if st.init == "previous" else []
         return self._stage(f"segmenter:{c.name}-seed{seed}-round{round_}", config, reads)

@@ -466,14 +466,15 @@ class SegmentationPairs(Dataset):
 @DATASETS.register("segmentation_concat")
 class SegmentationConcat(Dataset):
     """Several ``segmentation_pairs`` sets as one, concatenated: ``parts`` are their options (each
-    with its own folders, label format, sizes and crop). Sample ``i`` of the whole is sample ``i``
+    with its own folders, label format, sizes and crop; a part with ``name: segmentation_classmix``
+    is that dataset instead). Sample ``i`` of the whole is sample ``i``
     of the first part, then of the second, ..., drawn with the key's seed, so an epoch visits every
     sample of every part once (e.g. labelled source images and pseudo-labelled target images)."""
 
     def __init__(self, parts: Sequence[dict]) -> None:
         if not parts:
             raise DataError("segmentation_concat needs at least one part")
-        self.parts = [SegmentationPairs(**dict(part)) for part in parts]
+        self.parts = [_part(part) for part in parts]
         self.starts = np.cumsum([0] + [len(p) for p in self.parts])
 
     def __len__(self) -> int:
@@ -485,3 +486,66 @@ class SegmentationConcat(Dataset):
             raise IndexError(f"sample {index} of a segmentation_concat of {len(self)}")
         part = int(np.searchsorted(self.starts, int(index), side="right")) - 1
         return self.parts[part][(int(index) - int(self.starts[part]), seed)]
+
+
+def _part(options: dict) -> Dataset:
+    """A part of a combined set: ``segmentation_pairs`` options, or another registered segmentation
+    dataset named by ``name``."""
+    options = dict(options)
+    name = options.pop("name", "segmentation_pairs")
+    if name not in ("segmentation_pairs", "segmentation_classmix"):
+        raise DataError(f"a segmentation part must be segmentation_pairs or segmentation_classmix, got '{name}'")
+    return DATASETS.get(name)(**options)
+
+
+def classmix_mask(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """ClassMix's mask (Olsson et al. 2021): the pixels of a randomly chosen half of the classes
+    present in ``label`` (H×W trainIds; the ignore index is never chosen)."""
+    present = np.unique(label[label != IGNORE])
+    if len(present) == 0:
+        return np.zeros(label.shape, dtype=bool)
+    chosen = rng.choice(present, size=(len(present) + 1) // 2, replace=False)
+    return np.isin(label, chosen)
+
+
+@DATASETS.register("segmentation_classmix")
+class SegmentationClassMix(Dataset):
+    """Cross-domain ClassMix as in DACS (Tranheden et al. 2021): each sample is a target image with
+    the pixels of half the classes of a labelled source image pasted onto it; its label is the
+    source's label where pasted and the target's (pseudo-)label elsewhere.
+
+    Self-training on pseudo-labels alone drifts towards the classes it already predicts well (a
+    minority class's unsure pixels become its neighbour's); pasted source objects keep correct
+    labels for every class inside target-looking scenes. ``target`` and ``source``: the options of
+    two ``segmentation_pairs`` sets whose samples have one size (e.g. pseudo-labelled target images
+    and the translated source). Sample ``i`` is target sample ``i`` mixed with a source sample
+    drawn from the key's seed, so a resumed run replays it and every epoch draws new partners.
+    """
+
+    def __init__(self, target: dict, source: dict) -> None:
+        self.target = SegmentationPairs(**dict(target))
+        self.source = SegmentationPairs(**dict(source))
+        if len(self.source) == 0:
+            raise DataError("segmentation_classmix needs at least one source sample")
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        import torch
+
+        index, seed = (key, key) if isinstance(key, (int, np.integer)) else key
+        rng = np.random.default_rng([int(seed), int(index), 0x6D6978])
+        target = self.target[(int(index), seed)]
+        partner = int(rng.integers(len(self.source)))
+        source = self.source[(partner, int(rng.integers(2**31)))]
+        if source["label"].shape != target["label"].shape:
+            raise DataError(
+                f"segmentation_classmix: source sample {partner} is {tuple(source['label'].shape)} and target "
+                f"sample {index} {tuple(target['label'].shape)}; both sets need one sample size (size or crop)"
+            )
+        mask = torch.from_numpy(classmix_mask(source["label"].numpy(), rng))
+        return {
+            "image": torch.where(mask, source["image"], target["image"]),
+            "label": torch.where(mask, source["label"], target["label"]),
+        }
