@@ -110,3 +110,27 @@ def test_engine_amp_off_unquoted_in_yaml_means_full_precision(tmp_path):
     for cfg in (load_config(config, TINY), load_config(None, [*TINY, "engine.amp=off"])):
         rt = build_runtime(cfg, DistEnv(), 1)
         assert rt.amp == "off"
+
+
+@pytest.mark.parametrize("kind", ["instance", "group"])
+def test_norms_compute_in_float32_under_cpu_autocast_as_cuda_autocast_does(kind):
+    from translate.infer.stats import normalise
+    from translate.nets.layers import norm_layer
+
+    norm = norm_layer(kind, 32)  # group norm of 32 channels: 32 groups, so both are per-channel
+    x = (torch.randn(2, 32, 12, 12, generator=torch.Generator().manual_seed(0)) * 3 + 1).bfloat16()
+    exact = torch.nn.functional.group_norm(x.double(), 32, eps=norm.eps)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = norm(x)
+        # tiled inference's hook hands on the same dtype, given the whole map's statistics
+        mean, var = x.double().mean(dim=(0, 2, 3)), x.double().var(dim=(0, 2, 3), unbiased=False)
+        tiled = normalise(norm, x[:1], mean, var)
+        conv = torch.nn.functional.conv2d(out, torch.randn(4, 32, 3, 3))
+    assert out.dtype == torch.float32 and tiled.dtype == torch.float32
+    assert conv.dtype == torch.bfloat16  # what follows the norm is still autocast's
+    # float32 arithmetic on the bf16 input: far inside bf16's own rounding (2^-8 relative)
+    assert (out.double() - exact).abs().max() < 1e-4
+    # the same layer in bf16 arithmetic rounds its output to bf16
+    bf16_rounded = torch.nn.functional.group_norm(x, 32, eps=norm.eps)
+    assert (bf16_rounded.double() - exact).abs().max() > 1e-3
+    assert norm(x.float()).dtype == torch.float32 and norm(x).dtype == torch.bfloat16  # outside autocast: as given

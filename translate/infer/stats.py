@@ -176,7 +176,12 @@ def normalise(module: nn.Module, x: torch.Tensor, mean: torch.Tensor, var: torch
         shift = shift + bias.detach().double().cpu()
     scale = scale.to(device=x.device, dtype=torch.float32).view(1, c, 1, 1)
     shift = shift.to(device=x.device, dtype=torch.float32).view(1, c, 1, 1)
-    return (x.float() * scale + shift).to(x.dtype)
+    out = x.float() * scale + shift
+    # a layer that keeps float32 under autocast (``nets.layers``) hands it on; others their input's dtype
+    full_precision = getattr(module, "full_precision_under_autocast", False) and torch.is_autocast_enabled(
+        x.device.type
+    )
+    return out if full_precision else out.to(x.dtype)
 
 
 class StopForward(Exception):
