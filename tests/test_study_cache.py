@@ -267,6 +267,16 @@ def test_segmenter_precision_reaches_the_engine_and_is_checked(tmp_path: Path) -
         load_study_config(SMOKE, ["segmenter.amp=half"])
 
 
+def test_segmenter_channels_last_reaches_the_engine_and_like_the_translators_speed_keys_keeps_the_stages(
+    tmp_path: Path,
+) -> None:
+    from apps.study.segmenter import experiment
+
+    assert _fingerprints("segmenter.channels_last=true") == _fingerprints()
+    cfg = load_study_config(SMOKE, ["segmenter.channels_last=true"])
+    assert experiment(cfg.segmenter, {}, 0, tmp_path).engine.channels_last is True
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_is_fingerprinted_as_what_it_means_on_this_machine(monkeypatch, native: bool) -> None:
     """amp=auto is bf16 on a bf16-native CPU and full precision elsewhere: the stage is the bf16 one

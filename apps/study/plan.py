@@ -23,7 +23,7 @@ from .stages import STAGE_PREFIX, VERSION_KEY, Stage, flatten, package_version
 #: section keys that set how often state is written, not what is trained
 CADENCE_KEYS = ("save_every", "sample_every")
 #: segmenter keys that set how fast a segmenter trains, not what: every sample is a function of its key
-SEGMENTER_SPEED_KEYS = ("num_workers",)
+SEGMENTER_SPEED_KEYS = ("num_workers", "channels_last")
 #: translator keys that change how fast, not what, the engine trains (as the engine's resume check
 #: holds: every sample is a function of its key, recomputation gives the same gradients); ``amp``
 #: changes the numbers and stays in the fingerprint

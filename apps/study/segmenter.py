@@ -98,6 +98,7 @@ def experiment(
             "engine": {
                 "device": device,
                 "amp": s.amp,
+                "channels_last": s.channels_last,
                 "seed": seed,
                 "log_every": 50,
                 "sample_every": s.steps,

@@ -26,6 +26,7 @@ CPU_VARIANTS = {
     **FP32_VARIANTS,
     "bf16": ["engine.amp=bf16"],
     "bf16+checkpointing": ["engine.amp=bf16", "engine.grad_checkpointing=true"],
+    "bf16+channels_last": ["engine.amp=bf16", "engine.channels_last=true"],
 }
 GPU_VARIANTS = {
     **CPU_VARIANTS,
@@ -137,9 +138,7 @@ def measure(args, variant_overrides: list[str]) -> dict:
     )
     rt = build_runtime(cfg, DistEnv(), steps_per_epoch=1)
     shape = (args.batch, 3, args.size, args.width or args.size)
-    batch = move_batch(
-        {"A": torch.rand(shape) * 2 - 1, "B": torch.rand(shape) * 2 - 1}, rt.device, cfg.engine.channels_last
-    )
+    batch = move_batch(rt.model.example_batch(shape), rt.device, cfg.engine.channels_last)
     cuda = rt.device.type == "cuda"
 
     def sync() -> None:

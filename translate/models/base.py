@@ -89,6 +89,11 @@ class GANModel(nn.Module):
         several of the model's nets as one file (a text sampler: its frozen text encoder and G)."""
         raise NotImplementedError
 
+    def example_batch(self, shape: tuple[int, int, int, int]) -> dict[str, torch.Tensor]:
+        """A random training batch of images of ``shape`` (N×3×H×W), for ``i2i bench train``: an
+        image pair in [-1, 1] (translators); a model that trains on other inputs says which."""
+        return {"A": torch.rand(shape) * 2 - 1, "B": torch.rand(shape) * 2 - 1}
+
     # --- derived from the declarations ---------------------------------------------------------
 
     def averaged_nets(self) -> dict[str, nn.Module]:
