@@ -36,12 +36,19 @@ def test_the_presets_config_keeps_the_quick_study_settings_and_changes_only_the_
     presets = load_study_config("configs/study_synth_presets.yaml")
     quick = load_study_config("configs/study_synth_quick.yaml")
     assert set(presets.variants) == {"real", "dusk", "overcast"}
-    assert presets.translators == quick.translators and presets.segmenter == quick.segmenter
-    # every quick-study row, as defined there, plus rows that add to them (self-training, ensemble)
+    assert presets.segmenter == quick.segmenter
+    # the quick study's translators untouched; more only as continuations of them
+    assert {name: presets.translators[name] for name in quick.translators} == quick.translators
+    added = {name: t for name, t in presets.translators.items() if name not in quick.translators}
+    assert all(
+        t.init_from in quick.translators and t.model == quick.translators[t.init_from].model for t in added.values()
+    )
+    # every quick-study row, as defined there, plus rows that add to them (self-training, ensembles,
+    # the continued translators)
     assert [c for c in presets.conditions if c.name in {q.name for q in quick.conditions}] == quick.conditions
     extra = [c for c in presets.conditions if c not in quick.conditions]
     assert {c.train_on for c in extra} <= {"translated", "ensemble"}
-    assert all(c.self_training or c.ensemble for c in extra) and extra
+    assert all(c.self_training or c.ensemble or c.translator in added for c in extra) and extra
 
 
 @pytest.mark.parametrize(
