@@ -318,10 +318,8 @@ class Study:
         def work() -> dict:
             recipe = Recipe.of(c)
             section = round_section(self.cfg.segmenter, st, previous if st.init == "previous" else None)
-            own, pseudo = (
-                self._training_set(recipe),
-                pseudo_labelled_part(self.data_dir, self.data.target_train, labels),
-            )
+            own = self._training_set(recipe)
+            pseudo = pseudo_labelled_part(self.data_dir, self.data.target_train, labels)
             if st.mix == "classmix":
                 pseudo = {"name": "segmentation_classmix", "target": pseudo, "source": own}
             parts = [own, pseudo]

@@ -22,6 +22,12 @@ DATASETS: Registry[type[TranslationDataset]] = Registry("dataset")
 Key = tuple[int, int]
 
 
+def split_key(key: int | Key) -> Key:
+    """A sample's ``(index, seed)``: the sampler's key, or a bare index, which is its own seed."""
+    index, seed = (key, key) if isinstance(key, (int, np.integer)) else key
+    return int(index), int(seed)
+
+
 class TranslationDataset(Dataset):
     """Yields dicts with float tensors ``A`` and ``B`` (C×H×W in [-1, 1]) and their source paths.
 
@@ -37,8 +43,8 @@ class TranslationDataset(Dataset):
         raise NotImplementedError
 
     def __getitem__(self, key: int | Key) -> dict:
-        index, seed = (key, key) if isinstance(key, (int, np.integer)) else key
-        return self.load(int(index), np.random.default_rng(seed))
+        index, seed = split_key(key)
+        return self.load(index, np.random.default_rng(seed))
 
 
 class EpochSampler(Sampler[Key]):

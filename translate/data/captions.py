@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from .base import DATASETS
+from .base import DATASETS, split_key
 from .sampling_sets import digits_split, digits_tensor
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -277,7 +277,7 @@ class DigitCaptions(Dataset):
         return compose_caption(int(self.labels[index]), thickness, slant, rng), thickness, slant
 
     def __getitem__(self, key) -> dict[str, torch.Tensor]:
-        index, seed = (int(key), int(key)) if isinstance(key, (int, np.integer)) else (int(key[0]), int(key[1]))
+        index, seed = split_key(key)
         text, thickness, slant = self.caption(index, seed)
         return {
             "image": self.images[index],

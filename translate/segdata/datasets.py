@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..data.base import DATASETS
+from ..data.base import DATASETS, split_key
 from ..data.images import apply_orientation, exif_orientation, image_size, list_images, read_image
 from ..errors import DataError
 from .classes import ID_TO_TRAINID, IGNORE, NUM_CLASSES
@@ -445,8 +445,7 @@ class SegmentationPairs(Dataset):
 
         from ..data.images import to_tensor
 
-        index, seed = (key, key) if isinstance(key, (int, np.integer)) else key
-        index = int(index)
+        index, seed = split_key(key)
         rng = np.random.default_rng(seed)
         image, label = self.pairs[index]
         if self.alternatives is not None and rng.random() < self.p_alternative:
@@ -481,11 +480,11 @@ class SegmentationConcat(Dataset):
         return int(self.starts[-1])
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
-        index, seed = (key, key) if isinstance(key, (int, np.integer)) else key
-        if not 0 <= int(index) < len(self):
+        index, seed = split_key(key)
+        if not 0 <= index < len(self):
             raise IndexError(f"sample {index} of a segmentation_concat of {len(self)}")
-        part = int(np.searchsorted(self.starts, int(index), side="right")) - 1
-        return self.parts[part][(int(index) - int(self.starts[part]), seed)]
+        part = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.parts[part][(index - int(self.starts[part]), seed)]
 
 
 def _part(options: dict) -> Dataset:
@@ -534,9 +533,9 @@ class SegmentationClassMix(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         import torch
 
-        index, seed = (key, key) if isinstance(key, (int, np.integer)) else key
-        rng = np.random.default_rng([int(seed), int(index), 0x6D6978])
-        target = self.target[(int(index), seed)]
+        index, seed = split_key(key)
+        rng = np.random.default_rng([seed, index, 0x6D6978])
+        target = self.target[(index, seed)]
         partner = int(rng.integers(len(self.source)))
         source = self.source[(partner, int(rng.integers(2**31)))]
         if source["label"].shape != target["label"].shape:
