@@ -28,3 +28,20 @@ def tiny_unpaired(tmp_path: Path) -> tuple[Path, Path]:
         write_folder(tmp_path / "A", a.clip(0, 255).astype(np.uint8)),
         write_folder(tmp_path / "B", b.clip(0, 255).astype(np.uint8)),
     )
+
+
+@pytest.fixture(autouse=True)
+def _sigchld_as_before():
+    """Each test leaves SIGCHLD as it found it. A DataLoader with workers installs a Python SIGCHLD
+    handler for the rest of the process. With it left in place, the quick loop on a 2-core
+    AVX-512 CPU died with SIGSEGV a few tests after the `auto` backend tests (raised by the kernel,
+    si_code SI_KERNEL, while the main thread was in a read system call; reproducible with
+    test_augment_transform, test_backends_wired and test_began together, gone with the handler
+    reset). The handler only speeds up the report of a dead worker, so resetting it between tests
+    changes no result."""
+    import signal
+
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    if signal.getsignal(signal.SIGCHLD) is not before and before is not None:
+        signal.signal(signal.SIGCHLD, before)
