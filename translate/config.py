@@ -31,6 +31,9 @@ class DataConfig:
     flip: bool = True
     batch_size: int = 1
     num_workers: int = 0
+    # megabytes of decoded images each loading process keeps in memory, for datasets that take
+    # cache_mb (translate.data.cache): a small set is decoded once instead of every epoch
+    cache_mb: float = 0.0
 
 
 @dataclass
@@ -102,6 +105,7 @@ RESUME_FREE_KEYS = frozenset(
         "resume",
         "init_from",  # only read when a run starts, never on resume
         "data.num_workers",  # loading processes; every sample is a function of (index, seed)
+        "data.cache_mb",  # decoded images kept in memory: the same pixels, read once
         "engine.device",  # another (or fewer) GPU(s), e.g. cuda:3 -> cuda
         "engine.grad_checkpointing",  # recompute instead of store: the same gradients
         "engine.channels_last",  # memory format

@@ -23,11 +23,11 @@ from .stages import STAGE_PREFIX, VERSION_KEY, Stage, flatten, package_version
 #: section keys that set how often state is written, not what is trained
 CADENCE_KEYS = ("save_every", "sample_every")
 #: segmenter keys that set how fast a segmenter trains, not what: every sample is a function of its key
-SEGMENTER_SPEED_KEYS = ("num_workers", "channels_last")
+SEGMENTER_SPEED_KEYS = ("num_workers", "channels_last", "cache_mb")
 #: translator keys that change how fast, not what, the engine trains (as the engine's resume check
 #: holds: every sample is a function of its key, recomputation gives the same gradients); ``amp``
 #: changes the numbers and stays in the fingerprint
-SPEED_KEYS = ("num_workers", "channels_last", "compile", "grad_checkpointing")
+SPEED_KEYS = ("num_workers", "channels_last", "compile", "grad_checkpointing", "cache_mb")
 #: translator and segmenter options of features added after studies were run: left out of the
 #: fingerprint while at their section's default, so a run folder made before them keeps its stages
 OPTIONAL_TRANSLATOR_KEYS = ("distill_from", "seed")

@@ -78,6 +78,7 @@ def experiment(
                 "dataset": {"name": "segmentation_pairs", **dataset},
                 "batch_size": s.batch_size,
                 "num_workers": s.num_workers,
+                "cache_mb": s.cache_mb,
             },
             "model": {
                 "name": "segmentation",

@@ -49,6 +49,7 @@ def experiment(
                 "flip": True,
                 "batch_size": t.batch_size,
                 "num_workers": t.num_workers,
+                "cache_mb": t.cache_mb,
             },
             "model": model,
             "optim": {

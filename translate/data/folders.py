@@ -16,6 +16,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .base import DATASETS, TranslationDataset
+from .cache import DecodedCache
 from .images import DEFAULT_MAX_PIXELS, image_size, list_images, read_image
 from .transforms import PairTransform
 
@@ -48,7 +49,8 @@ class UnpairedFolders(TranslationDataset):
 
     Sample ``index`` takes the ``index``-th image of A and a random image of B (drawn from the
     sample's rng, as in the CycleGAN reference), so an epoch visits every A image and the length is
-    the larger of the two folders. A and B get independent crops and flips.
+    the larger of the two folders. A and B get independent crops and flips. ``cache_mb``:
+    megabytes of decoded images kept in memory (``translate.data.cache``; 0: read every time).
     """
 
     paired = False
@@ -60,6 +62,7 @@ class UnpairedFolders(TranslationDataset):
         transform: PairTransform,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         recursive: bool = True,
+        cache_mb: float = 0.0,
     ) -> None:
         _check_max_pixels(max_pixels)
         self.root_a = root_a
@@ -67,6 +70,7 @@ class UnpairedFolders(TranslationDataset):
         self.transform = transform
         self.max_pixels = max_pixels
         self.recursive = recursive
+        self.cache = DecodedCache(cache_mb)
         self.files_a = list_images(root_a, recursive=recursive)
         self.files_b = list_images(root_b, recursive=recursive)
 
@@ -76,9 +80,12 @@ class UnpairedFolders(TranslationDataset):
     def load(self, index: int, rng: np.random.Generator) -> dict:
         path_a = self.files_a[index % len(self.files_a)]
         path_b = self.files_b[int(rng.integers(len(self.files_b)))]
-        (a,) = _transform_named(self.transform, [read_image(path_a, self.max_pixels)], [path_a], rng)
-        (b,) = _transform_named(self.transform, [read_image(path_b, self.max_pixels)], [path_b], rng)
+        (a,) = _transform_named(self.transform, [self._read(path_a)], [path_a], rng)
+        (b,) = _transform_named(self.transform, [self._read(path_b)], [path_b], rng)
         return {"A": a, "B": b, "A_path": str(path_a), "B_path": str(path_b)}
+
+    def _read(self, path: Path) -> np.ndarray:
+        return self.cache.get(path, lambda: read_image(path, self.max_pixels))
 
     def __repr__(self) -> str:
         return (
@@ -99,7 +106,8 @@ class PairedFolders(TranslationDataset):
     ``check_sizes`` (default) every file's header is read at construction, so a pair of different
     sizes, an odd-width side-by-side image or an image over ``max_pixels`` is reported before
     training starts; turn it off for very large datasets, and the same checks happen as each
-    sample is loaded.
+    sample is loaded. ``cache_mb``: megabytes of decoded pairs kept in memory
+    (``translate.data.cache``; 0: read every time).
     """
 
     paired = True
@@ -114,10 +122,12 @@ class PairedFolders(TranslationDataset):
         direction: str = "AtoB",
         recursive: bool = True,
         check_sizes: bool = True,
+        cache_mb: float = 0.0,
     ) -> None:
         _check_max_pixels(max_pixels)
         if direction not in DIRECTIONS:
             raise ConfigError(f"unknown direction '{direction}'; choices: {', '.join(DIRECTIONS)}")
+        self.cache = DecodedCache(cache_mb)
         self.transform = transform
         self.root_a = root_a
         self.root_b = root_b
@@ -174,17 +184,20 @@ class PairedFolders(TranslationDataset):
 
     def load(self, index: int, rng: np.random.Generator) -> dict:
         path_a, path_b = self.pairs[index]
-        if path_a == path_b:
-            a, b = _split(read_image(path_a, self.max_pixels), path_a)
-        else:
-            a = read_image(path_a, self.max_pixels)
-            b = read_image(path_b, self.max_pixels)
-            if a.shape != b.shape:
-                raise _size_mismatch(path_a, a.shape[:2], path_b, b.shape[:2])
+        a, b = self.cache.get(index, lambda: self._read_pair(path_a, path_b))
         ta, tb = _transform_named(self.transform, [a, b], [path_a, path_b], rng)
         if self.direction == "BtoA":
             ta, tb, path_a, path_b = tb, ta, path_b, path_a
         return {"A": ta, "B": tb, "A_path": str(path_a), "B_path": str(path_b)}
+
+    def _read_pair(self, path_a: Path, path_b: Path) -> tuple[np.ndarray, np.ndarray]:
+        if path_a == path_b:
+            return _split(read_image(path_a, self.max_pixels), path_a)
+        a = read_image(path_a, self.max_pixels)
+        b = read_image(path_b, self.max_pixels)
+        if a.shape != b.shape:
+            raise _size_mismatch(path_a, a.shape[:2], path_b, b.shape[:2])
+        return a, b
 
     def __repr__(self) -> str:
         source = f"root={self.root!r}" if self.side_by_side else f"root_a={self.root_a!r}, root_b={self.root_b!r}"

@@ -23,6 +23,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..data.base import DATASETS, split_key
+from ..data.cache import DecodedCache
 from ..data.images import apply_orientation, exif_orientation, image_size, list_images, read_image
 from ..errors import DataError
 from .classes import ID_TO_TRAINID, IGNORE, NUM_CLASSES
@@ -270,7 +271,8 @@ def random_crop(
 
 class SegmentationSet(SegmentationDataset):
     """(image, trainId label) pairs read lazily, one file at a time: the set holds its file list
-    and nothing else, so memory is bounded by what a batch holds, never by the size of the set.
+    and, with ``cache_mb`` > 0, up to that many megabytes of resized samples (``DecodedCache``), so
+    memory is bounded by the budget and what a batch holds, never by the size of the set.
 
     Every sample is resized (``size`` H×W exactly, or ``short_side`` keeping the aspect; area
     interpolation for images, nearest for labels). ``full_size_labels`` keeps labels at their file
@@ -289,6 +291,7 @@ class SegmentationSet(SegmentationDataset):
         crop: tuple[int, int] | None = None,
         full_size_labels: bool = False,
         mismatched: str = "error",
+        cache_mb: float = 0.0,
     ) -> None:
         if size is not None and short_side is not None:
             raise DataError("give a segmentation set either size or short_side, not both")
@@ -297,8 +300,12 @@ class SegmentationSet(SegmentationDataset):
         self.short_side = short_side
         self.crop = tuple(crop) if crop is not None else None
         self.full_size_labels = full_size_labels
+        self.cache = DecodedCache(cache_mb)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.cache.get(index, lambda: self._resized(index))
+
+    def _resized(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image, label = super().__getitem__(index)
         h, w = resized_size(*image.shape[:2], self.size, self.short_side)
         if (h, w) != image.shape[:2]:
@@ -389,7 +396,8 @@ class SegmentationPairs(Dataset):
     image under the same name (e.g. the images translated to the target domain), drawn instead of
     the original with probability ``p_alternative`` (1: always) and resized and cropped as the
     original; ``photometric``: strength of ``photometric_augmentation`` (0: none); ``flip``:
-    horizontal flips of image and label together. Every random choice comes from the key's seed, so
+    horizontal flips of image and label together; ``cache_mb``: megabytes of resized images and
+    labels (originals and alternatives) kept in memory (``translate.data.cache``). Every random choice comes from the key's seed, so
     a sample is the same in any worker and a resumed run replays it. Samples: ``image`` 3×H×W float
     in [-1, 1] and ``label`` H×W int64 trainIds (255 = ignore).
     """
@@ -407,6 +415,7 @@ class SegmentationPairs(Dataset):
         p_alternative: float = 1.0,
         photometric: float = 0.0,
         flip: bool = True,
+        cache_mb: float = 0.0,
     ) -> None:
         if not 0.0 <= p_alternative <= 1.0:
             raise DataError(f"p_alternative must be in [0, 1], got {p_alternative}")
@@ -414,7 +423,13 @@ class SegmentationPairs(Dataset):
             if value is not None and len(value) != 2:
                 raise DataError(f"segmentation_pairs {key} must be [height, width], got {list(value)}")
         self.pairs = SegmentationSet(
-            stem_pairs(images, labels), label_format, size=size, short_side=short_side, crop=crop, mismatched=mismatched
+            stem_pairs(images, labels),
+            label_format,
+            size=size,
+            short_side=short_side,
+            crop=crop,
+            mismatched=mismatched,
+            cache_mb=cache_mb,
         )
         self.alternatives = None
         if alternative_images is not None:
@@ -435,10 +450,14 @@ class SegmentationPairs(Dataset):
 
     def _alternative(self, index: int, size: tuple[int, int]) -> np.ndarray:
         """The alternative image of sample ``index`` at the (resized) size of the original."""
-        image = read_image(self.alternatives[index])
-        if image.shape[:2] != size:
-            image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-        return image
+
+        def load() -> np.ndarray:
+            image = read_image(self.alternatives[index])
+            if image.shape[:2] != size:
+                image = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+            return image
+
+        return self.pairs.cache.get(("alternative", index), load)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         import torch
@@ -468,12 +487,13 @@ class SegmentationConcat(Dataset):
     with its own folders, label format, sizes and crop; a part with ``name: segmentation_classmix``
     is that dataset instead). Sample ``i`` of the whole is sample ``i``
     of the first part, then of the second, ..., drawn with the key's seed, so an epoch visits every
-    sample of every part once (e.g. labelled source images and pseudo-labelled target images)."""
+    sample of every part once (e.g. labelled source images and pseudo-labelled target images).
+    ``cache_mb`` is each part's unless its options give their own."""
 
-    def __init__(self, parts: Sequence[dict]) -> None:
+    def __init__(self, parts: Sequence[dict], cache_mb: float = 0.0) -> None:
         if not parts:
             raise DataError("segmentation_concat needs at least one part")
-        self.parts = [_part(part) for part in parts]
+        self.parts = [_part(part, cache_mb) for part in parts]
         self.starts = np.cumsum([0] + [len(p) for p in self.parts])
 
     def __len__(self) -> int:
@@ -487,10 +507,10 @@ class SegmentationConcat(Dataset):
         return self.parts[part][(index - int(self.starts[part]), seed)]
 
 
-def _part(options: dict) -> Dataset:
+def _part(options: dict, cache_mb: float = 0.0) -> Dataset:
     """A part of a combined set: ``segmentation_pairs`` options, or another registered segmentation
-    dataset named by ``name``."""
-    options = dict(options)
+    dataset named by ``name``; each part without its own ``cache_mb`` gets the whole set's."""
+    options = {"cache_mb": cache_mb, **options}
     name = options.pop("name", "segmentation_pairs")
     if name not in ("segmentation_pairs", "segmentation_classmix"):
         raise DataError(f"a segmentation part must be segmentation_pairs or segmentation_classmix, got '{name}'")
@@ -519,11 +539,12 @@ class SegmentationClassMix(Dataset):
     two ``segmentation_pairs`` sets whose samples have one size (e.g. pseudo-labelled target images
     and the translated source). Sample ``i`` is target sample ``i`` mixed with a source sample
     drawn from the key's seed, so a resumed run replays it and every epoch draws new partners.
+    ``cache_mb`` is each set's unless its options give their own.
     """
 
-    def __init__(self, target: dict, source: dict) -> None:
-        self.target = SegmentationPairs(**dict(target))
-        self.source = SegmentationPairs(**dict(source))
+    def __init__(self, target: dict, source: dict, cache_mb: float = 0.0) -> None:
+        self.target = SegmentationPairs(**{"cache_mb": cache_mb, **target})
+        self.source = SegmentationPairs(**{"cache_mb": cache_mb, **source})
         if len(self.source) == 0:
             raise DataError("segmentation_classmix needs at least one source sample")
 
