@@ -252,3 +252,73 @@ def test_a_checkpoint_config_from_before_the_optimiser_keys_resumes_as_adam() ->
     assert trajectory_changes(stored, current) == []
     sgd = config_dict(load_config(None, ["optim.optimizer=sgd"]))
     assert trajectory_changes(stored, sgd) == ["optim.optimizer: adam -> sgd"]
+
+
+def _unet(depth: int = 3):
+    from translate.nets import build_network
+
+    channels = [64, 32, 16, 16, 16][:depth]
+    spec = {"name": "smp_unet", "encoder": "resnet18", "encoder_depth": depth, "decoder_channels": channels}
+    torch.manual_seed(7)
+    return build_network("segmenter", {**spec, "num_classes": 5})
+
+
+def test_a_shallow_unet_holds_only_the_encoder_stages_it_runs_and_computes_as_smp_does() -> None:
+    import segmentation_models_pytorch as smp
+
+    net = _unet(depth=3).eval()
+    torch.manual_seed(7)  # smp's own net, built from the same seed, keeps layer3 and layer4
+    whole = smp.Unet("resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(64, 32, 16), classes=5)
+    whole.eval()
+    assert net.unused_encoder_stages == ("layer3", "layer4")
+    assert not any(".layer3." in k or ".layer4." in k for k in net.state_dict())
+    held = sum(p.numel() for p in net.parameters())
+    assert held < 1_000_000 < sum(p.numel() for p in whole.parameters())
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(net(x), whole(x))  # the same initial weights where both have them
+    assert _unet(depth=5).unused_encoder_stages == ()
+
+
+def test_segmenter_files_written_with_the_unused_stages_still_load(tmp_path: Path) -> None:
+    import segmentation_models_pytorch as smp
+
+    from translate.nets.segmenters import load_segmenter_weights
+
+    torch.manual_seed(3)
+    whole = smp.Unet("resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(64, 32, 16), classes=5)
+    old_export = {f"net.{k}": v for k, v in whole.state_dict().items()}
+    assert any(".layer4." in k for k in old_export)
+    net = _unet()
+    net.load_state_dict(old_export)  # strict: only the dropped stages' keys are skipped
+    assert torch.equal(net.net.encoder.layer1[0].conv1.weight, whole.encoder.layer1[0].conv1.weight)
+    torch.save(old_export, tmp_path / "old.pth")
+    load_segmenter_weights(_unet(), tmp_path / "old.pth", into="model")
+    backbone = {**whole.encoder.state_dict(), "fc.weight": torch.zeros(10, 512), "fc.bias": torch.zeros(10)}
+    torch.save(backbone, tmp_path / "imagenet.pth")  # a whole ResNet-18 file, as torchvision's
+    fresh = _unet()
+    load_segmenter_weights(fresh, tmp_path / "imagenet.pth", into="encoder")
+    assert torch.equal(fresh.net.encoder.layer2[1].conv2.weight, whole.encoder.layer2[1].conv2.weight)
+    broken = dict(old_export)
+    del broken["net.encoder.layer1.0.conv1.weight"]
+    with pytest.raises(RuntimeError, match="layer1.0.conv1.weight"):
+        _unet().load_state_dict(broken)
+
+
+def test_exported_segmenters_with_the_unused_stages_load_as_networks_and_as_frozen_terms(tmp_path: Path) -> None:
+    import segmentation_models_pytorch as smp
+
+    from translate.io import export_network, load_network
+    from translate.models.frozen import frozen_network, read_export
+
+    torch.manual_seed(5)
+    before = torch.nn.Module()  # what an export written before the stages were dropped held
+    before.net = smp.Unet("resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(64, 32, 16), classes=5)
+    spec = {"name": "smp_unet", "encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [64, 32, 16]}
+    path = export_network(tmp_path / "old.safetensors", before, {**spec, "num_classes": 5}, family="segmenter")
+    x = torch.rand(1, 3, 16, 24)
+    expected = before.net.eval()(x)
+    loaded, _ = load_network(path)
+    frozen = frozen_network("segmenter", *read_export(path, "segmenter", "test", "a segmenter"), source=str(path))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), expected) and torch.equal(frozen(x), expected)

@@ -23,6 +23,7 @@ from torch import nn
 from .atomic import atomic_write, file_sha256  # noqa: F401  (file_sha256: part of io's interface)
 from .errors import CheckpointError, ConfigError
 from .nets import NETWORK_FAMILIES
+from .nets.layers import without_dropped_weights
 
 FORMAT = "i2i-network"
 FORMAT_VERSION = "1"
@@ -71,7 +72,9 @@ def prune_checkpoints(folder: str | Path, keep: int) -> None:
 
 
 def load_state_strict(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict`` whose failure names the file and the mismatching keys/shapes."""
+    """``load_state_dict`` whose failure names the file and the mismatching keys/shapes (weights
+    the net declares dropped, ``without_dropped_weights``, are not expected)."""
+    state = without_dropped_weights(net, state)
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..nets import NETWORK_FAMILIES
+from ..nets.layers import without_dropped_weights
 
 
 def read_export(
@@ -43,6 +44,7 @@ def frozen_network(family: str, spec: Mapping[str, Any], weights: Mapping[str, t
     """The ``family`` network of ``spec`` with ``weights``, in eval mode with gradients switched
     off; weights that do not fit the spec are an error naming ``source``."""
     net = NETWORK_FAMILIES.get(family).build(dict(spec))
+    weights = without_dropped_weights(net, weights)
     own = net.state_dict()
     if set(own) != set(weights) or any(own[k].shape != weights[k].shape for k in own):
         raise CheckpointError(f"{source}: the {family} weights do not fit its spec {dict(spec)}")

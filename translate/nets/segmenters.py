@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import Registry
-from .layers import NETWORK_DECLARATIONS, crop_to, pad_to_multiple
+from .layers import NETWORK_DECLARATIONS, crop_to, pad_to_multiple, skip_dropped_weights, without_dropped_weights
 
 SEGMENTERS: Registry[type[nn.Module]] = Registry("segmenter", required=NETWORK_DECLARATIONS)
 
@@ -28,6 +28,8 @@ class Segmenter(nn.Module):
     """Common interface: ``input_multiple`` (inputs are padded to it and logits cropped back)."""
 
     input_multiple: int = 1
+    #: encoder stages the segmenter never runs and does not hold (``drop_unused_stages``)
+    unused_encoder_stages: tuple[str, ...] = ()
 
     @staticmethod
     def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
@@ -71,10 +73,37 @@ class SmpUnet(Segmenter):
         )
         self.input_multiple = 2**encoder_depth
         self.num_classes = num_classes
+        self.unused_encoder_stages = tuple(drop_unused_stages(self.net.encoder, encoder_depth))
+        self.dropped_weights = tuple(f"net.encoder.{name}." for name in self.unused_encoder_stages)
+        self._register_load_state_dict_pre_hook(skip_dropped_weights, with_module=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, size = pad_to_multiple(x, self.input_multiple)
         return crop_to(self.net(padded), size)
+
+
+def drop_unused_stages(encoder: nn.Module, depth: int) -> list[str]:
+    """Replace the encoder stages deeper than ``depth`` with nothing and return their names.
+
+    smp builds every stage of the backbone whatever ``encoder_depth`` says and never runs the deeper
+    ones: a ResNet-18 U-Net of depth 3 carries 10.5 M weights in ``layer3``/``layer4`` beside its
+    0.9 M used ones, and every checkpoint and export wrote all of them (44 MB instead of 3.5 MB).
+    Only stages that are attributes of the encoder itself (``get_stages``: the ResNet family) are
+    dropped; other encoders are left whole. The remaining weights are initialised exactly as before."""
+    stages = getattr(encoder, "get_stages", None)
+    if stages is None:
+        return []
+    names = {id(child): name for name, child in encoder.named_children()}
+    dropped = []
+    for stride, modules in stages().items():
+        if stride <= 2**depth:
+            continue
+        for module in modules:
+            name = names.get(id(module))
+            if name is not None:
+                setattr(encoder, name, nn.Identity())
+                dropped.append(name)
+    return dropped
 
 
 class _SmpDeepLab(Segmenter):
@@ -174,7 +203,10 @@ def load_segmenter_weights(net: Segmenter, path: str | Path, into: str = "encode
     target = net.encoder() if into == "encoder" else net
     state = read_weights_file(path)
     if into == "encoder":
-        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_HEAD)}
+        unused = tuple(f"{name}." for name in net.unused_encoder_stages)
+        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_HEAD + unused)}
+    else:
+        state = without_dropped_weights(net, state)
     expected = target.state_dict()
     problems = [
         f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the {into}"
