@@ -68,11 +68,11 @@ class SegmentationModel(GANModel):
         ctx.optimize("S", loss)
         return {"loss": loss.detach()}
 
-    @torch.no_grad()
     def example_batch(self, shape: tuple[int, int, int, int]) -> dict[str, torch.Tensor]:
         n, _, h, w = shape
         return {"image": torch.rand(shape) * 2 - 1, "label": torch.randint(0, self.spec["num_classes"], (n, h, w))}
 
+    @torch.no_grad()
     def visuals(self, batch: Mapping[str, torch.Tensor], nets: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
         prediction = self.S(batch["image"]).argmax(1)
         return {"image": batch["image"], "label": _as_image(batch["label"]), "prediction": _as_image(prediction)}
