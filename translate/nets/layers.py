@@ -47,22 +47,28 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     raise ConfigError(f"unknown norm '{kind}'; known: {', '.join(NORMS)}")
 
 
-def without_dropped_weights(net: nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
-    """``state`` without the weights that ``net`` or one of its modules no longer holds: a module
-    lists their key prefixes, relative to itself, in ``dropped_weights`` (e.g. the encoder stages a
-    shallow U-Net never runs), so files written when it still held them load."""
-    dropped = tuple(
-        f"{name}.{key}" if name else key
+def dropped_weight_prefixes(net: nn.Module, prefix: str = "") -> tuple[str, ...]:
+    """Key prefixes (under ``prefix``) of the weights that ``net`` or one of its modules no longer
+    holds: a module lists them, relative to itself, in ``dropped_weights`` (e.g. the encoder stages
+    a shallow U-Net never runs), so files written when it still held them load."""
+    return tuple(
+        f"{prefix}{name}.{key}" if name else f"{prefix}{key}"
         for name, module in net.named_modules()
         for key in getattr(module, "dropped_weights", ())
     )
+
+
+def without_dropped_weights(net: nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` without the weights ``net`` declares dropped (``dropped_weight_prefixes``)."""
+    dropped = dropped_weight_prefixes(net)
     return {k: v for k, v in state.items() if not k.startswith(dropped)}
 
 
 def skip_dropped_weights(module: nn.Module, state: dict, prefix: str, *args: Any) -> None:
     """A load-state-dict pre-hook doing ``without_dropped_weights`` in place, for loads that go
     through ``load_state_dict`` (resumed checkpoints, models holding the module)."""
-    for key in [k for k in state if k.startswith(prefix) and k[len(prefix) :].startswith(module.dropped_weights)]:
+    dropped = dropped_weight_prefixes(module, prefix)
+    for key in [k for k in state if k.startswith(dropped)]:
         del state[key]
 
 

@@ -31,6 +31,11 @@ class Segmenter(nn.Module):
     #: encoder stages the segmenter never runs and does not hold (``drop_unused_stages``)
     unused_encoder_stages: tuple[str, ...] = ()
 
+    @property
+    def dropped_weights(self) -> tuple[str, ...]:
+        """Key prefixes of the unused stages' weights, which older files still hold (``nets.layers``)."""
+        return tuple(f"net.encoder.{name}." for name in self.unused_encoder_stages)
+
     @staticmethod
     def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
         """False: smp's encoders and decoders use batch norm (see ``GANModel``)."""
@@ -74,7 +79,6 @@ class SmpUnet(Segmenter):
         self.input_multiple = 2**encoder_depth
         self.num_classes = num_classes
         self.unused_encoder_stages = tuple(drop_unused_stages(self.net.encoder, encoder_depth))
-        self.dropped_weights = tuple(f"net.encoder.{name}." for name in self.unused_encoder_stages)
         self._register_load_state_dict_pre_hook(skip_dropped_weights, with_module=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
