@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import cv2
@@ -48,3 +49,13 @@ def tiny_cyclegan_overrides(root_a: Path, root_b: Path, out_dir: Path, steps: in
         "engine.tensorboard=false",
         "engine.deterministic=true",
     ]
+
+
+def bench_train_args(*argv: str) -> argparse.Namespace:
+    """The arguments ``i2i bench train ARGV`` hands to ``translate.benchmarks.train.measure``, read
+    by the command's own parser (so its defaults, e.g. ``threads``, are the real ones)."""
+    from translate.benchmarks import train
+
+    parser = argparse.ArgumentParser()
+    train.register(parser.add_subparsers())
+    return parser.parse_args(["train", *argv])

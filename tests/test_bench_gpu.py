@@ -4,7 +4,6 @@ time is recorded in the report and the next part runs."""
 
 from __future__ import annotations
 
-import argparse
 import ast
 import os
 import re
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import bench_train_args
 
 from translate.benchmarks import gpu
 
@@ -253,16 +253,17 @@ def test_bench_train_measures_a_step_of_the_height_and_width_asked(monkeypatch):
 
     shapes = []
     monkeypatch.setattr(translate.engine, "train_step", lambda rt, batch: shapes.append(tuple(batch["A"].shape)))
-    args = argparse.Namespace(
-        config=str(ROOT / "configs" / "cyclegan_reference.yaml"),
-        overrides=["model.generator.ngf=2", "model.generator.n_blocks=1", "model.discriminator.ndf=2"],
-        size=16,
-        width=40,
-        batch=1,
-        steps=1,
-        warmup=1,
-        device="cpu",
-        threads=None,
+    args = bench_train_args(
+        f"--config={ROOT / 'configs' / 'cyclegan_reference.yaml'}",
+        "--size=16",
+        "--width=40",
+        "--batch=1",
+        "--steps=1",
+        "--warmup=1",
+        "--device=cpu",
+        "model.generator.ngf=2",
+        "model.generator.n_blocks=1",
+        "model.discriminator.ndf=2",
     )
     train.measure(args, [])
     assert shapes == [(1, 3, 16, 40)] * 2

@@ -127,20 +127,19 @@ def test_bench_train_times_bf16_on_the_cpu():
 def test_a_segmenter_step_is_timed_on_its_own_kind_of_batch():
     """The study's segmenter trains on images and labels, not image pairs: the bench asks the model
     for its batch, and the timed steps run (with the layout variant too)."""
-    import argparse
+    from helpers import bench_train_args
 
     from translate.benchmarks.train import measure
 
-    args = argparse.Namespace(
-        config="configs/segmenter_synth.yaml",
-        overrides=["model.segmenter.decoder_channels=[8,8,8]"],
-        size=32,
-        width=64,
-        batch=2,
-        steps=1,
-        warmup=0,
-        device="cpu",
-        threads=None,
+    args = bench_train_args(
+        "--config=configs/segmenter_synth.yaml",
+        "--size=32",
+        "--width=64",
+        "--batch=2",
+        "--steps=1",
+        "--warmup=0",
+        "--device=cpu",
+        "model.segmenter.decoder_channels=[8,8,8]",
     )
     for variant in (["engine.amp=off"], ["engine.amp=off", "engine.channels_last=true"]):
         result = measure(args, variant)
