@@ -2,9 +2,9 @@
 
 At the embedded benchmark's size (64×128) a study segmenter decodes 4,800 PNG images and labels
 in a stage of 28 s, every epoch the same files again; keeping them shortened the stage by about
-1 s on a 2-core CPU (docs/benchmarks.md). A set that fits in the budget is read from disk once; a larger one fills the budget with the first samples
-drawn and reads the rest each time (no eviction: with uniformly drawn samples, evicting one to keep
-another gains nothing). Each DataLoader worker holds its own copy, and workers that are not
+1 s on a 2-core CPU (docs/benchmarks.md). A set that fits in the budget is read from disk once;
+a larger one fills the budget with the first samples drawn and reads the rest each time (no
+eviction: with uniformly drawn samples, evicting one to keep another gains nothing). Each DataLoader worker holds its own copy, and workers that are not
 persistent start empty every epoch, so the cache pays off in the loading process that lives longest
 (``num_workers: 0``, the CPU default).
 

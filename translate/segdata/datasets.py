@@ -397,9 +397,10 @@ class SegmentationPairs(Dataset):
     the original with probability ``p_alternative`` (1: always) and resized and cropped as the
     original; ``photometric``: strength of ``photometric_augmentation`` (0: none); ``flip``:
     horizontal flips of image and label together; ``cache_mb``: megabytes of resized images and
-    labels (originals and alternatives) kept in memory (``translate.data.cache``). Every random choice comes from the key's seed, so
-    a sample is the same in any worker and a resumed run replays it. Samples: ``image`` 3×H×W float
-    in [-1, 1] and ``label`` H×W int64 trainIds (255 = ignore).
+    labels (originals and alternatives) kept in memory (``translate.data.cache``). Every random
+    choice comes from the key's seed, so a sample is the same in any worker and a resumed run
+    replays it. Samples: ``image`` 3×H×W float in [-1, 1] and ``label`` H×W int64 trainIds
+    (255 = ignore).
     """
 
     def __init__(
