@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from apps.study.stages import slug
 from translate.cli import main
 from translate.data.images import read_image, write_image
 from translate.io import file_sha256, read_metadata
@@ -57,6 +58,8 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
         "CyCADA (CycleGAN + semantic)",
         "CycleGAN distilled",
         "CycleGAN + self-training",
+        "CycleGAN ensemble",
+        "CycleGAN + photometric + ensemble-taught self-training",
         "CUT",
         "FastCUT",
         "FDA β=0.05",
@@ -109,9 +112,20 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
     assert rounds[0]["target_test_miou"]["mean"] == summary["CycleGAN"]["miou_mean"]  # round 0: the plain row
     assert rounds[2]["target_test_miou"]["mean"] == summary["CycleGAN + self-training"]["miou_mean"]
     assert "| CycleGAN + self-training | 2 | 0.7 |" in (out / "results.md").read_text()
+    # the ensemble-taught row: round 1 labelled by the CycleGAN ensemble's members, not its own segmenter
+    taught = results["self_training"]["CycleGAN + photometric + ensemble-taught self-training"]
+    assert [r["round"] for r in taught] == [0, 1]
+    assert taught[0]["target_test_miou"]["mean"] == summary["CycleGAN + photometric"]["miou_mean"]
+    for seed in (0, 1):
+        stage = f"pseudolabels:CycleGAN + photometric + ensemble-taught self-training-seed{seed}-round1"
+        inputs = json.loads((out / "stages" / f"{slug(stage)}.json").read_text())["inputs"]
+        assert [k for k in inputs if k.startswith("stage ")] == [
+            "stage data",
+            f"stage ensemble:translated-cyclegan+translated-cyclegan-photometric-seed{seed}",
+        ]
     labels = sorted((out / "self_training/CycleGAN___self-training/seed0-round1/labels").glob("*.png"))
     assert len(labels) == 16 and IGNORE in np.array(Image.open(labels[0]))
-    assert len(csv_lines) == 1 + 17 and csv_lines[0].startswith("condition,miou_mean,miou_std")
+    assert len(csv_lines) == 1 + 19 and csv_lines[0].startswith("condition,miou_mean,miou_std")
     # sample grid: 2 scenes × [source | 9 translators | paired target] of 32×64, 2-pixel gaps
     grid = read_image(out / "translator_samples.png")
     assert grid.shape == (2 * 32 + 2, 11 * 64 + 10 * 2, 3)

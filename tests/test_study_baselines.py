@@ -151,7 +151,7 @@ def test_a_training_free_translator_fingerprints_exactly_the_keys_it_reads() -> 
 
 def test_an_ensemble_row_reads_the_segmenters_of_its_members_of_the_same_seed() -> None:
     plan = Plan(load_study_config(SMOKE))
-    row = next(c for c in plan.cfg.conditions if c.train_on == "ensemble")
+    row = next(c for c in plan.cfg.conditions if c.name == "FDA multi-band")
     stage = plan.row(row, 1)
     assert stage.name == "ensemble:translated-fda05+translated-fda09-seed1"
     read = {k.removeprefix("stage ") for k in stage.inputs if k.startswith("stage ")}

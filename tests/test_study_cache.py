@@ -19,6 +19,8 @@ from translate.errors import DataError
 from translate.segdata import ArraySet
 
 SMOKE = "configs/study_synth_smoke.yaml"
+#: the smoke config's row whose first pseudo-labels come from an ensemble of two CycleGAN rows
+TAUGHT = "CycleGAN + photometric + ensemble-taught self-training"
 
 
 def _runner(root: Path, said: list[str] | None = None) -> StageRunner:
@@ -80,6 +82,7 @@ def test_changing_segmenter_steps_changes_the_segmenters_and_what_reads_them_onl
     # CyCADA's semantic term reads the source-only segmenter, so that translator is redone too
     # and the self-training row's pseudo-labels, which its segmenters make
     pseudo = {f"pseudolabels:CycleGAN + self-training-seed{s}-round{r}" for s in (0, 1) for r in (1, 2)}
+    pseudo |= {f"pseudolabels:{TAUGHT}-seed{s}-round1" for s in (0, 1)}
     assert changed == segmenters | quality | pseudo | {
         "translator:cycada",
         "translation:cycada",
@@ -113,6 +116,10 @@ def test_photometric_strength_reruns_the_photometric_rows() -> None:
         "segmenter:translated-cyclegan-photometric-seed1",
         "segmenter:translated-fda05-photometric-p0.5-seed0",
         "segmenter:translated-fda05-photometric-p0.5-seed1",
+        # the ensemble holding the photometric row, and the row it teaches (its own set is photometric too)
+        "ensemble:translated-cyclegan+translated-cyclegan-photometric-seed0",
+        "ensemble:translated-cyclegan+translated-cyclegan-photometric-seed1",
+        *(f"{kind}:{TAUGHT}-seed{s}-round1" for kind in ("pseudolabels", "segmenter") for s in (0, 1)),
         "report",
     }
 

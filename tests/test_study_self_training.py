@@ -224,6 +224,23 @@ def _conditions(self_training: str) -> str:
         (_conditions("{min_threshold: 1.0}"), "condition 'st': self_training.min_threshold must be in [0, 1), got 1.0"),
         (_conditions("{mix: cutmix}"), "condition 'st': self_training.mix must be one of none, classmix, got 'cutmix'"),
         (_conditions("{portions: 0.5}"), "portions"),
+        (_conditions("{teacher: st}"), "condition 'st': self_training.teacher 'st' must be another condition"),
+        (_conditions("{teacher: nobody}"), "self_training.teacher 'nobody' must be another condition (known: s, o)"),
+        (
+            _conditions("{teacher: o}"),
+            "condition 'st': self_training.teacher 'o' is trained on the target labels, which self-training must not",
+        ),
+        (
+            "conditions=[{name: s, train_on: source}, {name: o, train_on: target}, "
+            "{name: e, train_on: ensemble, ensemble: [s, o]}, "
+            "{name: st, train_on: source, self_training: {teacher: e}}]",
+            "self_training.teacher 'e' is trained on the target labels",
+        ),
+        (
+            "conditions=[{name: s, train_on: source, self_training: {rounds: 1}}, {name: o, train_on: target}, "
+            "{name: st, train_on: source, self_training: {teacher: s}}]",
+            "self_training.teacher 's' self-trains itself or holds a row that does",
+        ),
     ],
 )
 def test_bad_self_training_settings_are_errors_naming_the_key(override: str, message: str) -> None:
@@ -262,6 +279,48 @@ def test_another_round_keeps_the_rounds_before_it() -> None:
     before, after = _fingerprints(), _fingerprints(rounds=3)
     assert after.keys() - before.keys() == _row_stages(("pseudolabels", "segmenter"), (3,))
     assert {name for name in before if before[name] != after[name]} == {"report"}
+
+
+def test_a_teacher_relabels_round_one_and_reruns_what_follows_from_it() -> None:
+    before, after = _fingerprints(), _fingerprints(teacher="CycleGAN ensemble")
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == _row_stages(("pseudolabels", "segmenter"), (1, 2)) | {"report"}
+    plan = Plan(load_study_config(SMOKE))
+    row = plan.condition(ROW)
+    row.self_training.teacher = "CycleGAN ensemble"
+    assert plan.labeller(row, 0, 1).name.startswith("ensemble:")  # round 1: the teacher's row
+    assert plan.labeller(row, 0, 2).name == f"segmenter:{ROW}-seed0-round1"  # then the row's own
+
+
+def test_an_ensemble_holding_a_self_training_row_averages_its_last_round() -> None:
+    from apps.study.config import Condition
+
+    cfg = load_study_config(SMOKE)
+    cfg.conditions.append(Condition("both", "ensemble", ensemble=["CycleGAN", ROW]))
+    stage = Plan(cfg).ensemble(cfg.conditions[-1], 1)
+    assert [k for k in stage.inputs if k.startswith("stage segmenter")] == [
+        "stage segmenter:translated-cyclegan-seed1",
+        f"stage segmenter:{ROW}-seed1-round2",
+    ]
+
+
+def test_an_ensemble_labels_by_its_averaged_softmax(tmp_path: Path) -> None:
+    from apps.study.self_training import predict_confidence
+
+    sure, unsure = _RedIsRoad(), _RedIsRoad()
+    with torch.no_grad():
+        unsure.scale.fill_(-1.0)  # disagrees: more red, less road
+    images = smooth_images(2, 8, seed=1)
+    prediction, confidence = predict_confidence([sure, unsure], images)
+    from translate.data.images import to_tensor
+
+    x = to_tensor(images)
+    expected = (sure(x).softmax(1) + unsure(x).softmax(1)) / 2
+    top, index = expected.max(1)
+    assert np.allclose(confidence, top.detach().numpy(), atol=1e-6)
+    assert (prediction == index.numpy()).all() and len(np.unique(prediction)) == 2
+    # averaging lowers the confidence wherever the members disagree
+    assert (confidence <= predict_confidence(sure, images)[1] + 1e-6).all()
 
 
 def test_classmix_reruns_only_the_rounds_segmenters() -> None:

@@ -188,6 +188,10 @@ class SelfTraining:
     # none: the pseudo-labelled target images as they are; classmix: each with half the classes of
     # a sample of the condition's own set pasted on, labels and all (DACS's cross-domain mixing)
     mix: str = "none"
+    # another condition whose model (of the same seed) labels round 1 instead of the row's own
+    # segmenter: an ensemble row's averaged softmax gives fewer wrong labels than any one member
+    # ("": the row's own); later rounds label with the previous round's segmenter
+    teacher: str = ""
 
 
 @dataclass
@@ -203,8 +207,9 @@ class Condition:
     p_translated: float = 1.0
     # rounds of self-training on pseudo-labelled target images after the segmenter (none: no rounds)
     self_training: SelfTraining | None = None
-    # for train_on=ensemble: names of other conditions whose segmenters (same seed) are averaged,
-    # softmax by softmax (FDA's multi-band ensemble of segmenters trained at several betas)
+    # for train_on=ensemble: names of other conditions whose segmenters (same seed; a self-training
+    # row's last round) are averaged, softmax by softmax (FDA's multi-band ensemble of segmenters
+    # trained at several betas)
     ensemble: list[str] = field(default_factory=list)
 
 
@@ -333,6 +338,7 @@ def check_config(cfg: StudyConfig) -> None:
             raise ConfigError(f"condition '{c.name}': p_translated must be in [0, 1], got {c.p_translated}")
         if c.self_training is not None:
             check_self_training(c)
+            check_teacher(c, cfg.conditions)
         check_ensemble(c, cfg.conditions)
 
 
@@ -445,6 +451,27 @@ def check_real_sizes(real: RealData) -> None:
         )
     if crop[0] > target[0] or crop[1] > target[1]:
         raise ConfigError(f"data.real.crop {real.crop} is larger than data.real.target_size {real.target_size}")
+
+
+def check_teacher(c: Condition, conditions: list[Condition]) -> None:
+    """A self-training teacher is another row that no target label reached: the oracle, or an
+    ensemble holding it, would hand the hidden labels to the student; and rows that self-train are
+    refused (as the teacher or in it) so that a teacher exists before any round starts."""
+    name, where = c.self_training.teacher, f"condition '{c.name}': self_training.teacher"
+    if not name:
+        return
+    by_name = {o.name: o for o in conditions}
+    if name == c.name or name not in by_name:
+        others = ", ".join(o.name for o in conditions if o.name != c.name)
+        raise ConfigError(f"{where} '{name}' must be another condition (known: {others})")
+    teacher = by_name[name]
+    members = [by_name[m] for m in teacher.ensemble if m in by_name] if teacher.train_on == "ensemble" else [teacher]
+    if any(m.self_training is not None for m in [teacher, *members]):
+        raise ConfigError(
+            f"{where} '{name}' self-trains itself or holds a row that does; name rows without self_training"
+        )
+    if any(m.train_on == "target" for m in members):
+        raise ConfigError(f"{where} '{name}' is trained on the target labels, which self-training must not see")
 
 
 def check_self_training(c: Condition) -> None:

@@ -50,6 +50,13 @@ def _scores(model: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
+def class_probabilities(model: torch.nn.Module | Sequence[torch.nn.Module], images: np.ndarray) -> torch.Tensor:
+    """N×classes×H×W softmax of ``images``; several models: an ensemble, their softmax averaged."""
+    models = [model] if isinstance(model, torch.nn.Module) else list(model)
+    return torch.stack([_scores(m, images).float().softmax(1) for m in models]).mean(0)
+
+
+@torch.no_grad()
 def predict_at(
     model: torch.nn.Module | Sequence[torch.nn.Module], images: np.ndarray, label_size: tuple[int, int] | None = None
 ) -> np.ndarray:
@@ -58,7 +65,7 @@ def predict_at(
     if isinstance(model, torch.nn.Module):
         logits = _scores(model, images)
     else:
-        logits = torch.stack([_scores(m, images).softmax(1) for m in model]).mean(0)
+        logits = class_probabilities(model, images)
     if label_size is None or tuple(label_size) == tuple(logits.shape[-2:]):
         return logits.argmax(1).to(torch.uint8).cpu().numpy()
     # one image at a time: 19 upsampled 2048×1024 logit maps are 160 MB per image

@@ -237,7 +237,7 @@ class Study:
         """Condition ``c`` scored by the averaged softmax of its members' segmenters of ``seed``."""
         from .evaluation import evaluate_set
 
-        members = [self.segmenter(Recipe.of(self.plan.condition(m)), seed) for m in c.ensemble]
+        members = [self.self_training(self.plan.condition(m), seed)[-1]["segmenter"] for m in c.ensemble]
 
         def work() -> dict:
             models = [self.load_segmenter(Path(m["file"])) for m in members]
@@ -280,7 +280,7 @@ class Study:
 
         rounds = [{"segmenter": self.row(c, seed)}]
         for r in range(1, (c.self_training.rounds if c.self_training is not None else 0) + 1):
-            labels = self.pseudo_labels(c, seed, r, Path(rounds[-1]["segmenter"]["file"]))
+            labels = self.pseudo_labels(c, seed, r, self.labeller_files(c, seed, r, rounds[-1]["segmenter"]))
             segmenter = self.round_segmenter(c, seed, r, Path(labels["folder"]), Path(rounds[-1]["segmenter"]["file"]))
             rounds.append(
                 {"portion": round_portion(c.self_training, r), "pseudo": labels["score"], "segmenter": segmenter}
@@ -290,18 +290,34 @@ class Study:
     def _round_dir(self, c: Condition, seed: int, round_: int) -> Path:
         return self.root / "self_training" / slug(c.name) / f"seed{seed}-round{round_}"
 
-    def pseudo_labels(self, c: Condition, seed: int, round_: int, previous: Path) -> dict:
-        """The target training images labelled by the ``previous`` round's segmenter (once per round and seed)."""
+    def labeller_files(self, c: Condition, seed: int, round_: int, previous: dict) -> list[Path]:
+        """The segmenter files whose (averaged) softmax labels round ``round_``: the teacher row's
+        (an ensemble's members) for round 1 when ``c`` names one, else the ``previous`` round's."""
+        teacher = c.self_training.teacher
+        if round_ == 1 and teacher:
+            record = self.row(self.plan.condition(teacher), seed)
+            return [Path(f) for f in record.get("members", [record.get("file")])]
+        return [Path(previous["file"])]
+
+    def pseudo_labels(self, c: Condition, seed: int, round_: int, labellers: list[Path]) -> dict:
+        """The target training images labelled by ``labellers`` (segmenter files; several: their
+        averaged softmax), once per round and seed."""
         from .self_training import round_portion, write_pseudo_labels
 
         folder = self._round_dir(c, seed, round_) / "labels"
         portion, keep_above = round_portion(c.self_training, round_), c.self_training.keep_above
 
         def work() -> dict:
-            model = self.load_segmenter(previous).to(self.cfg.device)
+            models = [self.load_segmenter(path).to(self.cfg.device) for path in labellers]
             st = c.self_training
             return write_pseudo_labels(
-                model, self.data.target_train, folder, portion, keep_above, self.classes, min_threshold=st.min_threshold
+                models if len(models) > 1 else models[0],
+                self.data.target_train,
+                folder,
+                portion,
+                keep_above,
+                self.classes,
+                min_threshold=st.min_threshold,
             )
 
         return self.stages.run(self.plan.pseudo_labels(c, seed, round_), work, [folder])

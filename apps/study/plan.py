@@ -142,9 +142,13 @@ class Plan:
 
     def ensemble(self, c: Condition, seed: int) -> Stage:
         """A row scored by the averaged softmax of other rows' segmenters of the same seed."""
-        members = [self.segmenter(Recipe.of(self.condition(m)), seed) for m in c.ensemble]
-        keys = [m.name.removeprefix("segmenter:").removesuffix(f"-seed{seed}") for m in members]
+        members = [self.final_segmenter(self.condition(m), seed) for m in c.ensemble]
+        keys = [m.name.removeprefix("segmenter:").replace(f"-seed{seed}", "") for m in members]
         return self._stage(f"ensemble:{'+'.join(keys)}-seed{seed}", {}, [self.data(), *members])
+
+    def final_segmenter(self, c: Condition, seed: int) -> Stage:
+        """The segmenter that scores a trained row: its last self-training round's, else its own."""
+        return self.row_stages(c, seed)[-1]
 
     def row(self, c: Condition, seed: int) -> Stage:
         """The stage that scores condition ``c`` with segmenter seed ``seed``."""
@@ -201,7 +205,8 @@ class Plan:
         return stages
 
     def pseudo_labels(self, c: Condition, seed: int, round_: int) -> Stage:
-        """Round ``round_``'s labels of the target training images, by the previous round's segmenter."""
+        """Round ``round_``'s labels of the target training images, by the previous round's segmenter
+        (round 1 with a ``teacher``: by that condition's model of the same seed)."""
         from .self_training import round_portion
 
         st = c.self_training
@@ -212,8 +217,16 @@ class Plan:
         }
         if st.min_threshold > 0:  # read only when set, so rows without a floor keep their labels
             config["self_training.min_threshold"] = st.min_threshold
-        previous = self.round_segmenter(c, seed, round_ - 1)
-        return self._stage(f"pseudolabels:{c.name}-seed{seed}-round{round_}", config, [self.data(), previous])
+        labeller = self.labeller(c, seed, round_)
+        return self._stage(f"pseudolabels:{c.name}-seed{seed}-round{round_}", config, [self.data(), labeller])
+
+    def labeller(self, c: Condition, seed: int, round_: int) -> Stage:
+        """The stage whose model labels round ``round_`` of row ``c``: the teacher's row for round 1
+        when the row names one, else the previous round's segmenter."""
+        teacher = c.self_training.teacher
+        if round_ == 1 and teacher:
+            return self.row(self.condition(teacher), seed)
+        return self.round_segmenter(c, seed, round_ - 1)
 
     def round_segmenter(self, c: Condition, seed: int, round_: int) -> Stage:
         """Round ``round_``'s segmenter (round 0: the condition's plain one, shared with other rows)."""

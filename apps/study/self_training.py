@@ -81,17 +81,14 @@ def pseudo_label(prediction: np.ndarray, confidence: np.ndarray, thresholds: np.
 
 
 @torch.no_grad()
-def predict_confidence(model: torch.nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(trainId predictions N×H×W uint8, their softmax probability N×H×W float32) of ``images``."""
-    from translate.data.images import to_tensor
-    from translate.nets.layers import crop_to, pad_to_multiple
+def predict_confidence(
+    model: torch.nn.Module | Sequence[torch.nn.Module], images: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(trainId predictions N×H×W uint8, their softmax probability N×H×W float32) of ``images``;
+    several models: an ensemble, by their averaged softmax."""
+    from .evaluation import class_probabilities
 
-    from .segmenter import input_multiple
-
-    model.eval()
-    device = next(model.parameters()).device
-    padded, size = pad_to_multiple(to_tensor(images).to(device), input_multiple(model))
-    confidence, prediction = crop_to(model(padded), size).float().softmax(1).max(1)
+    confidence, prediction = class_probabilities(model, images).max(1)
     return prediction.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy()
 
 
@@ -150,7 +147,7 @@ class PseudoLabelScore:
 
 
 def write_pseudo_labels(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Sequence[torch.nn.Module],
     dataset,
     folder: Path,
     portion: float,
@@ -160,7 +157,7 @@ def write_pseudo_labels(
     min_threshold: float = 0.0,
 ) -> dict:
     """Label every image of ``dataset`` (a ``SegmentationSet``: its images at their resized size)
-    with ``model``: ``folder/STEM.png`` holds the pseudo-label (trainIds, 255 where a pixel stays
+    with ``model`` (several: their averaged softmax): ``folder/STEM.png`` holds the pseudo-label (trainIds, 255 where a pixel stays
     below its class threshold) at the image file's own size. Returns the thresholds and the
     pseudo-labels' score against the set's labels."""
     import cv2
