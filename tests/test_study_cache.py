@@ -314,3 +314,14 @@ def test_a_translator_seed_is_another_translator_and_reaches_the_engine(tmp_path
     assert exp.engine.seed == 3
     with pytest.raises(ConfigError, match="takes no seed"):
         load_study_config(SMOKE, ["translators.fda05.seed=1"])
+
+
+def test_stage_file_names_stay_within_the_file_system_limit_and_apart() -> None:
+    from apps.study.stages import MAX_SLUG, slug
+
+    assert slug("segmenter:CycleGAN + photometric-seed0") == "segmenter_CycleGAN___photometric-seed0"
+    members = "+".join(f"translated-cyclegan_{k}k-photometric-β" for k in range(12))
+    long_a, long_b = f"ensemble:{members}-seed0", f"ensemble:{members}-seed1"
+    a, b = slug(long_a), slug(long_b)
+    assert a != b and len(a.encode()) <= MAX_SLUG and len(b.encode()) <= MAX_SLUG
+    assert a.startswith("ensemble_translated-cyclegan_0k") and slug(long_a) == a  # stable across runs

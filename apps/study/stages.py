@@ -213,5 +213,20 @@ def _shown(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
+#: the longest file-name stem a stage gets: file systems allow 255 bytes, and an ensemble of many
+#: rows is named after all of them
+MAX_SLUG = 160
+
+
 def slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
+    """``name`` as a file-name stem: characters other than letters, digits and ``-_.@`` become
+    ``_``; a longer stem than ``MAX_SLUG`` keeps its start and ends in a hash of the whole name, so
+    two long names that share a start still get files of their own."""
+    import hashlib
+
+    stem = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
+    if len(stem.encode()) <= MAX_SLUG:
+        return stem
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    start = stem.encode()[: MAX_SLUG - len(digest) - 1].decode(errors="ignore")
+    return f"{start}-{digest}"
