@@ -237,9 +237,10 @@ def _conditions(self_training: str) -> str:
             "self_training.teacher 'e' is trained on the target labels",
         ),
         (
-            "conditions=[{name: s, train_on: source, self_training: {rounds: 1}}, {name: o, train_on: target}, "
-            "{name: st, train_on: source, self_training: {teacher: s}}]",
-            "self_training.teacher 's' self-trains itself or holds a row that does",
+            "conditions=[{name: s, train_on: source, self_training: {teacher: e}}, {name: o, train_on: target}, "
+            "{name: st, train_on: source, self_training: {teacher: s}}, "
+            "{name: e, train_on: ensemble, ensemble: [s, st]}]",
+            "condition 's': self_training.teacher 'e' needs this row's own segmenters (a cycle of teachers)",
         ),
     ],
 )
@@ -290,6 +291,20 @@ def test_a_teacher_relabels_round_one_and_reruns_what_follows_from_it() -> None:
     row.self_training.teacher = "CycleGAN ensemble"
     assert plan.labeller(row, 0, 1).name.startswith("ensemble:")  # round 1: the teacher's row
     assert plan.labeller(row, 0, 2).name == f"segmenter:{ROW}-seed0-round1"  # then the row's own
+
+
+def test_students_can_teach_the_next_generation() -> None:
+    overrides = [
+        "conditions=[{name: s, train_on: source}, {name: o, train_on: target}, "
+        "{name: a, train_on: source, self_training: {rounds: 1}}, "
+        "{name: b, train_on: source, photometric: true, self_training: {rounds: 1}}, "
+        "{name: ab, train_on: ensemble, ensemble: [a, b]}, "
+        "{name: next, train_on: source, self_training: {rounds: 1, teacher: ab}}]"
+    ]
+    plan = Plan(load_study_config(SMOKE, overrides))
+    labels = plan.pseudo_labels(plan.condition("next"), 0, 1)
+    teacher = next(k for k in labels.inputs if k.startswith("stage ensemble"))
+    assert teacher == "stage ensemble:a-round1+b-round1-seed0"  # the students' last rounds
 
 
 def test_an_ensemble_holding_a_self_training_row_averages_its_last_round() -> None:

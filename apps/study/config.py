@@ -454,9 +454,10 @@ def check_real_sizes(real: RealData) -> None:
 
 
 def check_teacher(c: Condition, conditions: list[Condition]) -> None:
-    """A self-training teacher is another row that no target label reached: the oracle, or an
-    ensemble holding it, would hand the hidden labels to the student; and rows that self-train are
-    refused (as the teacher or in it) so that a teacher exists before any round starts."""
+    """A self-training teacher is another row that no target label reached (the oracle, or an
+    ensemble holding it, would hand the hidden labels to the student) and that does not itself
+    wait for this row: a teacher may be, or hold, rows that self-train (students teaching the next
+    generation), as long as no chain of teachers and members leads back to ``c``."""
     name, where = c.self_training.teacher, f"condition '{c.name}': self_training.teacher"
     if not name:
         return
@@ -466,12 +467,27 @@ def check_teacher(c: Condition, conditions: list[Condition]) -> None:
         raise ConfigError(f"{where} '{name}' must be another condition (known: {others})")
     teacher = by_name[name]
     members = [by_name[m] for m in teacher.ensemble if m in by_name] if teacher.train_on == "ensemble" else [teacher]
-    if any(m.self_training is not None for m in [teacher, *members]):
-        raise ConfigError(
-            f"{where} '{name}' self-trains itself or holds a row that does; name rows without self_training"
-        )
     if any(m.train_on == "target" for m in members):
         raise ConfigError(f"{where} '{name}' is trained on the target labels, which self-training must not see")
+    if c.name in _rows_read_by(teacher, by_name):
+        raise ConfigError(f"{where} '{name}' needs this row's own segmenters (a cycle of teachers)")
+
+
+def _rows_read_by(row: Condition, by_name: dict[str, Condition]) -> set[str]:
+    """Names of every row whose segmenters ``row`` needs: its ensemble's members and its teacher,
+    and theirs, transitively."""
+    seen: set[str] = set()
+    pending = [row]
+    while pending:
+        current = pending.pop()
+        needs = list(current.ensemble)
+        if current.self_training is not None and current.self_training.teacher:
+            needs.append(current.self_training.teacher)
+        for name in needs:
+            if name in by_name and name not in seen:
+                seen.add(name)
+                pending.append(by_name[name])
+    return seen
 
 
 def check_self_training(c: Condition) -> None:
