@@ -16,9 +16,9 @@ from translate.data.cache import DecodedCache
 from translate.data.folders import PairedFolders, UnpairedFolders
 from translate.data.images import write_image
 from translate.data.transforms import PairTransform
-from translate.errors import ConfigError
+from translate.errors import ConfigError, DataError
 from translate.segdata import datasets as segdatasets
-from translate.segdata.datasets import SegmentationConcat, SegmentationPairs
+from translate.segdata.datasets import SegmentationClassMix, SegmentationConcat, SegmentationPairs
 
 
 def _counting_loader(value):
@@ -159,3 +159,26 @@ def test_the_engine_hands_data_cache_mb_to_datasets_that_take_it(tmp_path: Path,
     assert "data.cache_mb is ignored: dataset 'ring8'" in caplog.text
     with pytest.raises(ConfigError, match="data.cache_mb must be >= 0"):
         build_dataset(DataConfig(dataset={"name": "segmentation_pairs", **folders}, cache_mb=-2))
+
+
+def test_a_classmix_part_pastes_from_the_same_set_as_the_part_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folders = _segmentation_folders(tmp_path)
+    own = dict(folders, size=[16, 32])
+    pseudo = dict(images=str(tmp_path / "translated"), labels=folders["labels"], size=[16, 32])
+    parts = [own, {"name": "segmentation_classmix", "target": pseudo, "source": own}]
+    combined = SegmentationConcat(parts, cache_mb=8)
+    assert combined.parts[1].source is combined.parts[0]  # one set, one cache
+    alone = [SegmentationPairs(**own), SegmentationClassMix(target=pseudo, source=own)]  # sets of their own
+    reads = _count_reads(monkeypatch, segdatasets)
+    for seed in range(2):
+        for index in range(len(combined)):
+            a, b = combined[(index, seed)], alone[index // 5][(index % 5, seed)]
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+    reads.clear()
+    for index in range(len(combined)):
+        combined[(index, 2)]
+    assert reads == []  # the own set decoded once for both parts
+    with pytest.raises(DataError, match="segmentation_classmix takes target, source and cache_mb"):
+        SegmentationConcat([{"name": "segmentation_classmix", "target": pseudo, "source": own, "p": 1}])

@@ -494,7 +494,8 @@ class SegmentationConcat(Dataset):
     def __init__(self, parts: Sequence[dict], cache_mb: float = 0.0) -> None:
         if not parts:
             raise DataError("segmentation_concat needs at least one part")
-        self.parts = [_part(part, cache_mb) for part in parts]
+        shared = _SharedSets(cache_mb)
+        self.parts = [_part(part, shared) for part in parts]
         self.starts = np.cumsum([0] + [len(p) for p in self.parts])
 
     def __len__(self) -> int:
@@ -508,14 +509,41 @@ class SegmentationConcat(Dataset):
         return self.parts[part][(index - int(self.starts[part]), seed)]
 
 
-def _part(options: dict, cache_mb: float = 0.0) -> Dataset:
+class _SharedSets:
+    """The ``segmentation_pairs`` sets of one combined set, each built once: a ClassMix part whose
+    source is also a part of its own (the row's own set, pasted from and trained on) reads the
+    same files through the same decoded-image cache instead of a second copy. Sharing is safe
+    because a sample is a function of its key alone."""
+
+    def __init__(self, cache_mb: float) -> None:
+        self.cache_mb = cache_mb
+        self.built: dict[str, SegmentationPairs] = {}
+
+    def pairs(self, options: dict) -> SegmentationPairs:
+        options = {"cache_mb": self.cache_mb, **options}
+        key = json.dumps(options, sort_keys=True, default=str)
+        if key not in self.built:
+            self.built[key] = SegmentationPairs(**options)
+        return self.built[key]
+
+
+def _part(options: dict, shared: _SharedSets) -> Dataset:
     """A part of a combined set: ``segmentation_pairs`` options, or another registered segmentation
     dataset named by ``name``; each part without its own ``cache_mb`` gets the whole set's."""
-    options = {"cache_mb": cache_mb, **options}
+    options = dict(options)
     name = options.pop("name", "segmentation_pairs")
-    if name not in ("segmentation_pairs", "segmentation_classmix"):
-        raise DataError(f"a segmentation part must be segmentation_pairs or segmentation_classmix, got '{name}'")
-    return DATASETS.get(name)(**options)
+    if name == "segmentation_pairs":
+        return shared.pairs(options)
+    if name == "segmentation_classmix":
+        unknown = set(options) - {"target", "source", "cache_mb"}
+        if unknown or not {"target", "source"} <= set(options):
+            raise DataError(
+                f"segmentation_classmix takes target, source and cache_mb, got {', '.join(sorted(options))}"
+            )
+        own = {"cache_mb": options["cache_mb"]} if "cache_mb" in options else {}
+        target, source = ({**own, **options[key]} for key in ("target", "source"))
+        return SegmentationClassMix.of_sets(shared.pairs(target), shared.pairs(source))
+    raise DataError(f"a segmentation part must be segmentation_pairs or segmentation_classmix, got '{name}'")
 
 
 def classmix_mask(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -544,8 +572,19 @@ class SegmentationClassMix(Dataset):
     """
 
     def __init__(self, target: dict, source: dict, cache_mb: float = 0.0) -> None:
-        self.target = SegmentationPairs(**{"cache_mb": cache_mb, **target})
-        self.source = SegmentationPairs(**{"cache_mb": cache_mb, **source})
+        self._use(
+            SegmentationPairs(**{"cache_mb": cache_mb, **target}), SegmentationPairs(**{"cache_mb": cache_mb, **source})
+        )
+
+    @classmethod
+    def of_sets(cls, target: SegmentationPairs, source: SegmentationPairs) -> SegmentationClassMix:
+        """The mix of two sets already built (shared with other parts of a combined set)."""
+        mix = cls.__new__(cls)
+        mix._use(target, source)
+        return mix
+
+    def _use(self, target: SegmentationPairs, source: SegmentationPairs) -> None:
+        self.target, self.source = target, source
         if len(self.source) == 0:
             raise DataError("segmentation_classmix needs at least one source sample")
 
