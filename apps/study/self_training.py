@@ -157,9 +157,9 @@ def write_pseudo_labels(
     min_threshold: float = 0.0,
 ) -> dict:
     """Label every image of ``dataset`` (a ``SegmentationSet``: its images at their resized size)
-    with ``model`` (several: their averaged softmax): ``folder/STEM.png`` holds the pseudo-label (trainIds, 255 where a pixel stays
-    below its class threshold) at the image file's own size. Returns the thresholds and the
-    pseudo-labels' score against the set's labels."""
+    with ``model`` (several: their averaged softmax): ``folder/STEM.png`` holds the pseudo-label
+    (trainIds, 255 where a pixel stays below its class threshold) at the image file's own size.
+    Returns the thresholds and the pseudo-labels' score against the set's labels."""
     import cv2
 
     from translate.data.images import image_size

@@ -528,8 +528,9 @@ class _SharedSets:
 
 
 def _part(options: dict, shared: _SharedSets) -> Dataset:
-    """A part of a combined set: ``segmentation_pairs`` options, or another registered segmentation
-    dataset named by ``name``; each part without its own ``cache_mb`` gets the whole set's."""
+    """A part of a combined set: ``segmentation_pairs`` options, or ``name: segmentation_classmix``
+    with its ``target`` and ``source`` options; each set without its own ``cache_mb`` gets the
+    whole set's, and sets of equal options are one (``_SharedSets``)."""
     options = dict(options)
     name = options.pop("name", "segmentation_pairs")
     if name == "segmentation_pairs":
@@ -542,7 +543,7 @@ def _part(options: dict, shared: _SharedSets) -> Dataset:
             )
         own = {"cache_mb": options["cache_mb"]} if "cache_mb" in options else {}
         target, source = ({**own, **options[key]} for key in ("target", "source"))
-        return SegmentationClassMix.of_sets(shared.pairs(target), shared.pairs(source))
+        return SegmentationClassMix(shared.pairs(target), shared.pairs(source))
     raise DataError(f"a segmentation part must be segmentation_pairs or segmentation_classmix, got '{name}'")
 
 
@@ -566,25 +567,22 @@ class SegmentationClassMix(Dataset):
     minority class's unsure pixels become its neighbour's); pasted source objects keep correct
     labels for every class inside target-looking scenes. ``target`` and ``source``: the options of
     two ``segmentation_pairs`` sets whose samples have one size (e.g. pseudo-labelled target images
-    and the translated source). Sample ``i`` is target sample ``i`` mixed with a source sample
+    and the translated source), or such sets already built (shared with a combined set's parts). Sample ``i`` is target sample ``i`` mixed with a source sample
     drawn from the key's seed, so a resumed run replays it and every epoch draws new partners.
     ``cache_mb`` is each set's unless its options give their own.
     """
 
-    def __init__(self, target: dict, source: dict, cache_mb: float = 0.0) -> None:
-        self._use(
-            SegmentationPairs(**{"cache_mb": cache_mb, **target}), SegmentationPairs(**{"cache_mb": cache_mb, **source})
-        )
+    def __init__(
+        self, target: dict | SegmentationPairs, source: dict | SegmentationPairs, cache_mb: float = 0.0
+    ) -> None:
+        def built(options: dict | SegmentationPairs) -> SegmentationPairs:  # a set may come shared
+            return (
+                options
+                if isinstance(options, SegmentationPairs)
+                else SegmentationPairs(**{"cache_mb": cache_mb, **options})
+            )
 
-    @classmethod
-    def of_sets(cls, target: SegmentationPairs, source: SegmentationPairs) -> SegmentationClassMix:
-        """The mix of two sets already built (shared with other parts of a combined set)."""
-        mix = cls.__new__(cls)
-        mix._use(target, source)
-        return mix
-
-    def _use(self, target: SegmentationPairs, source: SegmentationPairs) -> None:
-        self.target, self.source = target, source
+        self.target, self.source = built(target), built(source)
         if len(self.source) == 0:
             raise DataError("segmentation_classmix needs at least one source sample")
 
