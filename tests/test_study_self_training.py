@@ -305,6 +305,9 @@ def test_students_can_teach_the_next_generation() -> None:
     labels = plan.pseudo_labels(plan.condition("next"), 0, 1)
     teacher = next(k for k in labels.inputs if k.startswith("stage ensemble"))
     assert teacher == "stage ensemble:a-round1+b-round1-seed0"  # the students' last rounds
+    # a self-training row teaching alone teaches with its last round too
+    one = Plan(load_study_config(SMOKE, [overrides[0].replace("teacher: ab", "teacher: b")]))
+    assert one.labeller(one.condition("next"), 1, 1).name == "segmenter:b-seed1-round1"
 
 
 def test_an_ensemble_holding_a_self_training_row_averages_its_last_round() -> None:

@@ -295,8 +295,10 @@ class Study:
         (an ensemble's members) for round 1 when ``c`` names one, else the ``previous`` round's."""
         teacher = c.self_training.teacher
         if round_ == 1 and teacher:
-            record = self.row(self.plan.condition(teacher), seed)
-            return [Path(f) for f in record.get("members", [record.get("file")])]
+            row = self.plan.condition(teacher)
+            if row.train_on == "ensemble":
+                return [Path(f) for f in self.ensemble(row, seed)["members"]]
+            return [Path(self.self_training(row, seed)[-1]["segmenter"]["file"])]
         return [Path(previous["file"])]
 
     def pseudo_labels(self, c: Condition, seed: int, round_: int, labellers: list[Path]) -> dict:

@@ -8,6 +8,7 @@ written) or how a run is shown (progress bars, threads) leave results unchanged 
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ class Plan:
     def ensemble(self, c: Condition, seed: int) -> Stage:
         """A row scored by the averaged softmax of other rows' segmenters of the same seed."""
         members = [self.final_segmenter(self.condition(m), seed) for m in c.ensemble]
-        keys = [m.name.removeprefix("segmenter:").replace(f"-seed{seed}", "") for m in members]
+        keys = [re.sub(rf"-seed{seed}(?=$|-round)", "", m.name.removeprefix("segmenter:")) for m in members]
         return self._stage(f"ensemble:{'+'.join(keys)}-seed{seed}", {}, [self.data(), *members])
 
     def final_segmenter(self, c: Condition, seed: int) -> Stage:
@@ -225,7 +226,8 @@ class Plan:
         when the row names one, else the previous round's segmenter."""
         teacher = c.self_training.teacher
         if round_ == 1 and teacher:
-            return self.row(self.condition(teacher), seed)
+            row = self.condition(teacher)
+            return self.ensemble(row, seed) if row.train_on == "ensemble" else self.final_segmenter(row, seed)
         return self.round_segmenter(c, seed, round_ - 1)
 
     def round_segmenter(self, c: Condition, seed: int, round_: int) -> Stage:
