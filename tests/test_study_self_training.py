@@ -341,6 +341,42 @@ def test_an_ensemble_labels_by_its_averaged_softmax(tmp_path: Path) -> None:
     assert (confidence <= predict_confidence(sure, images)[1] + 1e-6).all()
 
 
+class _LeftIsRoad(torch.nn.Module):
+    """A 'segmenter' sure of class 0 on the left of every image, of class 1 on the right."""
+
+    input_multiple = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # scoring reads the device off a parameter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ramp = torch.linspace(4.0, -4.0, x.shape[-1]).expand(x.shape[0], 1, x.shape[-2], -1)
+        return torch.cat([ramp, torch.zeros_like(ramp), torch.full_like(ramp, -20.0).expand(-1, 17, -1, -1)], 1)
+
+
+def test_flipped_labels_average_each_pixel_with_its_mirror_image() -> None:
+    from apps.study.evaluation import class_probabilities
+    from apps.study.self_training import predict_confidence
+
+    images = smooth_images(2, 8, seed=2)
+    # per pixel, mirroring changes nothing
+    assert np.allclose(
+        predict_confidence(_RedIsRoad(), images, flip=True)[1], predict_confidence(_RedIsRoad(), images)[1]
+    )
+    # by position, the mirror disagrees everywhere, and most where the plain pass was surest
+    plain = class_probabilities(_LeftIsRoad(), images)
+    flipped = class_probabilities(_LeftIsRoad(), images, flip=True)
+    assert torch.allclose(flipped, (plain + plain.flip(-1)) / 2, atol=1e-6)
+    assert torch.allclose(flipped[:, 0], torch.full_like(flipped[:, 0], 0.5), atol=1e-6)
+
+
+def test_a_flip_relabels_and_retrains_only_that_rows_rounds() -> None:
+    before, after = _fingerprints(), _fingerprints(flip=True)
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == _row_stages(("pseudolabels", "segmenter"), (1, 2)) | {"report"}
+
+
 def test_classmix_reruns_only_the_rounds_segmenters() -> None:
     before, after = _fingerprints(), _fingerprints(mix="classmix")
     changed = {name for name in before if before[name] != after[name]}

@@ -192,6 +192,9 @@ class SelfTraining:
     # segmenter: an ensemble row's averaged softmax gives fewer wrong labels than any one member
     # ("": the row's own); later rounds label with the previous round's segmenter
     teacher: str = ""
+    # label with each labelling model's softmax averaged over the image and its mirror image
+    # (test-time flip), so a pixel must be predicted the same both ways to be confident
+    flip: bool = False
 
 
 @dataclass

@@ -50,10 +50,19 @@ def _scores(model: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def class_probabilities(model: torch.nn.Module | Sequence[torch.nn.Module], images: np.ndarray) -> torch.Tensor:
-    """N×classes×H×W softmax of ``images``; several models: an ensemble, their softmax averaged."""
+def class_probabilities(
+    model: torch.nn.Module | Sequence[torch.nn.Module], images: np.ndarray, flip: bool = False
+) -> torch.Tensor:
+    """N×classes×H×W softmax of ``images``; several models: an ensemble, their softmax averaged;
+    ``flip``: each model's softmax also averaged with that of the mirrored image, mirrored back."""
     models = [model] if isinstance(model, torch.nn.Module) else list(model)
-    return torch.stack([_scores(m, images).float().softmax(1) for m in models]).mean(0)
+    mirrored = np.ascontiguousarray(images[:, :, ::-1]) if flip else None
+    probabilities = []
+    for m in models:
+        probabilities.append(_scores(m, images).float().softmax(1))
+        if mirrored is not None:
+            probabilities.append(_scores(m, mirrored).float().softmax(1).flip(-1))
+    return torch.stack(probabilities).mean(0)
 
 
 @torch.no_grad()

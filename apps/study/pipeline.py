@@ -320,6 +320,7 @@ class Study:
                 keep_above,
                 self.classes,
                 min_threshold=st.min_threshold,
+                flip=st.flip,
             )
 
         return self.stages.run(self.plan.pseudo_labels(c, seed, round_), work, [folder])

@@ -218,6 +218,8 @@ class Plan:
         }
         if st.min_threshold > 0:  # read only when set, so rows without a floor keep their labels
             config["self_training.min_threshold"] = st.min_threshold
+        if st.flip:  # likewise
+            config["self_training.flip"] = True
         labeller = self.labeller(c, seed, round_)
         return self._stage(f"pseudolabels:{c.name}-seed{seed}-round{round_}", config, [self.data(), labeller])
 

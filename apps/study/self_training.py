@@ -82,13 +82,13 @@ def pseudo_label(prediction: np.ndarray, confidence: np.ndarray, thresholds: np.
 
 @torch.no_grad()
 def predict_confidence(
-    model: torch.nn.Module | Sequence[torch.nn.Module], images: np.ndarray
+    model: torch.nn.Module | Sequence[torch.nn.Module], images: np.ndarray, flip: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """(trainId predictions N×H×W uint8, their softmax probability N×H×W float32) of ``images``;
-    several models: an ensemble, by their averaged softmax."""
+    several models: an ensemble, by their averaged softmax; ``flip``: averaged with the mirror's."""
     from .evaluation import class_probabilities
 
-    confidence, prediction = class_probabilities(model, images).max(1)
+    confidence, prediction = class_probabilities(model, images, flip).max(1)
     return prediction.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy()
 
 
@@ -101,7 +101,13 @@ def _grid_step(dataset) -> int:
 
 
 def set_thresholds(
-    model, dataset, portion: float, keep_above: float, batch_size: int = 8, min_threshold: float = 0.0
+    model,
+    dataset,
+    portion: float,
+    keep_above: float,
+    batch_size: int = 8,
+    min_threshold: float = 0.0,
+    flip: bool = False,
 ) -> np.ndarray:
     """The class thresholds of ``model``'s predictions on ``dataset`` (a grid of pixels per image)."""
     from .evaluation import batches
@@ -109,7 +115,7 @@ def set_thresholds(
     step = _grid_step(dataset)
     confidences, predictions = [], []
     for images, _ in batches(dataset, batch_size):
-        prediction, confidence = predict_confidence(model, images)
+        prediction, confidence = predict_confidence(model, images, flip)
         predictions.append(prediction[:, ::step, ::step].ravel())
         confidences.append(confidence[:, ::step, ::step].ravel())
     return class_thresholds(
@@ -155,9 +161,11 @@ def write_pseudo_labels(
     classes: Sequence[int] | None = None,
     batch_size: int = 8,
     min_threshold: float = 0.0,
+    flip: bool = False,
 ) -> dict:
     """Label every image of ``dataset`` (a ``SegmentationSet``: its images at their resized size)
-    with ``model`` (several: their averaged softmax): ``folder/STEM.png`` holds the pseudo-label
+    with ``model`` (several: their averaged softmax; ``flip``: each also on the mirrored image,
+    mirrored back, and averaged in): ``folder/STEM.png`` holds the pseudo-label
     (trainIds, 255 where a pixel stays below its class threshold) at the image file's own size.
     Returns the thresholds and the pseudo-labels' score against the set's labels."""
     import cv2
@@ -167,12 +175,12 @@ def write_pseudo_labels(
     from .evaluation import batches
     from .segmenter import write_label
 
-    thresholds = set_thresholds(model, dataset, portion, keep_above, batch_size, min_threshold)
+    thresholds = set_thresholds(model, dataset, portion, keep_above, batch_size, min_threshold, flip)
     folder.mkdir(parents=True, exist_ok=True)
     score = PseudoLabelScore()
     index = 0
     for images, truths in batches(dataset, batch_size):
-        predictions, confidences = predict_confidence(model, images)
+        predictions, confidences = predict_confidence(model, images, flip)
         for prediction, confidence, truth in zip(predictions, confidences, truths, strict=True):
             pseudo = pseudo_label(prediction, confidence, thresholds)
             score.update(prediction, pseudo, truth)
