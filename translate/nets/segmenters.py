@@ -31,11 +31,6 @@ class Segmenter(nn.Module):
     #: encoder stages the segmenter never runs and does not hold (``drop_unused_stages``)
     unused_encoder_stages: tuple[str, ...] = ()
 
-    @property
-    def dropped_weights(self) -> tuple[str, ...]:
-        """Key prefixes of the unused stages' weights, which older files still hold (``nets.layers``)."""
-        return tuple(f"net.encoder.{name}." for name in self.unused_encoder_stages)
-
     @staticmethod
     def normalises_per_sample(spec: Mapping[str, Any]) -> bool:
         """False: smp's encoders and decoders use batch norm (see ``GANModel``)."""
@@ -93,7 +88,9 @@ def drop_unused_stages(encoder: nn.Module, depth: int) -> list[str]:
     ones: a ResNet-18 U-Net of depth 3 carries 10.5 M weights in ``layer3``/``layer4`` beside its
     0.9 M used ones, and every checkpoint and export wrote all of them (44 MB instead of 3.5 MB).
     Only stages that are attributes of the encoder itself (``get_stages``: the ResNet family) are
-    dropped; other encoders are left whole. The remaining weights are initialised exactly as before."""
+    dropped; other encoders are left whole. The remaining weights are initialised exactly as before.
+    The encoder lists the dropped stages' key prefixes in ``dropped_weights`` (``nets.layers``), so
+    files written when it still held them load, into the encoder or the whole segmenter."""
     stages = getattr(encoder, "get_stages", None)
     if stages is None:
         return []
@@ -107,6 +104,7 @@ def drop_unused_stages(encoder: nn.Module, depth: int) -> list[str]:
             if name is not None:
                 setattr(encoder, name, nn.Identity())
                 dropped.append(name)
+    encoder.dropped_weights = tuple(f"{name}." for name in dropped)
     return dropped
 
 
@@ -205,12 +203,9 @@ def load_segmenter_weights(net: Segmenter, path: str | Path, into: str = "encode
     if into not in WEIGHTS_TARGETS:
         raise ConfigError(f"segmenter weights go into one of {', '.join(WEIGHTS_TARGETS)}, got '{into}'")
     target = net.encoder() if into == "encoder" else net
-    state = read_weights_file(path)
+    state = without_dropped_weights(target, read_weights_file(path))
     if into == "encoder":
-        unused = tuple(f"{name}." for name in net.unused_encoder_stages)
-        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_HEAD + unused)}
-    else:
-        state = without_dropped_weights(net, state)
+        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_HEAD)}
     expected = target.state_dict()
     problems = [
         f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the {into}"
