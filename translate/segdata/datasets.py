@@ -567,9 +567,10 @@ class SegmentationClassMix(Dataset):
     minority class's unsure pixels become its neighbour's); pasted source objects keep correct
     labels for every class inside target-looking scenes. ``target`` and ``source``: the options of
     two ``segmentation_pairs`` sets whose samples have one size (e.g. pseudo-labelled target images
-    and the translated source), or such sets already built (shared with a combined set's parts). Sample ``i`` is target sample ``i`` mixed with a source sample
-    drawn from the key's seed, so a resumed run replays it and every epoch draws new partners.
-    ``cache_mb`` is each set's unless its options give their own.
+    and the translated source), or such sets already built (shared with a combined set's parts).
+    Sample ``i`` is target sample ``i`` mixed with a source sample drawn from the key's seed, so a
+    resumed run replays it and every epoch draws new partners. ``cache_mb`` is each set's unless
+    its options give their own.
     """
 
     def __init__(
