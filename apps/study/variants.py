@@ -132,7 +132,10 @@ def plot_gap(summary: dict, path: Path) -> None:
 
     conditions, variants = summary["conditions"], summary["variants"]
     width = 0.8 / max(len(variants), 1)
-    fig, ax = plt.subplots(figsize=(1.2 * len(conditions) + 2, 4))
+    # the condition names stand slanted under the bars: the figure grows with the longest, so the
+    # bars keep their height (and the axis label its room) whatever the rows are called
+    longest = max((len(c) for c in conditions), default=0)
+    fig, ax = plt.subplots(figsize=(1.2 * len(conditions) + 2, 3 + 0.05 * longest))
     for i, v in enumerate(variants):
         shares = [summary["table"][c].get(v, {}).get("gap_recovered", float("nan")) for c in conditions]
         ax.bar(np.arange(len(conditions)) + (i - (len(variants) - 1) / 2) * width, shares, width, label=v)
