@@ -74,7 +74,7 @@ def imported(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(("backend", "precision"), PATHS)
-def test_tiles_with_instance_norm_match_torch_tiles_or_are_refused_by_name(tmp_path, backend, precision):
+def test_tiles_with_instance_norm_match_torch_tiles_on_every_backend(tmp_path, backend, precision):
     source = exported(tmp_path, INSTANCE)
     x = image(96, 128)
     net = load_generator(source)
@@ -82,12 +82,20 @@ def test_tiles_with_instance_norm_match_torch_tiles_or_are_refused_by_name(tmp_p
     generator = open_generator(source, backend, precision, "cpu")
     whole = translate_image(generator, x, tile=512, device="cpu")
     assert (whole - untiled).abs().max() <= tolerance(precision)
-    if backend == "torch":  # the same hooks: whole-image statistics in every tile
-        got = translate_image(generator, x, tile=64, overlap=32, device="cpu")
-        assert (got - tiled).abs().max() <= tolerance(precision)
-        return
-    with pytest.raises(ConfigError, match=f"backend '{backend}' cannot tile G.safetensors.*untiled.*torch or auto"):
-        translate_image(generator, x, tile=64, overlap=32, device="cpu")
+    # torch: the same hooks; a graph engine: the network cut at its norms, whole-image statistics as inputs
+    got = translate_image(generator, x, tile=64, overlap=32, device="cpu")
+    assert (got - tiled).abs().max() <= tolerance(precision)
+    assert generator.tiles_path == f"{backend} {precision}"
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_graph_file_with_instance_norm_refuses_tiles_naming_the_way_out(tmp_path, backend):
+    source = exported(tmp_path, INSTANCE)
+    onnx_file = export_onnx(source, tmp_path / "G.onnx")
+    generator = open_generator(onnx_file, backend, "fp32", "cpu")
+    message = f"backend '{backend}' cannot tile G.onnx: a graph file alone cannot be cut.*tile from the generator's .safetensors.*untiled"
+    with pytest.raises(ConfigError, match=message):
+        translate_image(generator, image(96, 128), tile=64, overlap=32, device="cpu")
 
 
 @pytest.mark.parametrize(("backend", "precision"), PATHS)
@@ -105,7 +113,7 @@ def test_tiles_of_a_batch_norm_generator_equal_the_untiled_output_on_every_backe
 # --- auto ----------------------------------------------------------------------------------------
 
 
-def test_auto_measures_once_logs_one_line_and_tiles_through_torch(tmp_path, caplog):
+def test_auto_measures_once_logs_one_line_and_tiles_exactly_on_its_choice(tmp_path, caplog):
     source = exported(tmp_path, INSTANCE)
     x = image(96, 128)
     with caplog.at_level(logging.INFO, logger="translate"):
@@ -114,7 +122,10 @@ def test_auto_measures_once_logs_one_line_and_tiles_through_torch(tmp_path, capl
             translate_image(generator, x, tile=tile, overlap=32, device="cpu")
     lines = [r.getMessage() for r in caplog.records if "auto backend" in r.getMessage()]
     assert len(lines) == 1, lines
-    assert "tiles with whole-image statistics: torch" in lines[0] and "measured: torch fp32" in lines[0]
+    assert (
+        f"tiles with whole-image statistics: {generator.tiles_path} (" in lines[0]
+        and "measured: torch fp32" in lines[0]
+    )
     tiled = translate_image(load_generator(source), x, tile=64, overlap=32, device="cpu")
     assert (translate_image(generator, x, tile=64, overlap=32, device="cpu") - tiled).abs().max() <= BF16_TOLERANCE
 
@@ -204,7 +215,7 @@ def test_cli_translates_with_an_onnx_file_and_refuses_tiles_it_cannot_keep_exact
         != 0
     )
     err = capsys.readouterr().err
-    assert "backend 'openvino' cannot tile G.onnx" in err and "untiled" in err
+    assert "backend 'openvino' cannot tile G.onnx" in err and ".safetensors" in err and "untiled" in err
     assert not (tmp_path / "tiled" / "a.png").exists()
 
     with caplog.at_level(logging.INFO, logger="translate"):

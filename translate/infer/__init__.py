@@ -7,6 +7,7 @@
 * ``tiled``: one image's tiled run and ``translate_image``;
 * ``files``: image files and folders (``translate_file``, ``translate_path``);
 * ``backend``: a generator file run by ONNX Runtime, OpenVINO or torch at bf16 (``open_generator``);
+* ``graph_tiles``: a graph engine's exact tiles, the network cut at its norm layers into segments;
 * ``lock``: one run at a time writes into an output folder (``FolderLock``).
 
 How it works and what it costs: docs/inference.md.

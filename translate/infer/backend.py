@@ -8,8 +8,10 @@ torch network's hooks; so a ``BackendGenerator`` also says what tiles run on:
 
 * the torch backend tiles its own network (at bf16: under autocast, channels-last on the CPU);
 * a graph backend (ONNX Runtime, OpenVINO) tiles a generator without input-dependent norms
-  (none, or batch norm in eval mode) exactly as it is, and refuses to tile one with instance or
-  group norm, naming the way out (untiled, or the torch or auto backend);
+  (none, or batch norm in eval mode) exactly as it is; one with instance or group norm it tiles
+  as a ``graph_tiles.SegmentedGraph``, cut at its norm layers from the ``.safetensors`` weights,
+  so the whole image's statistics reach every tile. A graph file alone (``.onnx``, ``.xml``)
+  cannot be cut: tiling it is refused, naming the way out;
 * ``auto`` measures every candidate once, runs whole images on the fastest and tiles with the
   fastest of those that tile exactly, and logs both in one line.
 """
@@ -24,7 +26,9 @@ from torch import nn
 
 from ..deploy import Runner, channels_of, describe_timings, generator_metadata, measure, open_runners
 from ..errors import ConfigError
+from ..io import load_generator
 from ..nets import build_generator
+from .graph_tiles import SegmentedGraph, plan
 from .stats import shareable_norms
 
 log = logging.getLogger(__name__)
@@ -45,12 +49,16 @@ class _Held:
 class BackendGenerator(nn.Module):
     """Runs ``whole`` on whole batches; ``for_tiles`` gives what tiled inference runs instead."""
 
-    def __init__(self, source: Path, whole: Runner, tiles: Runner | None, tiling_refusal: str = "") -> None:
+    def __init__(
+        self, source: Path, whole: Runner, tiles: Runner | None, tiling_refusal: str = "", graph_tiling: str = ""
+    ) -> None:
         super().__init__()
         self.source = source
         self._whole = _Held(whole)
         self._tiles = _Held(tiles) if tiles is not None else None
         self.tiling_refusal = tiling_refusal
+        self.graph_tiling = graph_tiling  # tiling_in_graph(source), where a graph engine runs
+        self._segmented: SegmentedGraph | None = None  # built on the first tiled image
         self.size_multiple = whole.size_multiple
         self.in_channels = channels_of(source)
 
@@ -77,9 +85,14 @@ class BackendGenerator(nn.Module):
             raise ConfigError(self.tiling_refusal)
         runner = self._tiles.runner
         net = getattr(runner, "net", None)
-        if net is None:  # a graph without input-dependent norms: tiles are exact as they are
+        if net is not None:
+            return net, "bf16" if runner.precision == "bf16" else amp
+        if self.graph_tiling == "as is":  # no input-dependent norms: tiles are exact as they are
             return _GraphTiles(runner), "off"
-        return net, "bf16" if runner.precision == "bf16" else amp
+        if self._segmented is None:
+            with torch.inference_mode(False):  # exported by tracing, which inference tensors break
+                self._segmented = SegmentedGraph.of(load_generator(self.source), runner.backend, runner.precision)
+        return self._segmented, "off"
 
     def shape_twin(self) -> nn.Module:
         """The torch network of the same architecture, randomly initialised: what input sizes this
@@ -103,16 +116,25 @@ class _GraphTiles(nn.Module):
         return self._runner.runner(x)
 
 
-def tiles_exactly_in_graph(source: Path) -> bool:
-    """Whether the exported graph of ``source`` tiles exactly as it is: its network has no layer
-    that normalises with its input's statistics (those need the torch hooks)."""
+def tiling_in_graph(source: Path) -> str:
+    """How a graph engine tiles the generator of ``source`` exactly: ``"as is"`` (its network has
+    no layer that normalises with its input's statistics), ``"segments"`` (cut at its norm layers,
+    see ``graph_tiles``; needs the ``.safetensors`` weights), or why it cannot."""
     spec = generator_metadata(source)["architecture"]
     try:
-        with torch.device("meta"):  # the layers' types alone, no weights
-            net = build_generator(spec).eval()
+        net = build_generator(spec).eval()  # random weights: the layers and their order are what count
     except Exception:  # a network this process cannot build: its norms are unknown, so refuse
-        return False
-    return not shareable_norms(net)
+        return f"this process cannot build its network '{spec.get('name')}'"
+    if not shareable_norms(net):
+        return "as is"
+    if source.suffix != ".safetensors":
+        return (
+            "a graph file alone cannot be cut at its instance/group norm layers, which need the whole "
+            "image's statistics in every tile; tile from the generator's .safetensors (every backend then tiles "
+            "exactly)"
+        )
+    segments = plan(net)
+    return "segments" if not isinstance(segments, str) else f"its norm layers cannot be cut apart: {segments}"
 
 
 def open_generator(
@@ -122,8 +144,8 @@ def open_generator(
     ``.xml``); ``backend`` and ``precision`` may each be ``auto`` (see the module's docstring)."""
     source = Path(source)
     runners = open_runners(source, backend, precision, device)
-    graph_tiles = any(r.backend != "torch" for r in runners) and tiles_exactly_in_graph(source)
-    exact = [r for r in runners if r.backend == "torch" or graph_tiles]
+    graph_tiling = tiling_in_graph(source) if any(r.backend != "torch" for r in runners) else ""
+    exact = [r for r in runners if r.backend == "torch" or graph_tiling in ("as is", "segments")]
     if len(runners) == 1:
         whole = runners[0]
         tiles = whole if whole in exact else None
@@ -141,11 +163,10 @@ def open_generator(
             describe_timings(timings),
         )
     refusal = (
-        f"backend '{whole.backend}' cannot tile {source.name}: its instance/group norm layers need the whole image's "
-        "statistics in every tile, which only the torch backend gives; translate untiled (a tile at least the "
-        "image's longest side) or use backend torch or auto"
+        f"backend '{whole.backend}' cannot tile {source.name}: {graph_tiling}; or translate untiled (a tile at least "
+        "the image's longest side)"
     )
-    return BackendGenerator(source, whole, tiles, refusal)
+    return BackendGenerator(source, whole, tiles, refusal, graph_tiling)
 
 
 def check_backend_names(backend: str, precision: str) -> None:

@@ -157,9 +157,10 @@ class Moments:
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
-def normalise(module: nn.Module, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """What ``module`` computes on ``x``, but with the given per-channel mean and (biased) variance."""
-    c = x.shape[1]
+def scale_and_shift(module: nn.Module, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel float32 ``scale`` and ``shift`` with which ``module`` maps its input when its
+    statistics are the given per-channel mean and (biased) variance: ``x * scale + shift``."""
+    c = mean.numel()
     if isinstance(module, nn.GroupNorm):
         # GroupNorm's statistics pool the channels of a group; equal counts make that a plain mean
         g = module.num_groups
@@ -174,9 +175,14 @@ def normalise(module: nn.Module, x: torch.Tensor, mean: torch.Tensor, var: torch
         scale, shift = scale * weight.detach().double().cpu(), shift * weight.detach().double().cpu()
     if bias is not None:
         shift = shift + bias.detach().double().cpu()
-    scale = scale.to(device=x.device, dtype=torch.float32).view(1, c, 1, 1)
-    shift = shift.to(device=x.device, dtype=torch.float32).view(1, c, 1, 1)
-    out = x.float() * scale + shift
+    return scale.float(), shift.float()
+
+
+def normalise(module: nn.Module, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """What ``module`` computes on ``x``, but with the given per-channel mean and (biased) variance."""
+    c = x.shape[1]
+    scale, shift = scale_and_shift(module, mean, var)
+    out = x.float() * scale.to(x.device).view(1, c, 1, 1) + shift.to(x.device).view(1, c, 1, 1)
     # a layer that keeps float32 under autocast (``nets.layers``) hands it on; others their input's dtype
     full_precision = getattr(module, "full_precision_under_autocast", False) and torch.is_autocast_enabled(
         x.device.type
@@ -197,6 +203,10 @@ class SharedNormStats:
     before each forward pass. ``stop_after``: a layer after whose recording the forward pass is
     cut short with ``StopForward`` (the rest of the network would only cost time).
     Used as a context manager; the hooks are removed on exit, leaving the network untouched.
+
+    A network whose norm layers do not run as torch modules (``graph_tiles.SegmentedGraph``)
+    takes part through ``attach_norm_stats(hooks)``: it is handed this object instead of hooks,
+    normalises with ``use`` itself and reports each norm layer's input to ``seen``.
     """
 
     def __init__(
@@ -206,6 +216,7 @@ class SharedNormStats:
         record: set[str] | None = frozenset(),
         stop_after: str | None = None,
     ) -> None:
+        self.net = net
         self.norms = shareable_norms(net)
         self.use = use or {}
         self.record = record
@@ -228,25 +239,37 @@ class SharedNormStats:
         return {name: m.mean_var() for name, m in self.moments.items()}
 
     def __enter__(self) -> SharedNormStats:
+        attach = getattr(self.net, "attach_norm_stats", None)
+        if callable(attach):
+            attach(self)
+            return self
         for name, module in self.norms.items():
             self._handles.append(module.register_forward_hook(self._hook(name)))
         return self
 
     def __exit__(self, *exc) -> None:
+        attach = getattr(self.net, "attach_norm_stats", None)
+        if callable(attach):
+            attach(None)
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
 
+    def seen(self, name: str, x: torch.Tensor) -> None:
+        """Norm layer ``name`` was given ``x``: note the order, record its moments where asked, and
+        end the pass (``StopForward``) after ``stop_after``."""
+        if name not in self.order:
+            self.order.append(name)
+            self.step_of[name] = self.step
+        if self.record is None or name in self.record:
+            self._accumulate(name, x)
+        if name == self.stop_after:
+            raise StopForward
+
     def _hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor | None:
             x = inputs[0]
-            if name not in self.order:
-                self.order.append(name)
-                self.step_of[name] = self.step
-            if self.record is None or name in self.record:
-                self._accumulate(name, x)
-            if name == self.stop_after:
-                raise StopForward
+            self.seen(name, x)
             if name not in self.use:
                 return None  # the layer normalises with this tile's own statistics
             mean, var = self.use[name]
