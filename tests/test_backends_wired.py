@@ -113,7 +113,7 @@ def test_tiles_of_a_batch_norm_generator_equal_the_untiled_output_on_every_backe
 # --- auto ----------------------------------------------------------------------------------------
 
 
-def test_auto_measures_once_logs_one_line_and_tiles_exactly_on_its_choice(tmp_path, caplog):
+def test_auto_measures_once_logs_one_line_and_tiles_an_instance_norm_generator_through_torch(tmp_path, caplog):
     source = exported(tmp_path, INSTANCE)
     x = image(96, 128)
     with caplog.at_level(logging.INFO, logger="translate"):
@@ -122,6 +122,8 @@ def test_auto_measures_once_logs_one_line_and_tiles_exactly_on_its_choice(tmp_pa
             translate_image(generator, x, tile=tile, overlap=32, device="cpu")
     lines = [r.getMessage() for r in caplog.records if "auto backend" in r.getMessage()]
     assert len(lines) == 1, lines
+    # whole graphs may win the probe; cut into segments they are slower than torch bf16 tiles here
+    assert generator.tiles_path.startswith("torch ")
     assert (
         f"tiles with whole-image statistics: {generator.tiles_path} (" in lines[0]
         and "measured: torch fp32" in lines[0]

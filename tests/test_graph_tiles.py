@@ -96,3 +96,36 @@ def test_a_segmented_graph_leaves_the_torch_network_without_hooks(tmp_path: Path
     assert all(not m._forward_hooks for m in net.modules())
     with torch.no_grad():  # and the whole chain of segments is the network
         assert (graph(image(32, 32)) - net(image(32, 32))).abs().max() <= FP32_TOLERANCE
+
+
+class ConvNormSteps(torch.nn.Module):
+    """A generator whose norm layers sit inside their steps, behind a convolution: the statistics
+    passes must run a probe graph up to each norm's input."""
+
+    size_multiple, in_channels = 1, 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = torch.nn.Sequential(
+            torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.InstanceNorm2d(6), torch.nn.ReLU()),
+            torch.nn.Sequential(torch.nn.Conv2d(6, 6, 3, padding=1), torch.nn.GroupNorm(2, 6), torch.nn.ReLU()),
+            torch.nn.Conv2d(6, 3, 3, padding=1),
+        )
+
+    def stages(self):
+        return list(self.body)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_norms_behind_a_convolution_in_their_step_are_reached_by_probe_graphs():
+    net = ConvNormSteps().eval()
+    graph = SegmentedGraph.of(net, "openvino", "fp32")
+    assert [(s.start, s.stop, s.norm) for s in graph.segments] == [(0, 1, "body.0.1"), (1, 3, "body.1.1")]
+    assert graph._probe_inputs[:2] == [None, None]  # the norm's input is not the segment's input
+    x = image(64, 80, seed=4)
+    expected = translate_image(net, x, tile=32, overlap=16, device="cpu")
+    got = translate_image(graph, x, tile=32, overlap=16, device="cpu")
+    assert (got - expected).abs().max() <= FP32_TOLERANCE

@@ -152,7 +152,11 @@ def open_generator(
     else:
         timings = measure(runners, channels_of(source))
         whole = min(timings, key=timings.get)
-        tiles = min(exact, key=timings.get, default=None)
+        # the probe times whole graphs; cut into segments a graph loses much of that speed (each
+        # boundary converts the state in and out: measured slower than torch bf16 tiles on a CPU
+        # without AMX, docs/benchmarks.md), so auto tiles on them only where torch cannot
+        unsegmented = [r for r in exact if r.backend == "torch" or graph_tiling == "as is"]
+        tiles = min(unsegmented or exact, key=timings.get, default=None)
         tiled = f"{tiles.backend} {tiles.precision}" if tiles is not None else "refused (no torch backend)"
         log.info(
             "auto backend for %s: %s %s; tiles with whole-image statistics: %s (measured: %s)",

@@ -2,17 +2,18 @@
 
 A whole exported graph normalises each tile with the tile's own statistics, so tiles would show
 as patches. Here the torch network's steps (``ImageGenerator.stages``) are grouped into
-*segments* that each start at the step holding one norm layer; every segment is exported to ONNX
-with that norm's statistics as inputs (a per-channel ``scale`` and ``shift``, computed from the
-whole image's mean and variance exactly as the torch hooks do) and with the norm's raw input as an
-extra output. ``SegmentedGraph`` runs those graphs as ``TiledRun``'s steps and reports each raw
-input to the attached ``SharedNormStats``, so the statistics passes, the frontier and the blending
-of ``tiled`` work unchanged: the tiled output equals the graph engine's untiled output within its
-precision. A second variant of each segment, exported only when asked for, keeps the norm as it is
-(the tile's own statistics), for tracing and ``norm_stats="tile"``.
+*segments* that each start at the step holding one norm layer, and each segment is exported to
+ONNX (``KINDS``): with that norm's statistics as inputs (a per-channel ``scale`` and ``shift``,
+computed from the whole image's mean and variance exactly as the torch hooks do), with the norm
+as it is (the tile's own statistics: tracing, ``norm_stats="tile"``), and, where the norm's input
+is not simply one of the segment's inputs, up to that input alone (the probe). ``SegmentedGraph``
+runs them as ``TiledRun``'s steps and hands each norm's input to the attached ``SharedNormStats``
+before its segment runs, so the statistics passes, the frontier and the blending of ``tiled``
+work unchanged and a pass that stops at a norm computes nothing past it: the tiled output equals
+the torch tiles within the engine's precision.
 
 Networks without ``stages()``, or with a step that holds two norm layers, are not cut: ``plan``
-says why, and the backend refuses to tile them.
+says why, and the backend refuses to tile them. What the cuts cost is in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -87,24 +88,35 @@ def plan(net: nn.Module) -> list[Segment] | str:
     return [Segment(a, b, holders.get(a), arities[a], arities[b]) for a, b in zip(starts, stops, strict=True)]
 
 
-class _SegmentModule(nn.Module):
-    """What one segment's graph computes: its steps, with its norm normalising by given
-    ``scale`` and ``shift`` (``given``) or by its input's own statistics, and the norm's input
-    as the last output."""
+#: the graphs of a segment: its steps with the norm given its statistics, the same with the norm
+#: as it is (the tile's own statistics), and the steps up to the norm's input alone
+KINDS = ("given", "own", "probe")
 
-    def __init__(self, net: nn.Module, segment: Segment, given: bool) -> None:
+
+class _NormInputFound(Exception):
+    """Ends a probe's forward pass at the norm's input."""
+
+    def __init__(self, x: torch.Tensor) -> None:
         super().__init__()
-        self.net, self.segment, self.given = net, segment, given
+        self.x = x
+
+
+class _SegmentModule(nn.Module):
+    """What one graph of a segment computes (``KINDS``): the next state, or the norm's input."""
+
+    def __init__(self, net: nn.Module, segment: Segment, kind: str) -> None:
+        super().__init__()
+        self.net, self.segment, self.kind = net, segment, kind
         self.steps = net.stages()[segment.start : segment.stop]
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         n = self.segment.arity_in
         state, extra = _unflatten(inputs[:n]), inputs[n:]
-        seen: list[torch.Tensor] = []
 
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-            seen.append(args[0])
-            return args[0] * extra[0] + extra[1] if self.given else output
+            if self.kind == "probe":
+                raise _NormInputFound(args[0])
+            return args[0] * extra[0] + extra[1] if self.kind == "given" else output
 
         handle = None
         if self.segment.norm is not None:
@@ -112,10 +124,20 @@ class _SegmentModule(nn.Module):
         try:
             for step in self.steps:
                 state = step(state)
+        except _NormInputFound as found:
+            return (found.x,)
         finally:
             if handle is not None:
                 handle.remove()
-        return (*_flatten(state), *seen)
+        return tuple(_flatten(state))
+
+
+def _probe_input(net: nn.Module, segment: Segment, example: Sequence[torch.Tensor]) -> int | None:
+    """Which of the segment's input tensors is its norm's input as it is, if one is (a ResNet's norm
+    steps take it so): the statistics passes then read it without running a graph."""
+    with torch.no_grad():
+        (x,) = _SegmentModule(net, segment, "probe")(*example)
+    return next((i for i, t in enumerate(example) if t is x), None)
 
 
 def _export(module: _SegmentModule, example: Sequence[torch.Tensor], channels: int) -> bytes:
@@ -123,10 +145,10 @@ def _export(module: _SegmentModule, example: Sequence[torch.Tensor], channels: i
     seg = module.segment
     names_in = [f"state{i}" for i in range(seg.arity_in)]
     inputs = list(example)
-    if module.given:
+    if module.kind == "given":
         names_in += ["scale", "shift"]
         inputs += [torch.ones(1, channels, 1, 1), torch.zeros(1, channels, 1, 1)]
-    names_out = [f"next{i}" for i in range(seg.arity_out)] + (["norm_input"] if seg.norm else [])
+    names_out = ["norm_input"] if module.kind == "probe" else [f"next{i}" for i in range(seg.arity_out)]
     axes = {0: "batch", 2: "height", 3: "width"}
     dynamic = {name: axes for name in [*names_in[: seg.arity_in], *names_out]}
     buffer = bytes_io.BytesIO()
@@ -158,14 +180,22 @@ def _compile(onnx_bytes: bytes, engine: str, precision: str) -> Callable[[list[n
     if engine == "openvino":
         ov = require("openvino", "the openvino backend")
         core = ov.Core()
-        model = core.read_model(onnx_bytes)
         hint = {"fp32": "f32", "bf16": "bf16"}[precision]
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
-        request = compiled.create_infer_request()
+        # every tile of a run has the same size: a graph compiled for that static shape plans its
+        # memory and layouts once, where a dynamic one pays for it at every call
+        by_shape: dict[tuple, Any] = {}
 
         def run_openvino(arrays: list[np.ndarray]) -> list[np.ndarray]:
+            shapes = tuple(a.shape for a in arrays)
+            if shapes not in by_shape:
+                model = core.read_model(onnx_bytes)
+                model.reshape({i: list(shape) for i, shape in enumerate(shapes)})
+                compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+                by_shape.clear()  # one tile size at a time
+                by_shape[shapes] = compiled.create_infer_request()
+            request = by_shape[shapes]
             request.infer(arrays)
-            return [request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs))]
+            return [request.get_output_tensor(i).data.copy() for i in range(len(request.model_outputs))]
 
         return run_openvino
     ort = require("onnxruntime", "the onnxruntime backend")
@@ -199,12 +229,16 @@ class SegmentedGraph(nn.Module):
         # exported now, outside any inference mode, and compiled on first use: tracing the torch
         # network later would fire the hooks of whatever statistics are attached
         examples = self._example_states()
+        self._probe_inputs = [
+            _probe_input(self.net, seg, examples[i]) if seg.norm else None for i, seg in enumerate(self.segments)
+        ]
         self._onnx = {
-            (i, given): _export(_SegmentModule(self.net, seg, given), examples[i], _channels(self.net, seg))
+            (i, kind): _export(_SegmentModule(self.net, seg, kind), examples[i], _channels(self.net, seg))
             for i, seg in enumerate(self.segments)
-            for given in ((True, False) if seg.norm else (False,))
+            for kind in KINDS
+            if (kind == "own" or seg.norm) and not (kind == "probe" and self._probe_inputs[i] is not None)
         }
-        self._graphs: dict[tuple[int, bool], Callable[[list[np.ndarray]], list[np.ndarray]]] = {}
+        self._graphs: dict[tuple[int, str], Callable[[list[np.ndarray]], list[np.ndarray]]] = {}
 
     @classmethod
     def of(cls, net: nn.Module, engine: str, precision: str) -> SegmentedGraph:
@@ -226,11 +260,10 @@ class SegmentedGraph(nn.Module):
                     state = step(state)
         return inputs
 
-    def _graph(self, index: int, given: bool) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-        key = (index, given and self.segments[index].norm is not None)
-        if key not in self._graphs:
-            self._graphs[key] = _compile(self._onnx[key], self.engine, self.precision)
-        return self._graphs[key]
+    def _graph(self, index: int, kind: str) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+        if (index, kind) not in self._graphs:
+            self._graphs[index, kind] = _compile(self._onnx[index, kind], self.engine, self.precision)
+        return self._graphs[index, kind]
 
     def attach_norm_stats(self, hooks: SharedNormStats | None) -> None:
         self._attached = hooks
@@ -243,16 +276,20 @@ class SegmentedGraph(nn.Module):
         module = self.net.get_submodule(seg.norm) if seg.norm else None
 
         def step(state: Any) -> Any:
-            arrays = [np.ascontiguousarray(t.detach().float().cpu().numpy()) for t in _flatten(state)]
-            hooks = self._attached
-            use = hooks.use.get(f"{NET}.{seg.norm}") if hooks is not None and seg.norm else None
+            tensors = _flatten(state)
+            arrays = [np.ascontiguousarray(t.detach().float().cpu().numpy()) for t in tensors]
+            hooks, name = self._attached, f"{NET}.{seg.norm}"
+            if seg.norm is not None and hooks is not None and hooks.wants(name):
+                # before the segment runs, so a pass that stops at this norm costs nothing more
+                probe = self._probe_inputs[index]
+                x = tensors[probe] if probe is not None else torch.from_numpy(self._graph(index, "probe")(arrays)[0])
+                hooks.seen(name, x)
+            use = hooks.use.get(name) if hooks is not None and seg.norm is not None else None
             if use is not None:
                 scale, shift = scale_and_shift(module, *use)
                 arrays += [scale.view(1, -1, 1, 1).numpy(), shift.view(1, -1, 1, 1).numpy()]
-            outputs = [torch.from_numpy(a) for a in self._graph(index, use is not None)(arrays)]
-            if seg.norm is not None and hooks is not None:
-                hooks.seen(f"{NET}.{seg.norm}", outputs[-1])
-            return _unflatten(outputs[: seg.arity_out])
+            outputs = self._graph(index, "given" if use is not None else "own")(arrays)
+            return _unflatten([torch.from_numpy(a) for a in outputs])
 
         return step
 

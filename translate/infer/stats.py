@@ -255,6 +255,10 @@ class SharedNormStats:
             handle.remove()
         self._handles.clear()
 
+    def wants(self, name: str) -> bool:
+        """Whether ``seen(name, ...)`` would do anything: a layer not seen yet, recorded, or the last."""
+        return name not in self.order or self.record is None or name in self.record or name == self.stop_after
+
     def seen(self, name: str, x: torch.Tensor) -> None:
         """Norm layer ``name`` was given ``x``: note the order, record its moments where asked, and
         end the pass (``StopForward``) after ``stop_after``."""
