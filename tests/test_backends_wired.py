@@ -290,6 +290,10 @@ def test_bench_backend_table_prints_every_path_with_its_ratio_and_accuracy(capsy
     assert len(rows) == 2 * 5  # torch, openvino at fp32 and bf16, onnxruntime at fp32
     assert "| 32² | torch fp32" in out and "| 1.00× | 0.00e+00 | exact |" in out
     assert "  auto: " in out and " for tiles" in out
-    assert "| 96² | tiled torch fp32 |" in out and "| 96² | tiled auto |" in out and "auto = " in out
+    assert "| 96² | tiled torch fp32 |" in out and "| 96² | tiled auto (torch " in out and "auto = " in out
+    tiled = [line for line in out.splitlines() if line.startswith("| 96² | tiled ")]
+    assert len(tiled) == 5 + 1  # every path tiles exactly (graph engines in segments), and auto
+    tiled_fp32 = [float(r.split("|")[5]) for r in tiled if "onnxruntime fp32" in r or "openvino fp32" in r]
+    assert max(tiled_fp32) <= 1e-4
     fp32_diffs = [float(r.split("|")[5]) for r in rows if "onnxruntime fp32" in r or "openvino fp32" in r]
     assert max(fp32_diffs) <= 1e-4

@@ -6,7 +6,7 @@ machine shared with other work slows them alike and the ratios stay meaningful; 
 the median of ``--repeats`` runs after a warm-up run. ``auto`` is what
 ``translate.infer.open_generator(..., "auto", "auto")`` chooses here (logged once); its row is the
 measured row of the path it chose. ``--tiled-size`` adds one tiled translation of a larger image
-(whole-image statistics, the toolkit's exactness guarantee) with torch fp32 and with ``auto``.
+(whole-image statistics, the toolkit's exactness guarantee) on every path and with ``auto``.
 """
 
 from __future__ import annotations
@@ -92,18 +92,26 @@ def _size_rows(size: int, runners: dict, repeats: int) -> list[dict]:
     ]
 
 
-def _tiled_rows(args: argparse.Namespace, source: Path, auto) -> list[dict]:
-    """One tiled translation of a ``--tiled-size`` image with torch fp32 and with ``auto``."""
-    from ..infer import translate_image
+def _tiled_rows(args: argparse.Namespace, source: Path, paths: list[str], auto) -> list[dict]:
+    """One tiled translation of a ``--tiled-size`` image on every path and with ``auto``, after a
+    warm-up on a small tiled image (a graph engine cuts and compiles its segments there)."""
+    from ..infer import open_generator, translate_image
     from ..io import load_generator
     from .infer import test_image
 
-    image = test_image(args.tiled_size)
+    generators = {"torch fp32": load_generator(source, "cpu")}
+    generators.update({name: open_generator(source, *name.split(), "cpu") for name in paths if name != "torch fp32"})
+    generators["auto"] = auto
+    image, small = test_image(args.tiled_size), test_image(args.tile + args.overlap)
     rows, outputs = [], {}
-    for name, generator in (("torch fp32", load_generator(source, "cpu")), ("auto", auto)):
+    for name, generator in generators.items():
+        translate_image(generator, small, tile=args.tile, overlap=args.overlap, device="cpu")
         start = time.perf_counter()
         outputs[name] = translate_image(generator, image, tile=args.tile, overlap=args.overlap, device="cpu")
-        rows.append({"size": args.tiled_size, "path": f"tiled {name}", "seconds": time.perf_counter() - start})
+        seconds = time.perf_counter() - start
+        tiles_on = f" ({generator.tiles_path})" if name == "auto" else ""
+        rows.append({"size": args.tiled_size, "path": f"tiled {name}{tiles_on}", "seconds": seconds})
+        print(f"  tiled {args.tiled_size}² {name}{tiles_on}: {seconds:.1f} s")
     for row, name in zip(rows, outputs, strict=True):
         row["speedup"] = rows[0]["seconds"] / row["seconds"]
         row["max_abs_diff"] = float((outputs[name] - outputs["torch fp32"]).abs().max())
@@ -145,7 +153,7 @@ def backend_table(args: argparse.Namespace) -> int:
             rows += _size_rows(size, runners, args.repeats)
             print(f"  {size}²: " + ", ".join(f"{r['path']} {r['seconds']:.3f} s" for r in rows[-len(runners) :]))
         if args.tiled_size:
-            rows += _tiled_rows(args, source, auto)
+            rows += _tiled_rows(args, source, list(runners), auto)
     _print_table(rows, auto_path, args)
     if args.json:
         print(json.dumps({"auto": auto_path, "rows": rows}, indent=2, default=str))
