@@ -122,10 +122,11 @@ def tiling_in_graph(source: Path) -> str:
     see ``graph_tiles``; needs the ``.safetensors`` weights), or why it cannot."""
     spec = generator_metadata(source)["architecture"]
     try:
-        net = build_generator(spec).eval()  # random weights: the layers and their order are what count
+        with torch.device("meta"):  # the layers' types alone, no weights
+            layers = build_generator(spec).eval()
     except Exception:  # a network this process cannot build: its norms are unknown, so refuse
         return f"this process cannot build its network '{spec.get('name')}'"
-    if not shareable_norms(net):
+    if not shareable_norms(layers):
         return "as is"
     if source.suffix != ".safetensors":
         return (
@@ -133,7 +134,7 @@ def tiling_in_graph(source: Path) -> str:
             "image's statistics in every tile; tile from the generator's .safetensors (every backend then tiles "
             "exactly)"
         )
-    segments = plan(net)
+    segments = plan(build_generator(spec).eval())  # random weights: where the norms sit is what counts
     return "segments" if not isinstance(segments, str) else f"its norm layers cannot be cut apart: {segments}"
 
 
