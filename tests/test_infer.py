@@ -19,6 +19,7 @@ from translate.errors import ConfigError, DataError
 from translate.infer import (
     DiskSlots,
     FolderLock,
+    Moments,
     SharedNormStats,
     TranslateOptions,
     blend_window,
@@ -580,3 +581,21 @@ def test_progress_counts_every_tile_pass_towards_a_total_known_up_front():
         g, image[..., :32, :32], tile=64, overlap=16, device="cpu", progress=lambda d, t: small.append((d, t))
     )
     assert small == [(1, 1)]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "view", "channels_last_bf16"])
+def test_moments_match_float64_sums_in_every_layout(layout: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 8, 96, 120, generator=g) * 3 + 2
+    if layout == "view":
+        x = x[..., 5:90, 7:111]
+    elif layout == "channels_last_bf16":
+        x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    moments = Moments.zeros(8)
+    moments.add(x)
+    moments.add(x[..., :10, :])
+    exact = torch.cat([x, x[..., :10, :]], dim=2).double()
+    mean, var = moments.mean_var()
+    assert moments.count == exact.shape[2] * exact.shape[3]
+    assert torch.allclose(mean, exact.mean(dim=(0, 2, 3)), rtol=1e-6, atol=1e-9)
+    assert torch.allclose(var, exact.var(dim=(0, 2, 3), unbiased=False), rtol=1e-6)
