@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import tiny_cyclegan_overrides
 
@@ -51,6 +52,7 @@ def torchrun(tmp_path: Path, overrides: list[str]) -> subprocess.CompletedProces
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
+@pytest.mark.slow  # two processes of torch start-up and training: about 16 s
 def test_two_process_training_saves_once_and_resumes(tiny_unpaired, tmp_path):
     a, b = tiny_unpaired
     out = tmp_path / "run"

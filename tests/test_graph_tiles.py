@@ -45,30 +45,36 @@ def test_a_network_without_steps_cannot_be_cut_and_a_graph_engine_says_why(tmp_p
     ).all()  # untiled runs
 
 
+SLOW = pytest.mark.slow  # the rest of a grid whose first case stays in the quick loop
+
+
 @pytest.mark.parametrize(
     "spec",
     [
-        {"name": "resnet", "ngf": 4, "n_blocks": 2, "norm": "group"},
-        {"name": "resnet", "ngf": 4, "n_blocks": 1, "n_downsampling": 1, "upsample": "resize", "conv": "separable"},
-        {"name": "cut_resnet", "ngf": 4, "n_blocks": 2},
+        pytest.param({"name": "resnet", "ngf": 4, "n_blocks": 2, "norm": "group"}, id="group-norm"),
+        pytest.param(
+            {"name": "resnet", "ngf": 4, "n_blocks": 1, "n_downsampling": 1, "upsample": "resize", "conv": "separable"},
+            id="separable-student",
+            marks=SLOW,
+        ),
+        pytest.param({"name": "cut_resnet", "ngf": 4, "n_blocks": 2}, id="cut-antialiased", marks=SLOW),
     ],
-    ids=["group-norm", "separable-student", "cut-antialiased"],
 )
-@pytest.mark.parametrize(("engine", "precision"), [("onnxruntime", "fp32"), ("openvino", "fp32")])
-def test_segments_tile_like_the_torch_hooks_for_every_resnet_kind(tmp_path: Path, spec, engine, precision):
+@pytest.mark.parametrize("engine", ["openvino", pytest.param("onnxruntime", marks=SLOW)])
+def test_segments_tile_like_the_torch_hooks_for_every_resnet_kind(tmp_path: Path, spec, engine):
     source = exported(tmp_path, {"norm": "instance", **spec})
     x = image(80, 112, seed=1)
     torch_tiles = translate_image(load_generator(source), x, tile=48, overlap=16, device="cpu")
     untiled = translate_image(load_generator(source), x, tile=512, device="cpu")
-    got = translate_image(open_generator(source, engine, precision, "cpu"), x, tile=48, overlap=16, device="cpu")
+    got = translate_image(open_generator(source, engine, "fp32", "cpu"), x, tile=48, overlap=16, device="cpu")
     assert (got - torch_tiles).abs().max() <= FP32_TOLERANCE
     # and the shared statistics matter: tiles normalised on their own differ from the untiled image
     own = translate_image(load_generator(source), x, tile=48, overlap=16, device="cpu", norm_stats="tile")
     assert (own - untiled).abs().max() > 100 * FP32_TOLERANCE
 
 
-@pytest.mark.parametrize("stat_passes", [None, 2])
-@pytest.mark.parametrize("cache", ["ram", "off"])
+@pytest.mark.parametrize("stat_passes", [None, pytest.param(2, marks=SLOW)])
+@pytest.mark.parametrize("cache", ["ram", pytest.param("off", marks=SLOW)])
 def test_segments_follow_the_statistics_passes_and_the_frontier_as_torch_does(tmp_path: Path, stat_passes, cache):
     source = exported(tmp_path, {"name": "resnet", "ngf": 4, "n_blocks": 2, "norm": "instance"})
     x = image(96, 96, seed=2)
