@@ -113,23 +113,54 @@ def test_tiles_of_a_batch_norm_generator_equal_the_untiled_output_on_every_backe
 # --- auto ----------------------------------------------------------------------------------------
 
 
-def test_auto_measures_once_logs_one_line_and_tiles_an_instance_norm_generator_through_torch(tmp_path, caplog):
+@pytest.mark.parametrize("segments_win", [False, True])
+def test_auto_measures_once_and_tiles_on_the_faster_of_torch_and_segments(tmp_path, caplog, monkeypatch, segments_win):
+    from translate.infer import backend as backend_module
+    from translate.infer.graph_tiles import SegmentedGraph
+
+    # a machine where OpenVINO bf16 wins the whole-image probe, and segments win or lose per tile
+    monkeypatch.setattr(
+        backend_module,
+        "measure",
+        lambda runners, channels: {r: 1.0 if r.backend == "openvino" else 2.0 for r in runners},
+    )
+    per_tile = {True: 1.0, False: 3.0}
+    monkeypatch.setattr(
+        backend_module,
+        "_seconds_per_tile",
+        lambda module, amp, side, channels: per_tile[segments_win] if isinstance(module, SegmentedGraph) else 2.0,
+    )
     source = exported(tmp_path, INSTANCE)
     x = image(96, 128)
     with caplog.at_level(logging.INFO, logger="translate"):
         generator = open_generator(source, "auto", "auto", "cpu")
         for tile in (512, 64, 64):
             translate_image(generator, x, tile=tile, overlap=32, device="cpu")
-    lines = [r.getMessage() for r in caplog.records if "auto backend" in r.getMessage()]
-    assert len(lines) == 1, lines
-    # whole graphs may win the probe; cut into segments they are slower than torch bf16 tiles here
-    assert generator.tiles_path.startswith("torch ")
+    messages = [r.getMessage() for r in caplog.records]
+    (opened,) = [m for m in messages if m.startswith("auto backend")]
     assert (
-        f"tiles with whole-image statistics: {generator.tiles_path} (" in lines[0]
-        and "measured: torch fp32" in lines[0]
+        "tiles with whole-image statistics: torch " in opened and " in segments, measured on the first tiled" in opened
     )
+    (chosen,) = [m for m in messages if m.startswith("auto tiles")]  # once, on the first tiled image
+    winner = "openvino" if segments_win else "torch"
+    assert chosen.startswith(f"auto tiles for G.safetensors: {winner} ") and "per 64² tile" in chosen
+    assert generator.tiles_path.startswith(f"{winner} ") and "measured" not in generator.tiles_path
     tiled = translate_image(load_generator(source), x, tile=64, overlap=32, device="cpu")
     assert (translate_image(generator, x, tile=64, overlap=32, device="cpu") - tiled).abs().max() <= BF16_TOLERANCE
+
+
+def test_auto_without_a_faster_graph_tiles_on_torch_without_measuring_tiles(tmp_path, caplog, monkeypatch):
+    from translate.infer import backend as backend_module
+
+    monkeypatch.setattr(
+        backend_module, "measure", lambda runners, channels: {r: 1.0 if r.backend == "torch" else 2.0 for r in runners}
+    )
+    source = exported(tmp_path, INSTANCE)
+    with caplog.at_level(logging.INFO, logger="translate"):
+        generator = open_generator(source, "auto", "auto", "cpu")
+        translate_image(generator, image(96, 128), tile=64, overlap=32, device="cpu")
+    assert generator.tiles_path.startswith("torch ") and "segments" not in generator.tiles_path
+    assert not any(r.getMessage().startswith("auto tiles") for r in caplog.records)
 
 
 def test_gan_translate_with_auto_logs_its_choice_once_over_many_images(tmp_path, caplog):
@@ -290,7 +321,7 @@ def test_bench_backend_table_prints_every_path_with_its_ratio_and_accuracy(capsy
     assert len(rows) == 2 * 5  # torch, openvino at fp32 and bf16, onnxruntime at fp32
     assert "| 32² | torch fp32" in out and "| 1.00× | 0.00e+00 | exact |" in out
     assert "  auto: " in out and " for tiles" in out
-    assert "| 96² | tiled torch fp32 |" in out and "| 96² | tiled auto (torch " in out and "auto = " in out
+    assert "| 96² | tiled torch fp32 |" in out and "| 96² | tiled auto (" in out and "auto = " in out
     tiled = [line for line in out.splitlines() if line.startswith("| 96² | tiled ")]
     assert len(tiled) == 5 + 1  # every path tiles exactly (graph engines in segments), and auto
     tiled_fp32 = [float(r.split("|")[5]) for r in tiled if "onnxruntime fp32" in r or "openvino fp32" in r]

@@ -13,18 +13,23 @@ torch network's hooks; so a ``BackendGenerator`` also says what tiles run on:
   so the whole image's statistics reach every tile. A graph file alone (``.onnx``, ``.xml``)
   cannot be cut: tiling it is refused, naming the way out;
 * ``auto`` measures every candidate once, runs whole images on the fastest and tiles with the
-  fastest of those that tile exactly, and logs both in one line.
+  fastest of those that tile exactly, and logs both in one line. Cut into segments a graph loses
+  much of the speed its whole-image probe showed, so where segments are a candidate (an
+  instance-norm generator whose fastest graph beat torch on the probe) the first tiled image
+  times one tile on the torch path and on the segments and keeps the faster, logging that once.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..deploy import Runner, channels_of, describe_timings, generator_metadata, measure, open_runners
+from ..devices import autocast
 from ..errors import ConfigError
 from ..io import load_generator
 from ..nets import build_generator
@@ -47,15 +52,26 @@ class _Held:
 
 
 class BackendGenerator(nn.Module):
-    """Runs ``whole`` on whole batches; ``for_tiles`` gives what tiled inference runs instead."""
+    """Runs ``whole`` on whole batches; ``for_tiles`` gives what tiled inference runs instead.
+
+    ``segments_candidate``: a graph runner whose segments (``graph_tiles``) may tile faster than
+    ``tiles``; the first tiled image measures both on one tile and keeps the faster.
+    """
 
     def __init__(
-        self, source: Path, whole: Runner, tiles: Runner | None, tiling_refusal: str = "", graph_tiling: str = ""
+        self,
+        source: Path,
+        whole: Runner,
+        tiles: Runner | None,
+        tiling_refusal: str = "",
+        graph_tiling: str = "",
+        segments_candidate: Runner | None = None,
     ) -> None:
         super().__init__()
         self.source = source
         self._whole = _Held(whole)
         self._tiles = _Held(tiles) if tiles is not None else None
+        self._candidate = _Held(segments_candidate) if segments_candidate is not None else None
         self.tiling_refusal = tiling_refusal
         self.graph_tiling = graph_tiling  # tiling_in_graph(source), where a graph engine runs
         self._segmented: SegmentedGraph | None = None  # built on the first tiled image
@@ -73,17 +89,27 @@ class BackendGenerator(nn.Module):
     @property
     def tiles_path(self) -> str:
         """``"backend precision"`` of what tiles run on, or ``"refused"``."""
-        return f"{self._tiles.runner.backend} {self._tiles.runner.precision}" if self._tiles is not None else "refused"
+        if self._tiles is None:
+            return "refused"
+        path = f"{self._tiles.runner.backend} {self._tiles.runner.precision}"
+        if self._candidate is not None:
+            c = self._candidate.runner
+            return f"{path} or {c.backend} {c.precision} in segments, measured on the first tiled image"
+        return path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._whole.runner(x)
 
-    def for_tiles(self, amp: str) -> tuple[nn.Module, str]:
-        """The module tiled inference runs, and its autocast precision; a ``ConfigError`` when
-        this backend cannot keep tiles equal to the untiled output."""
+    def for_tiles(self, amp: str, tile: int = 256) -> tuple[nn.Module, str]:
+        """The module tiled inference runs on ``tile``-sized tiles, and its autocast precision; a
+        ``ConfigError`` when this backend cannot keep tiles equal to the untiled output."""
         if self._tiles is None:
             raise ConfigError(self.tiling_refusal)
-        runner = self._tiles.runner
+        if self._candidate is not None:
+            self._choose_between_torch_and_segments(amp, tile)
+        return self._module_for(self._tiles.runner, amp)
+
+    def _module_for(self, runner: Runner, amp: str) -> tuple[nn.Module, str]:
         net = getattr(runner, "net", None)
         if net is not None:
             return net, "bf16" if runner.precision == "bf16" else amp
@@ -93,6 +119,30 @@ class BackendGenerator(nn.Module):
             with torch.inference_mode(False):  # exported by tracing, which inference tensors break
                 self._segmented = SegmentedGraph.of(load_generator(self.source), runner.backend, runner.precision)
         return self._segmented, "off"
+
+    def _choose_between_torch_and_segments(self, amp: str, tile: int) -> None:
+        """Time one ``tile``² tile on the torch path and on the candidate's segments; keep the faster."""
+        held, candidate = self._tiles.runner, self._candidate.runner
+        seconds = {}
+        for runner in (held, candidate):
+            module, module_amp = self._module_for(runner, amp)
+            seconds[runner] = _seconds_per_tile(module, module_amp, tile, self.in_channels)
+        self._candidate = None
+        if seconds[candidate] < seconds[held]:
+            self._tiles = _Held(candidate)
+        log.info(
+            "auto tiles for %s: %s %s (measured per %d² tile: %s %s %.2f s, %s %s in segments %.2f s)",
+            self.source.name,
+            self._tiles.runner.backend,
+            self._tiles.runner.precision,
+            tile,
+            held.backend,
+            held.precision,
+            seconds[held],
+            candidate.backend,
+            candidate.precision,
+            seconds[candidate],
+        )
 
     def shape_twin(self) -> nn.Module:
         """The torch network of the same architecture, randomly initialised: what input sizes this
@@ -114,6 +164,21 @@ class _GraphTiles(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._runner.runner(x)
+
+
+def _seconds_per_tile(module: nn.Module, amp: str, side: int, channels: int) -> float:
+    """Seconds of one forward pass over a ``side``² tile (the faster of two after a warm-up)."""
+    multiple = int(getattr(module, "size_multiple", 1))
+    side = multiple * max(1, side // multiple)
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    x = torch.rand(1, channels, side, side, device=device) * 2 - 1
+    times = []
+    with torch.inference_mode(), autocast(device, amp):
+        for _ in range(3):
+            start = time.perf_counter()
+            module(x)
+            times.append(time.perf_counter() - start)
+    return min(times[1:])
 
 
 def tiling_in_graph(source: Path) -> str:
@@ -145,6 +210,7 @@ def open_generator(
     ``.xml``); ``backend`` and ``precision`` may each be ``auto`` (see the module's docstring)."""
     source = Path(source)
     runners = open_runners(source, backend, precision, device)
+    candidate = None
     graph_tiling = tiling_in_graph(source) if any(r.backend != "torch" for r in runners) else ""
     exact = [r for r in runners if r.backend == "torch" or graph_tiling in ("as is", "segments")]
     if len(runners) == 1:
@@ -158,7 +224,13 @@ def open_generator(
         # without AMX, docs/benchmarks.md), so auto tiles on them only where torch cannot
         unsegmented = [r for r in exact if r.backend == "torch" or graph_tiling == "as is"]
         tiles = min(unsegmented or exact, key=timings.get, default=None)
+        segmented = [r for r in exact if r not in unsegmented]
+        fastest_segmented = min(segmented, key=timings.get, default=None)
+        if tiles is not None and fastest_segmented is not None and timings[fastest_segmented] < timings[tiles]:
+            candidate = fastest_segmented  # may win as segments too: measured on the first tiled image
         tiled = f"{tiles.backend} {tiles.precision}" if tiles is not None else "refused (no torch backend)"
+        if candidate is not None:
+            tiled += f" or {candidate.backend} {candidate.precision} in segments, measured on the first tiled image"
         log.info(
             "auto backend for %s: %s %s; tiles with whole-image statistics: %s (measured: %s)",
             source.name,
@@ -171,7 +243,7 @@ def open_generator(
         f"backend '{whole.backend}' cannot tile {source.name}: {graph_tiling}; or translate untiled (a tile at least "
         "the image's longest side)"
     )
-    return BackendGenerator(source, whole, tiles, refusal, graph_tiling)
+    return BackendGenerator(source, whole, tiles, refusal, graph_tiling, candidate)
 
 
 def check_backend_names(backend: str, precision: str) -> None:

@@ -226,13 +226,13 @@ def _leaves_generator_as_it_was(run: Callable[..., torch.Tensor]) -> Callable[..
     return kept
 
 
-def _tiling_module(generator: nn.Module, amp: str, device: torch.device) -> tuple[nn.Module, str]:
+def _tiling_module(generator: nn.Module, amp: str, device: torch.device, tile: int) -> tuple[nn.Module, str]:
     """What the tiles run: the generator itself, or, for a generator run by an inference backend
     (``backend.BackendGenerator``), the module that keeps tiles exact (or its refusal)."""
     for_tiles = getattr(generator, "for_tiles", None)
     if not callable(for_tiles):
         return generator, amp
-    net, amp = for_tiles(amp)
+    net, amp = for_tiles(amp, tile)
     return net.to(device).eval(), amp
 
 
@@ -299,7 +299,7 @@ def translate_image(
             progress(1, 1)
         return out
 
-    generator, amp = _tiling_module(generator, amp, dev)
+    generator, amp = _tiling_module(generator, amp, dev, tile)
     padded, size = pad_to_multiple(image, multiple)
     run = TiledRun(generator, padded, tile, overlap, dev, amp, progress)
     if norm_stats != "tile" and not allow_unshared_norms:
