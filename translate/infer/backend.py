@@ -220,8 +220,8 @@ def open_generator(
         timings = measure(runners, channels_of(source))
         whole = min(timings, key=timings.get)
         # the probe times whole graphs; cut into segments a graph loses much of that speed (each
-        # boundary converts the state in and out: measured slower than torch bf16 tiles on a CPU
-        # without AMX, docs/benchmarks.md), so auto tiles on them only where torch cannot
+        # boundary converts the state in and out; slower than torch bf16 tiles on a CPU without
+        # AMX, docs/benchmarks.md), so segments are only a candidate, timed on the first tile
         unsegmented = [r for r in exact if r.backend == "torch" or graph_tiling == "as is"]
         tiles = min(unsegmented or exact, key=timings.get, default=None)
         segmented = [r for r in exact if r not in unsegmented]
