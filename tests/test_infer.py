@@ -343,7 +343,7 @@ def test_frontier_spilled_to_disk_gives_the_ram_output_at_the_ram_cost(monkeypat
 
 
 def test_disk_slots_return_what_was_put_as_fresh_copies(tmp_path: Path) -> None:
-    slots = DiskSlots(slot_bytes=4096, directory=str(tmp_path))
+    slots = DiskSlots(slot_bytes=4096, directory=str(tmp_path))  # 3 slots: bytes 0-12287
     skip = torch.randn(1, 4, 8, 8)
     states = {0: (skip, torch.randn(1, 4, 8, 8).bfloat16()), 1: torch.arange(12, dtype=torch.float32).view(1, 3, 2, 2)}
     for index, state in states.items():
@@ -358,6 +358,12 @@ def test_disk_slots_return_what_was_put_as_fresh_copies(tmp_path: Path) -> None:
     assert slots.get(1, torch.device("cpu")).shape == (1, 3, 4, 4)
     with pytest.raises(RuntimeError, match="does not fit"):
         slots.put(0, torch.zeros(2048))
+    # a channels-last state comes back channels-last with the same values (a view of another layout too)
+    bf16_cl = torch.randn(1, 5, 6, 7).bfloat16().contiguous(memory_format=torch.channels_last)
+    slots.put(2, (bf16_cl, bf16_cl[..., 1:4, 2:6]))
+    back, window = slots.get(2, torch.device("cpu"))
+    assert back.is_contiguous(memory_format=torch.channels_last) and not back.is_contiguous()
+    assert torch.equal(back, bf16_cl) and torch.equal(window, bf16_cl[..., 1:4, 2:6])
     slots.close()
 
 

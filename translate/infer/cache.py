@@ -83,6 +83,7 @@ class _Stored:
     offset: int
     shape: tuple[int, ...]
     dtype: torch.dtype
+    channels_last: bool = False
 
 
 class DiskSlots:
@@ -105,10 +106,14 @@ class DiskSlots:
 
         def write(t: torch.Tensor) -> _Stored:
             nonlocal end
-            data = _bytes_of(t.detach().to("cpu").contiguous())
+            t = t.detach().to("cpu")
+            # a channels-last state (bf16 convolutions on the CPU) is stored in its own order and
+            # comes back channels-last: converting it to NCHW would slow every later convolution
+            channels_last = _is_channels_last(t)
+            data = _bytes_of(t.permute(0, 2, 3, 1) if channels_last else t.contiguous())
             if end + len(data) > limit:
                 raise RuntimeError(f"a tile state of more than {self.slot_bytes} bytes does not fit its slot")
-            stored = _Stored(end, tuple(t.shape), t.dtype)
+            stored = _Stored(end, tuple(t.shape), t.dtype, channels_last)
             self._file.seek(end)
             view = memoryview(data)
             while view:  # a raw write may take only part of a large buffer
@@ -120,8 +125,9 @@ class DiskSlots:
 
     def get(self, index: int, device: torch.device) -> Any:
         def read(stored: _Stored) -> torch.Tensor:
-            t = torch.empty(stored.shape, dtype=stored.dtype)
-            view = memoryview(_bytes_of(t))
+            layout = torch.channels_last if stored.channels_last else torch.contiguous_format
+            t = torch.empty(stored.shape, dtype=stored.dtype, memory_format=layout)
+            view = memoryview(_bytes_of(t.permute(0, 2, 3, 1) if stored.channels_last else t))
             self._file.seek(stored.offset)
             while view:
                 got = self._file.readinto(view)
@@ -135,6 +141,10 @@ class DiskSlots:
     def close(self) -> None:
         self._layouts.clear()
         self._file.close()
+
+
+def _is_channels_last(t: torch.Tensor) -> bool:
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
 def _bytes_of(t: torch.Tensor):
