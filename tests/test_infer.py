@@ -446,6 +446,18 @@ def test_cli_single_file_matches_the_library(tmp_path: Path, exported: Path) -> 
     assert (got - expected).abs().max() <= 1.01 / 127.5  # only 8-bit rounding
 
 
+def test_cli_keeps_freed_memory_for_its_own_process_only(tmp_path: Path, exported: Path, monkeypatch) -> None:
+    from translate import cpu_memory
+
+    devices: list[torch.device] = []
+    monkeypatch.setattr(cpu_memory, "retain_freed_memory", lambda device: devices.append(device) or True)
+    write_image(tmp_path / "x.png", photo(40, 48))
+    translate_image(generator(RESNET), torch.rand(1, 3, 40, 48), device="cpu")
+    assert devices == []  # a library call leaves the caller's malloc alone
+    assert translate(exported, tmp_path / "x.png", tmp_path / "out") == 0
+    assert devices == [torch.device("cpu")]
+
+
 def test_cli_corrupt_image_is_named_and_the_others_are_kept(tmp_path: Path, exported: Path, capsys) -> None:
     src = tmp_path / "in"
     write_image(src / "a.png", photo(48, 48))

@@ -77,12 +77,14 @@ def _variant(args: dict, variant: str, out_path: str) -> dict:
     import numpy as np
     import torch
 
+    from ..cpu_memory import retain_freed_memory
     from ..devices import resolve_device
     from ..infer import DEFAULT_CACHE_MB, frontier_cache_mode, translate_image
     from ..nets import build_generator
 
     torch.manual_seed(0)
     device = resolve_device(args["device"])
+    retain_freed_memory(device)  # as `i2i translate` does
     spec = {"name": "resnet", "ngf": args["ngf"], "n_blocks": args["n_blocks"], "norm": args["norm"]}
     net = build_generator(spec).to(device).eval()
     image = test_image(args["size"])
@@ -131,8 +133,12 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
 
     if args.backends is not None:
+        import torch
+
+        from ..cpu_memory import retain_freed_memory
         from .backends import backend_table
 
+        retain_freed_memory(torch.device("cpu"))  # the backends run on the CPU, as `i2i translate` would
         return backend_table(args)
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
