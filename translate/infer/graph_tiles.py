@@ -175,11 +175,14 @@ def _channels(net: nn.Module, segment: Segment) -> int:
     return int(getattr(norm, "num_features", None) or norm.num_channels)
 
 
-def _compile(onnx_bytes: bytes, engine: str, precision: str) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-    """A function from the graph's inputs (in order) to its outputs (in order), on ``engine``."""
+def _compile(
+    onnx_bytes: bytes, engine: str, precision: str, core: Any = None
+) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """A function from the graph's inputs (in order) to its outputs (in order), on ``engine``
+    (OpenVINO: compiled by ``core``, shared by all the segments of a network)."""
     if engine == "openvino":
         ov = require("openvino", "the openvino backend")
-        core = ov.Core()
+        core = core if core is not None else ov.Core()
         hint = {"fp32": "f32", "bf16": "bf16"}[precision]
         # every tile of a run has the same size: a graph compiled for that static shape plans its
         # memory and layouts once, where a dynamic one pays for it at every call
@@ -239,6 +242,8 @@ class SegmentedGraph(nn.Module):
             if (kind == "own" or seg.norm) and not (kind == "probe" and self._probe_inputs[i] is not None)
         }
         self._graphs: dict[tuple[int, str], Callable[[list[np.ndarray]], list[np.ndarray]]] = {}
+        # one OpenVINO runtime for all the segments: a runtime per graph starts its own threads
+        self._core = require("openvino", "the openvino backend").Core() if engine == "openvino" else None
 
     @classmethod
     def of(cls, net: nn.Module, engine: str, precision: str) -> SegmentedGraph:
@@ -262,7 +267,7 @@ class SegmentedGraph(nn.Module):
 
     def _graph(self, index: int, kind: str) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
         if (index, kind) not in self._graphs:
-            self._graphs[index, kind] = _compile(self._onnx[index, kind], self.engine, self.precision)
+            self._graphs[index, kind] = _compile(self._onnx[index, kind], self.engine, self.precision, self._core)
         return self._graphs[index, kind]
 
     def attach_norm_stats(self, hooks: SharedNormStats | None) -> None:
