@@ -33,7 +33,14 @@ pytest.importorskip("openvino", reason="the deploy extra is not installed")
 
 INSTANCE = {"name": "resnet", "ngf": 4, "n_blocks": 2, "norm": "instance"}
 BATCH = {"name": "resnet", "ngf": 4, "n_blocks": 2, "norm": "batch"}
-PATHS = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")]
+#: every engine × precision; the quick loop keeps torch fp32 and OpenVINO bf16, the full suite all
+PATHS = [
+    ("torch", "fp32"),
+    pytest.param("torch", "bf16", marks=pytest.mark.slow),
+    pytest.param("onnxruntime", "fp32", marks=pytest.mark.slow),
+    pytest.param("openvino", "fp32", marks=pytest.mark.slow),
+    ("openvino", "bf16"),
+]
 #: max |Δ| of an fp32 engine to torch fp32, and of a bf16 one (values in [-1, 1])
 FP32_TOLERANCE, BF16_TOLERANCE = 1e-4, 0.05
 
