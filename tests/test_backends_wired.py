@@ -152,6 +152,7 @@ def test_auto_measures_once_and_tiles_on_the_faster_of_torch_and_segments(tmp_pa
     winner = "openvino" if segments_win else "torch"
     assert chosen.startswith(f"auto tiles for G.safetensors: {winner} ") and "per 64² tile" in chosen
     assert generator.tiles_path.startswith(f"{winner} ") and "measured" not in generator.tiles_path
+    assert (generator._segmented is not None) == segments_win  # losing segments are not kept
     tiled = translate_image(load_generator(source), x, tile=64, overlap=32, device="cpu")
     assert (translate_image(generator, x, tile=64, overlap=32, device="cpu") - tiled).abs().max() <= BF16_TOLERANCE
 

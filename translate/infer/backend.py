@@ -130,6 +130,8 @@ class BackendGenerator(nn.Module):
         self._candidate = None
         if seconds[candidate] < seconds[held]:
             self._tiles = _Held(candidate)
+        else:
+            self._segmented = None  # the losing segments' compiled graphs would only hold memory and threads
         log.info(
             "auto tiles for %s: %s %s (measured per %d² tile: %s %s %.2f s, %s %s in segments %.2f s)",
             self.source.name,

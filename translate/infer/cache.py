@@ -109,7 +109,7 @@ class DiskSlots:
             t = t.detach().to("cpu")
             # a channels-last state (bf16 convolutions on the CPU) is stored in its own order and
             # comes back channels-last: converting it to NCHW would slow every later convolution
-            channels_last = _is_channels_last(t)
+            channels_last = is_channels_last(t)
             data = _bytes_of(t.permute(0, 2, 3, 1) if channels_last else t.contiguous())
             if end + len(data) > limit:
                 raise RuntimeError(f"a tile state of more than {self.slot_bytes} bytes does not fit its slot")
@@ -143,7 +143,8 @@ class DiskSlots:
         self._file.close()
 
 
-def _is_channels_last(t: torch.Tensor) -> bool:
+def is_channels_last(t: torch.Tensor) -> bool:
+    """Whether a 4-D tensor is laid out channels-last (and not also plain contiguous)."""
     return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 

@@ -176,13 +176,11 @@ def _channels(net: nn.Module, segment: Segment) -> int:
 
 
 def _compile(
-    onnx_bytes: bytes, engine: str, precision: str, core: Any = None
+    onnx_bytes: bytes, engine: str, precision: str, core: Any
 ) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
     """A function from the graph's inputs (in order) to its outputs (in order), on ``engine``
-    (OpenVINO: compiled by ``core``, shared by all the segments of a network)."""
+    (OpenVINO: compiled by ``core``, shared by all the segments of a network; else unused)."""
     if engine == "openvino":
-        ov = require("openvino", "the openvino backend")
-        core = core if core is not None else ov.Core()
         hint = {"fp32": "f32", "bf16": "bf16"}[precision]
         # every tile of a run has the same size: a graph compiled for that static shape plans its
         # memory and layouts once, where a dynamic one pays for it at every call

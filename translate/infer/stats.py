@@ -22,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..devices import autocast
 from ..errors import ConfigError
-from .cache import Frontier
+from .cache import Frontier, is_channels_last
 from .geometry import size_multiple
 
 if TYPE_CHECKING:  # the passes drive a TiledRun, which itself normalises through this module
@@ -150,7 +150,7 @@ class Moments:
         the whole region to float64 first, with the same sums to about 1e-8.
         """
         x = x.detach().float()
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        if is_channels_last(x):
             rows = x.permute(0, 2, 3, 1)  # contiguous rows of w pixels × C channels
             row_dim, rest = 2, (0, 1)
         else:
