@@ -19,6 +19,9 @@ SELF_TRAINING_INITS = ("scratch", "previous")
 #: what a self-training round trains on besides the condition's own set: the pseudo-labelled target
 #: images as they are, or those images with half the classes of a source image pasted on (ClassMix)
 SELF_TRAINING_MIXES = ("none", "classmix")
+#: where the batch-norm statistics of a row's scoring segmenter come from: its training images, or
+#: the target training images (AdaBN: ``norm_stats.py``)
+NORM_STATS = ("training", "target")
 
 
 @dataclass
@@ -214,6 +217,10 @@ class Condition:
     # row's last round) are averaged, softmax by softmax (FDA's multi-band ensemble of segmenters
     # trained at several betas)
     ensemble: list[str] = field(default_factory=list)
+    # where the batch-norm statistics of the segmenter that scores the row come from: "training"
+    # (its own training images) or "target" (re-estimated on the unlabelled target training images,
+    # AdaBN; an ensemble row: every member's)
+    norm_stats: str = "training"
 
 
 def default_conditions() -> list[Condition]:
@@ -343,6 +350,15 @@ def check_config(cfg: StudyConfig) -> None:
             check_self_training(c)
             check_teacher(c, cfg.conditions)
         check_ensemble(c, cfg.conditions)
+        if c.norm_stats not in NORM_STATS:
+            raise ConfigError(
+                f"condition '{c.name}': norm_stats must be one of {', '.join(NORM_STATS)}, got '{c.norm_stats}'"
+            )
+        if c.norm_stats == "target" and c.train_on == "target":
+            raise ConfigError(
+                f"condition '{c.name}': norm_stats: target on the oracle row changes nothing it measures; "
+                "the oracle already trains on target images"
+            )
 
 
 def check_distill_from(cfg: StudyConfig, name: str, t: TranslatorSection) -> None:

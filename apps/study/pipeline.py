@@ -24,7 +24,7 @@ from translate.errors import DataError
 from .baselines import is_baseline
 from .config import Condition, SegmenterSection, StudyConfig
 from .plan import Plan, Recipe
-from .stages import Interrupted, StageRunner, slug
+from .stages import Interrupted, Stage, StageRunner, slug
 
 #: bookkeeping entries of a stage record, not results
 RECORD_KEYS = ("fingerprint", "inputs")
@@ -237,7 +237,13 @@ class Study:
         """Condition ``c`` scored by the averaged softmax of its members' segmenters of ``seed``."""
         from .evaluation import evaluate_set
 
-        members = [self.self_training(self.plan.condition(m), seed)[-1]["segmenter"] for m in c.ensemble]
+        members = []
+        for name in c.ensemble:
+            member = self.plan.condition(name)
+            record = self.scored(member, seed)
+            if c.norm_stats == "target" and member.norm_stats != "target":
+                record = self.norm_adapted(self.plan.final_segmenter(member, seed), record)
+            members.append(record)
 
         def work() -> dict:
             models = [self.load_segmenter(Path(m["file"])) for m in members]
@@ -251,8 +257,41 @@ class Study:
         return self.stages.run(self.plan.ensemble(c, seed), work)
 
     def row(self, c: Condition, seed: int) -> dict:
-        """The record that scores condition ``c`` with segmenter seed ``seed``."""
+        """The record of condition ``c``'s own segmenter (an ensemble row: its members' scores) with
+        segmenter seed ``seed``, before any self-training round."""
         return self.ensemble(c, seed) if c.train_on == "ensemble" else self.segmenter(Recipe.of(c), seed)
+
+    def scored(self, c: Condition, seed: int) -> dict:
+        """The record that scores condition ``c`` with seed ``seed``: its last round's segmenter, with
+        batch-norm statistics re-estimated on the target training images for ``norm_stats: target``."""
+        record = self.self_training(c, seed)[-1]["segmenter"]
+        if c.norm_stats != "target" or c.train_on == "ensemble":
+            return record
+        return self.norm_adapted(self.plan.final_segmenter(c, seed), record)
+
+    def norm_adapted(self, segmenter: Stage, record: dict) -> dict:
+        """The segmenter of ``record`` (made by stage ``segmenter``) with its batch-norm statistics
+        re-estimated on the target training images (AdaBN), exported and scored on the target test set."""
+        from .evaluation import evaluate_set
+        from .norm_stats import adapt_segmenter
+
+        stage = self.plan.norm_stats(segmenter)
+        folder = self.root / "norm_stats" / slug(stage.name.removeprefix("normstats:"))
+
+        def work() -> dict:
+            workers = self.cfg.data.num_workers
+            file = adapt_segmenter(
+                Path(record["file"]),
+                self.data.target_train,
+                folder / "S.safetensors",
+                self.cfg.segmenter.batch_size,
+                workers,
+            )
+            model = self.load_segmenter(file)
+            scores = evaluate_set(model, self.data.target_test, self.classes, num_workers=workers)
+            return {"file": str(file), "adapted_from": record["file"], "target_test": scores}
+
+        return self.stages.run(stage, work, [folder])
 
     def report(self) -> dict:
         """Every row and translator-quality stage (each run or found cached), then the tables and plots."""
@@ -266,7 +305,7 @@ class Study:
             quality[name] = self.quality(name)
         seeds = self.cfg.segmenter.seeds
         rounds = {c.name: {seed: self.self_training(c, seed) for seed in seeds} for c in self.cfg.conditions}
-        rows = {name: {seed: per_round[-1]["segmenter"] for seed, per_round in r.items()} for name, r in rounds.items()}
+        rows = {c.name: {seed: self.scored(c, seed) for seed in seeds} for c in self.cfg.conditions}
         rounds = {c.name: rounds[c.name] for c in self.cfg.conditions if c.self_training is not None}
         return results_of(self.stages.run(self.plan.report(), lambda: write_report(self, rows, quality, rounds)))
 
@@ -298,7 +337,7 @@ class Study:
             row = self.plan.condition(teacher)
             if row.train_on == "ensemble":
                 return [Path(f) for f in self.ensemble(row, seed)["members"]]
-            return [Path(self.self_training(row, seed)[-1]["segmenter"]["file"])]
+            return [Path(self.scored(row, seed)["file"])]
         return [Path(previous["file"])]
 
     def pseudo_labels(self, c: Condition, seed: int, round_: int, labellers: list[Path]) -> dict:

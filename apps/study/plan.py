@@ -143,13 +143,35 @@ class Plan:
 
     def ensemble(self, c: Condition, seed: int) -> Stage:
         """A row scored by the averaged softmax of other rows' segmenters of the same seed."""
-        members = [self.final_segmenter(self.condition(m), seed) for m in c.ensemble]
-        keys = [re.sub(rf"-seed{seed}(?=$|-round)", "", m.name.removeprefix("segmenter:")) for m in members]
+        members = self.ensemble_members(c, seed)
+        keys = [re.sub(rf"-seed{seed}(?=$|-round)", "", member_key(m.name)) for m in members]
         return self._stage(f"ensemble:{'+'.join(keys)}-seed{seed}", {}, [self.data(), *members])
 
+    def ensemble_members(self, c: Condition, seed: int) -> list[Stage]:
+        """The stages of an ensemble row's member segmenters: each member row's scoring segmenter,
+        re-estimated on the target (``norm_stats: target``) when the ensemble row asks for it."""
+        members = []
+        for name in c.ensemble:
+            member = self.condition(name)
+            adapt = "target" in (c.norm_stats, member.norm_stats)
+            final = self.final_segmenter(member, seed)
+            members.append(self.norm_stats(final) if adapt else final)
+        return members
+
     def final_segmenter(self, c: Condition, seed: int) -> Stage:
-        """The segmenter that scores a trained row: its last self-training round's, else its own."""
-        return self.row_stages(c, seed)[-1]
+        """The segmenter a trained row ends with: its last self-training round's, else its own."""
+        return self._trained_stages(c, seed)[-1]
+
+    def scoring_segmenter(self, c: Condition, seed: int) -> Stage:
+        """The segmenter that scores a trained row: its final one, with batch-norm statistics
+        re-estimated on the target training images when the row says ``norm_stats: target``."""
+        final = self.final_segmenter(c, seed)
+        return self.norm_stats(final) if c.norm_stats == "target" else final
+
+    def norm_stats(self, segmenter: Stage) -> Stage:
+        """``segmenter`` with its batch-norm statistics re-estimated on the target training images."""
+        key = segmenter.name.removeprefix("segmenter:")
+        return self._stage(f"normstats:{key}", {"device": self.cfg.device}, [self.data(), segmenter])
 
     def row(self, c: Condition, seed: int) -> Stage:
         """The stage that scores condition ``c`` with segmenter seed ``seed``."""
@@ -177,7 +199,10 @@ class Plan:
             "n_examples": self.cfg.n_examples,
         }
         for c in self.cfg.conditions:
-            config.update(flatten({k: v for k, v in asdict(c).items() if k != "name"}, f"conditions.{c.name}"))
+            fields = {k: v for k, v in asdict(c).items() if k != "name"}
+            if c.norm_stats == "training":  # added later: left out at its default so reports stay cached
+                del fields["norm_stats"]
+            config.update(flatten(fields, f"conditions.{c.name}"))
         unique_rows = {s.name: s for s in rows}.values()  # conditions sharing a recipe share its segmenters
         return self._stage("report", config, [self.data(), *unique_rows, *quality])
 
@@ -197,8 +222,18 @@ class Plan:
     # --- self-training rows ---------------------------------------------------------------------
 
     def row_stages(self, c: Condition, seed: int) -> list[Stage]:
-        """The stages whose results make row ``c``'s numbers for ``seed``: its segmenter, and for a
-        self-training row every round's pseudo-labels and segmenter (the last one scores the row)."""
+        """The stages whose results make row ``c``'s numbers for ``seed``: its segmenter, for a
+        self-training row every round's pseudo-labels and segmenter, and for ``norm_stats: target``
+        the last segmenter re-estimated on the target (the last stage scores the row)."""
+        if c.train_on == "ensemble":  # its members re-estimated here, then the ensemble that scores it
+            adapted = [m for m in self.ensemble_members(c, seed) if m.name.startswith("normstats:")]
+            return [*adapted, self.ensemble(c, seed)]
+        stages = self._trained_stages(c, seed)
+        if c.norm_stats == "target":
+            stages.append(self.norm_stats(stages[-1]))
+        return stages
+
+    def _trained_stages(self, c: Condition, seed: int) -> list[Stage]:
         rounds = c.self_training.rounds if c.self_training is not None else 0
         stages = [self.row(c, seed)]
         for r in range(1, rounds + 1):
@@ -229,7 +264,7 @@ class Plan:
         teacher = c.self_training.teacher
         if round_ == 1 and teacher:
             row = self.condition(teacher)
-            return self.ensemble(row, seed) if row.train_on == "ensemble" else self.final_segmenter(row, seed)
+            return self.ensemble(row, seed) if row.train_on == "ensemble" else self.scoring_segmenter(row, seed)
         return self.round_segmenter(c, seed, round_ - 1)
 
     def round_segmenter(self, c: Condition, seed: int, round_: int) -> Stage:
@@ -249,6 +284,13 @@ class Plan:
         reads = [self.data(), *self._training_set(recipe), self.pseudo_labels(c, seed, round_)]
         reads += [self.round_segmenter(c, seed, round_ - 1)] if st.init == "previous" else []
         return self._stage(f"segmenter:{c.name}-seed{seed}-round{round_}", config, reads)
+
+
+def member_key(stage_name: str) -> str:
+    """An ensemble member's part of the ensemble's stage name: the segmenter's key, marked when its
+    statistics were re-estimated on the target (so the two ensembles are different stages)."""
+    kind, _, key = stage_name.partition(":")
+    return f"targetnorm-{key}" if kind == "normstats" else key
 
 
 def weights_identity(path: str) -> dict[str, Any]:
