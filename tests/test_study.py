@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from apps.study.stages import slug
 from translate.cli import main
@@ -68,6 +69,8 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
         "FDA β=0.05 mixed p=0.5 + photometric",
         "histogram matching",
         "pixel-distribution adaptation",
+        "source-only + AdaBN",
+        "CycleGAN ensemble + AdaBN",
         "oracle",
     ]
     for row in summary.values():
@@ -102,6 +105,19 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
             f"translated-fda09-seed{seed}",
         ]
         assert summary["FDA multi-band"]["per_seed_miou"][str(seed)] == record["target_test"]["miou"]
+    # the AdaBN rows: scored by exports whose batch-norm statistics were re-estimated on the target,
+    # weights untouched; the ensemble's members are such exports
+    adapted = json.loads((out / "stages" / f"{slug('normstats:source-seed0')}.json").read_text())
+    assert read_metadata(adapted["file"])["info"]["norm_stats"] == "target"
+    new, old = load_file(adapted["file"]), load_file(adapted["adapted_from"])
+    means = [k for k in new if k.endswith("running_mean")]
+    assert means and all(not torch.equal(new[k], old[k]) for k in means)
+    assert all(torch.equal(new[k], old[k]) for k in new if k.endswith("weight"))
+    assert summary["source-only + AdaBN"]["per_seed_miou"]["0"] == adapted["target_test"]["miou"]
+    members = "ensemble:targetnorm-translated-cyclegan+targetnorm-translated-cyclegan-photometric-seed1"
+    ensemble = json.loads((out / "stages" / f"{slug(members)}.json").read_text())
+    assert [read_metadata(f)["info"]["norm_stats"] for f in ensemble["members"]] == ["target", "target"]
+    assert summary["CycleGAN ensemble + AdaBN"]["per_seed_miou"]["1"] == ensemble["target_test"]["miou"]
     csv_lines = (out / "results.csv").read_text().splitlines()
     # the self-training row: its rounds' pseudo-labels scored, its last round's segmenter scoring the row
     rounds = results["self_training"]["CycleGAN + self-training"]
@@ -125,7 +141,7 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
         ]
     labels = sorted((out / "self_training/CycleGAN___self-training/seed0-round1/labels").glob("*.png"))
     assert len(labels) == 16 and IGNORE in np.array(Image.open(labels[0]))
-    assert len(csv_lines) == 1 + 19 and csv_lines[0].startswith("condition,miou_mean,miou_std")
+    assert len(csv_lines) == 1 + 21 and csv_lines[0].startswith("condition,miou_mean,miou_std")
     # sample grid: 2 scenes × [source | 9 translators | paired target] of 32×64, 2-pixel gaps
     grid = read_image(out / "translator_samples.png")
     assert grid.shape == (2 * 32 + 2, 11 * 64 + 10 * 2, 3)

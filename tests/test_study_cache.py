@@ -75,7 +75,7 @@ def test_changing_segmenter_steps_changes_the_segmenters_and_what_reads_them_onl
     before, after = _fingerprints(), _fingerprints("segmenter.steps=8")
     assert before.keys() == after.keys()
     changed = {name for name in before if before[name] != after[name]}
-    segmenters = {name for name in before if name.startswith(("segmenter:", "ensemble:"))}
+    segmenters = {name for name in before if name.startswith(("segmenter:", "ensemble:", "normstats:"))}
     # every translator is scored with the oracle and source-only segmenters
     quality = {name for name in before if name.startswith("quality:")}
     assert quality >= {"quality:none", "quality:cyclegan", "quality:fda05", "quality:histogram", "quality:cut"}
@@ -120,6 +120,12 @@ def test_photometric_strength_reruns_the_photometric_rows() -> None:
         "ensemble:translated-cyclegan+translated-cyclegan-photometric-seed0",
         "ensemble:translated-cyclegan+translated-cyclegan-photometric-seed1",
         *(f"{kind}:{TAUGHT}-seed{s}-round1" for kind in ("pseudolabels", "segmenter") for s in (0, 1)),
+        # the same ensemble with target statistics, through its re-estimated photometric member
+        *(f"normstats:translated-cyclegan-photometric-seed{s}" for s in (0, 1)),
+        *(
+            f"ensemble:targetnorm-translated-cyclegan+targetnorm-translated-cyclegan-photometric-seed{s}"
+            for s in (0, 1)
+        ),
         "report",
     }
 

@@ -3,9 +3,7 @@ itself on known inputs, a shifted domain it repairs, and the study rows and stag
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -146,43 +144,3 @@ def test_a_teacher_with_target_statistics_labels_with_the_adapted_segmenter() ->
     plan = Plan(_config(teacher, student))
     labels = plan.pseudo_labels(student, 0, 1)
     assert "stage normstats:translated-cyclegan-seed0" in labels.inputs
-
-
-@pytest.mark.slow
-def test_smoke_rows_with_target_statistics_are_scored_by_adapted_exports(tmp_path: Path) -> None:
-    """Two AdaBN rows on the smoke study: each scored by an export whose batch-norm statistics differ
-    from the trained one's and that records its origin; the ensemble's members are such exports."""
-    from safetensors.torch import load_file
-
-    from apps.study.stages import slug
-    from translate.cli import main
-    from translate.io import read_metadata
-
-    config = tmp_path / "study.yaml"
-    config.write_text(
-        f"base: {Path(SMOKE).resolve()}\n"
-        "segmenter: {seeds: [0]}\n"
-        "conditions:\n"
-        "  - {name: source-only, train_on: source}\n"
-        "  - {name: CycleGAN, train_on: translated, translator: cyclegan}\n"
-        "  - {name: CycleGAN + photometric, train_on: translated, translator: cyclegan, photometric: true}\n"
-        "  - {name: source-only + AdaBN, train_on: source, norm_stats: target}\n"
-        "  - {name: CycleGAN ensemble + AdaBN, train_on: ensemble, ensemble: [CycleGAN, CycleGAN + photometric],"
-        " norm_stats: target}\n"
-        "  - {name: oracle, train_on: target}\n"
-    )
-    out = tmp_path / "run"
-    assert main(["study", str(config), f"out_dir={out}", "progress=false"]) == 0
-    record = json.loads((out / "stages" / f"{slug('normstats:source-seed0')}.json").read_text())
-    adapted, trained = Path(record["file"]), Path(record["adapted_from"])
-    assert read_metadata(adapted)["info"]["norm_stats"] == "target"
-    a, t = load_file(str(adapted)), load_file(str(trained))
-    means = [k for k in a if k.endswith("running_mean")]
-    assert means and all(not torch.equal(a[k], t[k]) for k in means)
-    assert all(torch.equal(a[k], t[k]) for k in a if k.endswith("weight"))
-    summary = json.loads((out / "results.json").read_text())["summary"]
-    assert summary["source-only + AdaBN"]["per_seed_miou"]["0"] == record["target_test"]["miou"]
-    name = "ensemble:targetnorm-translated-cyclegan+targetnorm-translated-cyclegan-photometric-seed0"
-    ensemble = json.loads((out / "stages" / f"{slug(name)}.json").read_text())
-    assert [read_metadata(f)["info"]["norm_stats"] for f in ensemble["members"]] == ["target", "target"]
-    assert summary["CycleGAN ensemble + AdaBN"]["per_seed_miou"]["0"] == ensemble["target_test"]["miou"]

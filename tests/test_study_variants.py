@@ -44,11 +44,13 @@ def test_the_presets_config_keeps_the_quick_study_settings_and_changes_only_the_
         t.init_from in quick.translators and t.model == quick.translators[t.init_from].model for t in added.values()
     )
     # every quick-study row, as defined there, plus rows that add to them (self-training, ensembles,
-    # the continued translators)
+    # the continued translators, statistics from the target)
     assert [c for c in presets.conditions if c.name in {q.name for q in quick.conditions}] == quick.conditions
     extra = [c for c in presets.conditions if c not in quick.conditions]
-    assert {c.train_on for c in extra} <= {"translated", "ensemble"}
-    assert all(c.self_training or c.ensemble or c.translator in added for c in extra) and extra
+    assert {c.train_on for c in extra} <= {"translated", "ensemble", "source"}
+    assert (
+        all(c.self_training or c.ensemble or c.translator in added or c.norm_stats == "target" for c in extra) and extra
+    )
 
 
 @pytest.mark.parametrize(
