@@ -38,6 +38,13 @@ def _events(root: Path) -> list[dict]:
     return [json.loads(line) for line in (root / "stages.log").read_text().splitlines()]
 
 
+def _record(out: Path, stage: str) -> dict:
+    """A stage's record as the study reads it: its paths inside the run folder resolved."""
+    from apps.study.stages import StageRunner
+
+    return StageRunner(out, echo=lambda _: None).record(stage)
+
+
 def _study(out: Path, *overrides: str, config: str = SMOKE) -> int:
     return main(["study", config, f"out_dir={out}", "progress=false", *overrides])
 
@@ -107,7 +114,7 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
         assert summary["FDA multi-band"]["per_seed_miou"][str(seed)] == record["target_test"]["miou"]
     # the AdaBN rows: scored by exports whose batch-norm statistics were re-estimated on the target,
     # weights untouched; the ensemble's members are such exports
-    adapted = json.loads((out / "stages" / f"{slug('normstats:source-seed0')}.json").read_text())
+    adapted = _record(out, "normstats:source-seed0")
     assert read_metadata(adapted["file"])["info"]["norm_stats"] == "target"
     new, old = load_file(adapted["file"]), load_file(adapted["adapted_from"])
     means = [k for k in new if k.endswith("running_mean")]
@@ -115,7 +122,7 @@ def test_smoke_study_writes_every_output_and_a_rerun_redoes_nothing(tmp_path: Pa
     assert all(torch.equal(new[k], old[k]) for k in new if k.endswith("weight"))
     assert summary["source-only + AdaBN"]["per_seed_miou"]["0"] == adapted["target_test"]["miou"]
     members = "ensemble:targetnorm-translated-cyclegan+targetnorm-translated-cyclegan-photometric-seed1"
-    ensemble = json.loads((out / "stages" / f"{slug(members)}.json").read_text())
+    ensemble = _record(out, members)
     assert [read_metadata(f)["info"]["norm_stats"] for f in ensemble["members"]] == ["target", "target"]
     assert summary["CycleGAN ensemble + AdaBN"]["per_seed_miou"]["1"] == ensemble["target_test"]["miou"]
     csv_lines = (out / "results.csv").read_text().splitlines()
@@ -216,7 +223,7 @@ def test_killed_stage_continues_from_its_checkpoint(tmp_path: Path, stage: str, 
     assert not (out / "stages" / f"{stage.replace(':', '_')}.json").exists()
     finished_before = {e["stage"] for e in _events(out) if e["event"] == "finished"}
     assert _study(out, *only) == 0
-    record = json.loads((out / "stages" / f"{stage.replace(':', '_')}.json").read_text())
+    record = _record(out, stage)
     assert record["resumed_at"] == step
     # what was resumed: the weights equal those of a run never stopped
     exported = record["generator"] if stage.startswith("translator:") else record["file"]
@@ -232,7 +239,6 @@ def test_killed_stage_continues_from_its_checkpoint(tmp_path: Path, stage: str, 
 def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_translators(
     tmp_path: Path, capsys
 ) -> None:
-    from apps.study.stages import slug
     from translate.io import read_metadata
 
     out = tmp_path / "run"
@@ -253,7 +259,7 @@ def test_changed_segmenter_steps_reruns_the_segmenters_and_report_and_keeps_the_
     # every segmenter says why, and the table is built from segmenters trained for 8 steps, afresh
     for name in (n for n in second if n.startswith("segmenter:")):
         assert second[name]["reason"].startswith("config changed (segmenter.steps 6 -> 8)"), second[name]
-        record = json.loads((out / "stages" / f"{slug(name)}.json").read_text())
+        record = _record(out, name)
         assert record["inputs"]["segmenter.steps"] == 8 and record["resumed_at"] == 0
         assert read_metadata(record["file"])["info"]["step"] == 8
     assert "[study] segmenter:source-seed0 reruns: config changed (segmenter.steps 6 -> 8)" in said

@@ -66,6 +66,42 @@ def test_a_changed_key_reruns_its_stage_and_those_reading_it_and_says_why(tmp_pa
     assert run_all(800, []) == []  # the same inputs again: everything cached
 
 
+def test_a_moved_or_copied_run_folder_reads_its_own_files(tmp_path: Path) -> None:
+    """Records name the files of their run folder relative to it: a copy reads the copy's files, and
+    its origin may since hold other results or be gone."""
+    import shutil
+
+    outside = tmp_path / "weights.bin"
+    outside.write_bytes(b"shared")
+    origin = tmp_path / "a" / "run"
+    stage = _stage("segmenter:a", n=1)
+
+    def work() -> dict:
+        (origin / "segmenters").mkdir(parents=True, exist_ok=True)
+        (origin / "segmenters" / "S.bin").write_bytes(b"trained in a")
+        file = str(origin / "segmenters" / "S.bin")
+        return {"file": file, "members": [file, str(outside)], "name": "CycleGAN/photo", "value": 0.5}
+
+    first = _runner(origin).run(stage, work)
+    assert first["file"] == str(origin / "segmenters" / "S.bin")
+    stored = json.loads((origin / "stages" / "segmenter_a.json").read_text())
+    assert stored["file"] == "<run>/segmenters/S.bin"
+    assert stored["members"] == ["<run>/segmenters/S.bin", str(outside)]  # a file elsewhere stays as named
+    assert stored["name"] == "CycleGAN/photo" and stored["value"] == 0.5
+    assert _runner(origin).record("segmenter:a")["file"] == first["file"]
+
+    copy = tmp_path / "b" / "run"
+    shutil.copytree(origin, copy)
+    (origin / "segmenters" / "S.bin").write_bytes(b"retrained in a")  # the origin moves on
+    calls: list[str] = []
+    cached = _runner(copy).run(stage, _counting(calls, "segmenter:a", 0))
+    assert calls == []  # the copy's stage is still done ...
+    assert Path(cached["file"]).read_bytes() == b"trained in a"  # ... and reads its own file
+    assert cached["members"] == [str(copy / "segmenters" / "S.bin"), str(outside)]
+    shutil.rmtree(tmp_path / "a")
+    assert Path(_runner(copy).record("segmenter:a")["file"]).is_file()
+
+
 def _fingerprints(*overrides: str) -> dict[str, str]:
     """Every stage of the smoke study under ``overrides``, by name."""
     return {s.name: s.fingerprint for s in Plan(load_study_config(SMOKE, list(overrides))).all_stages()}

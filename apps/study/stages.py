@@ -8,6 +8,9 @@ when the fingerprint matches. Otherwise the stage is redone, and the log names w
 since a stage's inputs hold the fingerprints of the stages it reads, everything downstream of a
 redone stage is redone too.
 
+A record names the files of its run folder relative to that folder (``<run>/segmenters/...``), so a
+run folder moved or copied elsewhere keeps its stages and reads its own files.
+
 While a stage runs, ``stages/NAME.pending`` holds the fingerprint it runs under, so a killed stage
 continues from its own checkpoints only when its inputs are the same; work left by other inputs
 (the stage's work folders) is removed first, never resumed. Every run, start, rerun, skip,
@@ -123,8 +126,12 @@ class StageRunner:
         self._reported: set[str] = set()  # a cached stage is announced once, however often it is asked for
 
     def record(self, name: str) -> dict | None:
+        """The stage's record, its paths inside the run folder resolved against this run folder."""
         path = self._record_path(name)
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        return {k: v if k == "inputs" else from_record(v, self.root) for k, v in record.items()}
 
     def log(self, event: str, stage: str | None = None, **fields: Any) -> None:
         entry = {"stage": stage, "event": event, **fields, "time": round(time.time(), 3)}
@@ -153,8 +160,9 @@ class StageRunner:
         except Exception as exc:
             self.log("failed", name, error=str(exc))
             raise
-        result = {**result, "seconds": round(time.time() - start, 1), "fingerprint": key, "inputs": stage.inputs}
-        self._write(self._record_path(name), json.dumps(result, indent=2))
+        about = {"seconds": round(time.time() - start, 1), "fingerprint": key, "inputs": stage.inputs}
+        self._write(self._record_path(name), json.dumps({**to_record(result, self.root), **about}, indent=2))
+        result = {**result, **about}
         self._pending_path(name).unlink(missing_ok=True)
         self.log("finished", name)
         self._reported.add(name)
@@ -196,6 +204,37 @@ class StageRunner:
     def events(self) -> list[dict]:
         path = self.root / "stages.log"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+#: how a record writes a path inside its run folder: relative to that folder, after this prefix.
+#: A run folder moved or copied elsewhere then reads its own files, never those of the folder it was
+#: copied from (which may since hold other results, or be gone)
+RUN_PREFIX = "<run>/"
+
+
+def to_record(value: Any, root: Path) -> Any:
+    """``value`` with every string naming an existing file or folder inside ``root`` written as
+    ``RUN_PREFIX`` + its path relative to ``root``."""
+    if isinstance(value, dict):
+        return {k: to_record(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_record(v, root) for v in value]
+    if isinstance(value, str) and "/" in value and Path(value).exists():
+        inside, within = Path(value).resolve(), Path(root).resolve()
+        if inside.is_relative_to(within):
+            return RUN_PREFIX + inside.relative_to(within).as_posix()
+    return value
+
+
+def from_record(value: Any, root: Path) -> Any:
+    """``value`` read from a record, its ``RUN_PREFIX`` paths resolved against ``root``."""
+    if isinstance(value, dict):
+        return {k: from_record(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_record(v, root) for v in value]
+    if isinstance(value, str) and value.startswith(RUN_PREFIX):
+        return str(Path(root) / value.removeprefix(RUN_PREFIX))
+    return value
 
 
 def _remove(path: Path) -> bool:
