@@ -454,6 +454,10 @@ def test_real_dataset_config_runs_end_to_end_on_fixture_trees(tmp_path: Path) ->
     results = json.loads((out / "results.json").read_text())
     # scored over the classes the Cityscapes test split shows, nothing else
     assert set(results["summary"]["oracle"]["per_class"]) == {"sky", "building", "vegetation", "sidewalk", "road"}
+    # AdaBN, the literature's training-free baseline: the statistics of the 8 Cityscapes train frames
+    adapted = _record(out, "normstats:source-seed0")
+    assert read_metadata(adapted["file"])["info"]["norm_stats_images"] == 8
+    assert results["summary"]["source-only + AdaBN"]["per_seed_miou"]["0"] == adapted["target_test"]["miou"]
     assert np.isnan(results["quality"]["cyclegan"]["l1_to_paired_target"])  # no pairs in real data
     # the translators translate the full-resolution frames they were trained on crops of
     translated = sorted((out / "data" / "translated" / "cyclegan").glob("*.png"))

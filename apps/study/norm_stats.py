@@ -49,10 +49,12 @@ def reestimate_batch_norm(model: nn.Module, inputs: Iterable[torch.Tensor]) -> n
     return adapted.eval()
 
 
-def adapt_segmenter(source: Path, dataset, destination: Path, batch_size: int, num_workers: int = 0) -> Path:
+def adapt_segmenter(
+    source: Path, dataset, destination: Path, batch_size: int, num_workers: int = 0, device: str = "cpu"
+) -> Path:
     """The exported segmenter ``source`` with batch-norm statistics re-estimated on ``dataset``'s
-    images (a study set read from disk; labels unused), exported to ``destination`` with the same
-    architecture and info, plus where its statistics came from."""
+    images (a study set read from disk, at its resized size; labels unused) on ``device``, exported
+    to ``destination`` with the same architecture and info, plus where its statistics came from."""
     from translate.data.images import to_tensor
     from translate.io import export_network, load_network
     from translate.nets.layers import pad_to_multiple
@@ -60,10 +62,11 @@ def adapt_segmenter(source: Path, dataset, destination: Path, batch_size: int, n
     from .evaluation import batches
     from .segmenter import input_multiple
 
-    model, meta = load_network(source)
+    model, meta = load_network(source, device)
     multiple = input_multiple(model)
     inputs = (
-        pad_to_multiple(to_tensor(images), multiple)[0] for images, _ in batches(dataset, batch_size, num_workers)
+        pad_to_multiple(to_tensor(images).to(device), multiple)[0]
+        for images, _ in batches(dataset, batch_size, num_workers)
     )
     try:
         adapted = reestimate_batch_norm(model, inputs)

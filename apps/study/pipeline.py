@@ -286,6 +286,7 @@ class Study:
                 folder / "S.safetensors",
                 self.cfg.segmenter.batch_size,
                 workers,
+                self.cfg.device,
             )
             model = self.load_segmenter(file)
             scores = evaluate_set(model, self.data.target_test, self.classes, num_workers=workers)
