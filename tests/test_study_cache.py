@@ -80,13 +80,16 @@ def test_a_moved_or_copied_run_folder_reads_its_own_files(tmp_path: Path) -> Non
         (origin / "segmenters").mkdir(parents=True, exist_ok=True)
         (origin / "segmenters" / "S.bin").write_bytes(b"trained in a")
         file = str(origin / "segmenters" / "S.bin")
-        return {"file": file, "members": [file, str(outside)], "name": "CycleGAN/photo", "value": 0.5}
+        (origin / "linked.bin").symlink_to(outside)  # a dataset file linked into the run folder
+        linked = str(origin / "linked.bin")
+        return {"file": file, "members": [file, str(outside)], "linked": linked, "name": "CycleGAN/photo", "value": 0.5}
 
     first = _runner(origin).run(stage, work)
     assert first["file"] == str(origin / "segmenters" / "S.bin")
     stored = json.loads((origin / "stages" / "segmenter_a.json").read_text())
     assert stored["file"] == "<run>/segmenters/S.bin"
     assert stored["members"] == ["<run>/segmenters/S.bin", str(outside)]  # a file elsewhere stays as named
+    assert stored["linked"] == "<run>/linked.bin"  # the link is the run folder's, wherever it points
     assert stored["name"] == "CycleGAN/photo" and stored["value"] == 0.5
     assert _runner(origin).record("segmenter:a")["file"] == first["file"]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -219,8 +220,9 @@ def to_record(value: Any, root: Path) -> Any:
         return {k: to_record(v, root) for k, v in value.items()}
     if isinstance(value, list):
         return [to_record(v, root) for v in value]
-    if isinstance(value, str) and "/" in value and Path(value).exists():
-        inside, within = Path(value).resolve(), Path(root).resolve()
+    if isinstance(value, str) and "/" in value and os.path.lexists(value):
+        # absolute but not resolved: a link inside the run folder (to a dataset) stays inside it
+        inside, within = Path(os.path.abspath(value)), Path(os.path.abspath(root))
         if inside.is_relative_to(within):
             return RUN_PREFIX + inside.relative_to(within).as_posix()
     return value
