@@ -23,7 +23,7 @@ from translate.errors import DataError
 
 from .baselines import is_baseline
 from .config import Condition, SegmenterSection, StudyConfig
-from .plan import Plan, Recipe
+from .plan import Plan, Recipe, adapts_member
 from .stages import Interrupted, Stage, StageRunner, slug
 
 #: bookkeeping entries of a stage record, not results
@@ -240,8 +240,8 @@ class Study:
         members = []
         for name in c.ensemble:
             member = self.plan.condition(name)
-            record = self.scored(member, seed)
-            if c.norm_stats == "target" and member.norm_stats != "target":
+            record = self.self_training(member, seed)[-1]["segmenter"]
+            if adapts_member(c, member):
                 record = self.norm_adapted(self.plan.final_segmenter(member, seed), record)
             members.append(record)
 
@@ -264,10 +264,14 @@ class Study:
     def scored(self, c: Condition, seed: int) -> dict:
         """The record that scores condition ``c`` with seed ``seed``: its last round's segmenter, with
         batch-norm statistics re-estimated on the target training images for ``norm_stats: target``."""
-        record = self.self_training(c, seed)[-1]["segmenter"]
+        return self._scoring(c, seed, self.self_training(c, seed)[-1]["segmenter"])
+
+    def _scoring(self, c: Condition, seed: int, final: dict) -> dict:
+        """``final`` (row ``c``'s last record), or its segmenter re-estimated on the target for
+        ``norm_stats: target`` (an ensemble row adapted its members already)."""
         if c.norm_stats != "target" or c.train_on == "ensemble":
-            return record
-        return self.norm_adapted(self.plan.final_segmenter(c, seed), record)
+            return final
+        return self.norm_adapted(self.plan.final_segmenter(c, seed), final)
 
     def norm_adapted(self, segmenter: Stage, record: dict) -> dict:
         """The segmenter of ``record`` (made by stage ``segmenter``) with its batch-norm statistics
@@ -306,7 +310,12 @@ class Study:
             quality[name] = self.quality(name)
         seeds = self.cfg.segmenter.seeds
         rounds = {c.name: {seed: self.self_training(c, seed) for seed in seeds} for c in self.cfg.conditions}
-        rows = {c.name: {seed: self.scored(c, seed) for seed in seeds} for c in self.cfg.conditions}
+        rows = {
+            c.name: {
+                seed: self._scoring(c, seed, per_round[-1]["segmenter"]) for seed, per_round in rounds[c.name].items()
+            }
+            for c in self.cfg.conditions
+        }
         rounds = {c.name: rounds[c.name] for c in self.cfg.conditions if c.self_training is not None}
         return results_of(self.stages.run(self.plan.report(), lambda: write_report(self, rows, quality, rounds)))
 

@@ -153,9 +153,8 @@ class Plan:
         members = []
         for name in c.ensemble:
             member = self.condition(name)
-            adapt = "target" in (c.norm_stats, member.norm_stats)
             final = self.final_segmenter(member, seed)
-            members.append(self.norm_stats(final) if adapt else final)
+            members.append(self.norm_stats(final) if adapts_member(c, member) else final)
         return members
 
     def final_segmenter(self, c: Condition, seed: int) -> Stage:
@@ -284,6 +283,12 @@ class Plan:
         reads = [self.data(), *self._training_set(recipe), self.pseudo_labels(c, seed, round_)]
         reads += [self.round_segmenter(c, seed, round_ - 1)] if st.init == "previous" else []
         return self._stage(f"segmenter:{c.name}-seed{seed}-round{round_}", config, reads)
+
+
+def adapts_member(ensemble: Condition, member: Condition) -> bool:
+    """Whether an ensemble row scores ``member`` with target batch-norm statistics: when either row
+    asks for them (the member's own scoring segmenter is then the adapted one)."""
+    return "target" in (ensemble.norm_stats, member.norm_stats)
 
 
 def member_key(stage_name: str) -> str:
