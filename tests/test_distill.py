@@ -114,9 +114,11 @@ def student_l1(rt, images: torch.Tensor) -> float:
         return (rt.model.G(images) - rt.model.teacher(images)).abs().mean().item()
 
 
-def test_student_learns_the_teachers_mapping(teacher_file: Path) -> None:
+@pytest.mark.parametrize("adversarial", ["target", "teacher"])
+def test_student_learns_the_teachers_mapping(teacher_file: Path, adversarial: str) -> None:
     torch.manual_seed(0)
-    rt = build_runtime(load_config(None, distill_overrides(teacher_file)), DistEnv(), steps_per_epoch=1)
+    overrides = distill_overrides(teacher_file, [f"model.adversarial={adversarial}"])
+    rt = build_runtime(load_config(None, overrides), DistEnv(), steps_per_epoch=1)
     frozen = {k: v.clone() for k, v in rt.model.teacher.state_dict().items()}
     smooth = torch.from_numpy(smooth_images(12, 16, seed=0)).permute(0, 3, 1, 2).float() / 127.5 - 1
     images, held_out = {"A": smooth[:4], "B": smooth[4:8]}, smooth[8:]
@@ -129,6 +131,30 @@ def test_student_learns_the_teachers_mapping(teacher_file: Path) -> None:
     assert set(logs) >= {"distill", "G_adv", "D"}
     for k, v in rt.model.teacher.state_dict().items():
         assert torch.equal(v, frozen[k]), f"the teacher changed: {k}"
+
+
+def test_adversarial_teacher_judges_pairs_and_never_reads_the_target_images(teacher_file: Path) -> None:
+    """Against the teacher, the discriminator takes (input, output) pairs and the teacher's outputs
+    are its real images: the B batch changes nothing."""
+    overrides = distill_overrides(teacher_file, ["model.adversarial=teacher"])
+    g = torch.Generator().manual_seed(0)
+    a, b1, b2 = (torch.rand(2, 3, 16, 16, generator=g) * 2 - 1 for _ in range(3))
+    states = []
+    for b in (b1, b2):
+        torch.manual_seed(0)
+        rt = build_runtime(load_config(None, overrides), DistEnv(), steps_per_epoch=1)
+        rt.model.D(torch.zeros(1, 6, 16, 16))  # takes 3 input + 3 output channels
+        logs = train_step(rt, {"A": a, "B": b})
+        weights = {k: v.clone() for k, v in rt.model.state_dict().items() if isinstance(v, torch.Tensor)}
+        states.append((weights, logs))
+    (first, logs1), (second, logs2) = states
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert logs1["D"].item() == logs2["D"].item()
+    target = build_runtime(load_config(None, distill_overrides(teacher_file)), DistEnv(), steps_per_epoch=1)
+    with pytest.raises(RuntimeError):  # the target discriminator takes the image alone
+        target.model.D(torch.zeros(1, 6, 16, 16))
+    with pytest.raises(ConfigError, match="model.adversarial: unknown 'both'; known: target, teacher"):
+        build_runtime(load_config(None, distill_overrides(teacher_file, ["model.adversarial=both"])), DistEnv(), 1)
 
 
 def test_one_pass_output_and_features_equal_the_forward_pass_at_an_odd_size() -> None:

@@ -5,8 +5,11 @@ The teacher is an exported image-to-image generator (one ``.safetensors`` file),
 student translates the teacher's source images and is trained on
 
 * L1 reconstruction of the teacher's output (``lambda_distill``);
-* an adversarial term against real target-domain images (a discriminator trained alongside,
-  ``lambda_adv``), which keeps the student's textures those of the target domain;
+* an adversarial term (a discriminator trained alongside, ``lambda_adv``) whose real images are
+  either the target domain's (``adversarial: target``: the student's textures stay the target
+  domain's) or the teacher's outputs, judged beside their input (``adversarial: teacher``: the
+  teacher's outputs as paired targets, pix2pix's conditional discriminator, so the student is
+  pushed towards the teacher's own textures rather than towards any target-like ones);
 * optionally, feature distillation (``lambda_features``): chosen student features, projected by
   1×1 convolutions to the teacher's channels, regress the teacher's features at the same
   resolution (mean squared error), through ``forward_features``.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,8 @@ from .frozen import frozen_network, read_export
 
 #: where the frozen teacher's weights sit in the model's state
 TEACHER_PREFIX = "teacher."
+#: what the discriminator takes as real: target-domain images, or the teacher's outputs (paired)
+ADVERSARIAL = ("target", "teacher")
 
 
 @dataclass
@@ -54,7 +60,8 @@ class DistillConfig:
     discriminator: dict[str, Any] = field(default_factory=lambda: {"name": "patchgan"})
     gan_loss: Any = "lsgan"
     lambda_distill: float = 10.0  # L1 between the student's and the teacher's outputs
-    lambda_adv: float = 1.0  # adversarial term against real target images
+    lambda_adv: float = 1.0  # adversarial term
+    adversarial: str = "target"  # its real images: target (the B images) | teacher (its outputs, paired)
     lambda_features: float = 0.0  # feature distillation
     # student feature name -> teacher feature name (see each net's feature_info()), e.g. {block3: block4}
     feature_layers: dict[str, str] = field(default_factory=dict)
@@ -102,6 +109,8 @@ class Distill(GANModel):
                 raise ConfigError(f"model.{key} must be >= 0, got {getattr(cfg, key)}")
         if len(cfg.macs_input_size) != 2 or min(cfg.macs_input_size) < 1:
             raise ConfigError(f"model.macs_input_size must be [height, width] >= 1, got {list(cfg.macs_input_size)}")
+        if cfg.adversarial not in ADVERSARIAL:
+            raise ConfigError(f"model.adversarial: unknown '{cfg.adversarial}'; known: {', '.join(ADVERSARIAL)}")
         self.objective = build_objective(cfg.gan_loss)
         # rebuilt from a checkpoint, the teacher is the one stored in it, not the file
         extra = (stored or {}).get("_extra_state", {})
@@ -117,7 +126,9 @@ class Distill(GANModel):
         channels_in, channels_out = spec["in_channels"], spec["out_channels"]
         self.spec = resolved_spec(GENERATORS, {**cfg.student, "in_channels": channels_in, "out_channels": channels_out})
         self.G = build_generator(self.spec, cfg.init, cfg.init_gain)
-        self.D = build_discriminator(cfg.discriminator, channels_out, cfg.init, cfg.init_gain)
+        # against the teacher, the discriminator sees each image beside its input (a paired target)
+        d_channels = channels_out + (channels_in if cfg.adversarial == "teacher" else 0)
+        self.D = build_discriminator(cfg.discriminator, d_channels, cfg.init, cfg.init_gain)
         self.projections = self.build_projections() if cfg.lambda_features > 0 else None
         self._macs: dict[str, Any] | None = None
 
@@ -148,6 +159,12 @@ class Distill(GANModel):
             projections[s_name] = nn.Conv2d(student_info[s_name]["channels"], teacher_info[t_name]["channels"], 1)
         return projections
 
+    def discriminate(self, image: torch.Tensor, source: torch.Tensor) -> Any:
+        """The discriminator's verdict on ``image`` (a translation of ``source``, or a real one)."""
+        if self.cfg.adversarial == "teacher":
+            return self.D(torch.cat([source, image], 1))
+        return self.D(image)
+
     def train(self, mode: bool = True) -> Distill:
         super().train(mode)
         self.teacher.eval()  # frozen: its norms and dropout behave as at inference
@@ -171,10 +188,12 @@ class Distill(GANModel):
 
         with torch.no_grad(), ctx.autocast():
             target, teacher_features = outputs_and_features(self.teacher, real_a, teacher_layers)
+        real = target if cfg.adversarial == "teacher" else real_b
+        judge = partial(self.discriminate, source=real_a)
         set_requires_grad([self.D], False)
         with ctx.autocast():
             fake, student_features = outputs_and_features(self.G, real_a, student_layers)
-            adv = g_loss(obj, self.D(fake))
+            adv = g_loss(obj, judge(fake))
         distill = reconstruction(fake, target)
         loss_g = cfg.lambda_distill * distill + cfg.lambda_adv * adv
         logs = {"distill": distill, "G_adv": adv}
@@ -193,9 +212,9 @@ class Distill(GANModel):
 
         set_requires_grad([self.D], True)
         with ctx.autocast():
-            loss_d = 0.5 * d_loss(obj, self.D(real_b), self.D(fake.detach()))
+            loss_d = 0.5 * d_loss(obj, judge(real), judge(fake.detach()))
         if obj.gp_weight:
-            gp = gradient_penalty(self.D, real_b, fake.detach())
+            gp = gradient_penalty(judge, real, fake.detach())
             loss_d = loss_d + obj.gp_weight * gp
             logs["gp"] = gp
         ctx.optimize("D", loss_d)
