@@ -144,3 +144,42 @@ def test_a_teacher_with_target_statistics_labels_with_the_adapted_segmenter() ->
     plan = Plan(_config(teacher, student))
     labels = plan.pseudo_labels(student, 0, 1)
     assert "stage normstats:translated-cyclegan-seed0" in labels.inputs
+
+
+def test_a_second_generation_is_taught_by_the_adapted_first_generation() -> None:
+    """Students of an ensemble of students with target statistics (the preset study's gen2 rows):
+    their labels come from the first generation's last rounds, each adapted, and from nothing
+    else; the chain is checked as a whole and lists every stage once."""
+    from apps.study.config import SelfTraining, check_config
+
+    first = SelfTraining(rounds=1, init="previous", teacher="CycleGAN ensemble")
+    second = SelfTraining(rounds=1, init="previous", teacher="first generation + AdaBN")
+    students = ["CycleGAN + ST", "CycleGAN + photometric + ST"]
+    cfg = _config(
+        Condition(students[0], "translated", "cyclegan", self_training=first),
+        Condition(students[1], "translated", "cyclegan", photometric=True, self_training=first),
+        Condition("first generation + AdaBN", "ensemble", ensemble=students, norm_stats="target"),
+        Condition("CycleGAN + gen2 ST", "translated", "cyclegan", self_training=second),
+    )
+    check_config(cfg)
+    plan = Plan(cfg)
+    labels = plan.pseudo_labels(plan.condition("CycleGAN + gen2 ST"), 1, 1)
+    teacher = [name for name in labels.inputs if name.startswith("stage ")]
+    assert teacher == [
+        "stage data",
+        "stage ensemble:targetnorm-CycleGAN + ST-round1+targetnorm-CycleGAN + photometric + ST-round1-seed1",
+    ]
+    ensemble = plan.ensemble(plan.condition("first generation + AdaBN"), 1)
+    assert sorted(n for n in ensemble.inputs if n.startswith("stage normstats")) == [
+        "stage normstats:CycleGAN + ST-seed1-round1",
+        "stage normstats:CycleGAN + photometric + ST-seed1-round1",
+    ]
+    # the second generation fine-tunes its own plain segmenter, not a first-generation student
+    segmenter = plan.round_segmenter(plan.condition("CycleGAN + gen2 ST"), 1, 1)
+    assert "stage segmenter:translated-cyclegan-seed1" in segmenter.inputs
+    names = [s.name for s in plan.all_stages()]
+    assert len(names) == len(set(names)) and "segmenter:CycleGAN + gen2 ST-seed1-round1" in names
+    # a teacher chain leading back to the row is refused
+    cfg.conditions.append(Condition("loop", "translated", "cyclegan", self_training=replace(second, teacher="loop")))
+    with pytest.raises(ConfigError, match="loop"):
+        check_config(cfg)
