@@ -458,6 +458,13 @@ def test_real_dataset_config_runs_end_to_end_on_fixture_trees(tmp_path: Path) ->
     adapted = _record(out, "normstats:source-seed0")
     assert read_metadata(adapted["file"])["info"]["norm_stats_images"] == 8
     assert results["summary"]["source-only + AdaBN"]["per_seed_miou"]["0"] == adapted["target_test"]["miou"]
+    # the ensemble-taught students: labels of the 8 Cityscapes train frames by the CycleGAN ensemble,
+    # a round of the segmenter's steps, and their ensemble with Cityscapes statistics scored
+    labels = _record(out, "pseudolabels:CycleGAN + photometric + ensemble-taught ST-seed0-round1")
+    assert labels["images"] == 8 and len(list(Path(labels["folder"]).glob("*.png"))) == 8
+    student = _record(out, "segmenter:CycleGAN + photometric + ensemble-taught ST-seed0-round1")
+    assert student["inputs"]["segmenter.steps"] == 3 and student["inputs"]["segmenter.lr"] == 0.000125
+    assert "ensemble-taught students + AdaBN" in results["summary"]
     assert np.isnan(results["quality"]["cyclegan"]["l1_to_paired_target"])  # no pairs in real data
     # the translators translate the full-resolution frames they were trained on crops of
     translated = sorted((out / "data" / "translated" / "cyclegan").glob("*.png"))
